@@ -1,0 +1,171 @@
+"""Typed pipeline specs: what a YAML file says once it has been validated.
+
+Specs are frozen records with no I/O; :mod:`plexa._config` builds them from files.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any
+
+import msgspec
+
+__all__ = [
+    "ActorSpec",
+    "LinkSpec",
+    "OnFailure",
+    "PipelineSpec",
+    "Policy",
+    "Restart",
+    "Settings",
+]
+
+
+class Policy(enum.StrEnum):
+    """What a link does when its consumer falls behind."""
+
+    BLOCK = "block"
+    """Lossless: the producer waits for room (backpressure). The default."""
+    DROP_OLDEST = "drop_oldest"
+    """The producer never waits; the oldest queued message is dropped and counted."""
+    LATEST = "latest"
+    """The producer never waits; the consumer takes only the newest queued message and the
+    older ones are counted as dropped."""
+
+
+class Restart(enum.StrEnum):
+    """When the nexus brings a failed actor back."""
+
+    NEVER = "never"
+    ON_FAILURE = "on-failure"
+    ALWAYS = "always"
+
+
+class OnFailure(enum.StrEnum):
+    """What the pipeline does when an actor fails for good."""
+
+    STOP = "stop"
+    CONTINUE = "continue"
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    """Run-wide settings (the ``settings:`` block)."""
+
+    store_size: int = 256 * 2**20
+    """Bytes reserved for the object store (LMDB map size)."""
+    control: str | None = None
+    """zmq endpoint for clients' commands; None picks an ipc socket in the run directory."""
+    output: str | None = None
+    """zmq endpoint for published events; None picks an ipc socket in the run directory."""
+    setup_timeout: float = 30.0
+    """Seconds an actor may take to start and finish ``setup`` before it counts as hung."""
+    stop_timeout: float = 5.0
+    """Seconds granted at each rung of the stop ladder (ask, then SIGTERM)."""
+    drain_timeout: float = 5.0
+    """Seconds the nexus waits for queued messages to be handled when stopping."""
+    heartbeat_interval: float = 0.1
+    """Seconds between an actor's heartbeats."""
+    hang_timeout: float = 5.0
+    """Seconds without a heartbeat after which an actor counts as hung."""
+    on_failure: OnFailure = OnFailure.STOP
+    """What the pipeline does when an actor fails and will not be restarted."""
+
+
+class ActorSpec(msgspec.Struct, frozen=True, kw_only=True):
+    """One actor (an entry under ``actors:``)."""
+
+    name: str
+    """The actor's unique name in the pipeline."""
+    target: str
+    """Import path of its class, ``package.module:Class``."""
+    options: dict[str, Any] = msgspec.field(default_factory=dict)
+    """Keyword arguments passed to the actor's ``setup``."""
+    restart: Restart = Restart.NEVER
+    """Restart policy."""
+    max_restarts: int = 3
+    """Restarts allowed within ``restart_window`` seconds before the actor fails for good."""
+    restart_window: float = 60.0
+    """Window, in seconds, over which ``max_restarts`` is counted."""
+    backoff: float = 0.1
+    """Seconds before the first restart; doubles with each further restart in the window."""
+    inputs: tuple[str, ...] = ()
+    """Input ports the class declares."""
+    outputs: tuple[str, ...] = ()
+    """Output ports the class declares."""
+    line: int | None = None
+    """Line of the actor's entry in its file, for messages."""
+
+
+class LinkSpec(msgspec.Struct, frozen=True, kw_only=True):
+    """One connection from an output port to an input port."""
+
+    src: str
+    """Producing actor."""
+    src_port: str
+    """Output port on the producing actor."""
+    dst: str
+    """Consuming actor."""
+    dst_port: str
+    """Input port on the consuming actor."""
+    policy: Policy = Policy.BLOCK
+    """Overflow policy."""
+    capacity: int = 8
+    """Messages the consumer's queue holds."""
+
+    @property
+    def name(self) -> str:
+        """The link's display name, ``SRC.port->DST.port``."""
+        return f"{self.src}.{self.src_port}->{self.dst}.{self.dst_port}"
+
+    @property
+    def output(self) -> str:
+        """The producing port, ``SRC.port``."""
+        return f"{self.src}.{self.src_port}"
+
+
+class PipelineSpec(msgspec.Struct, frozen=True, kw_only=True):
+    """A whole validated pipeline."""
+
+    name: str
+    """The pipeline's name."""
+    actors: dict[str, ActorSpec]
+    """Actors by name, in file order."""
+    links: tuple[LinkSpec, ...] = ()
+    """Connections, in file order."""
+    settings: Settings = msgspec.field(default_factory=Settings)
+    """Run-wide settings."""
+    source: str = ""
+    """Path of the file the spec came from, or empty."""
+
+    def links_from(self, actor: str) -> list[LinkSpec]:
+        """Links whose producer is ``actor``."""
+        return [link for link in self.links if link.src == actor]
+
+    def links_to(self, actor: str) -> list[LinkSpec]:
+        """Links whose consumer is ``actor``."""
+        return [link for link in self.links if link.dst == actor]
+
+    def stop_order(self) -> list[list[str]]:
+        """Actors grouped so that each group's producers are in earlier groups.
+
+        Stopping group by group lets every queued message be handled before its consumer
+        stops. Actors on a cycle end up together in the last group.
+        """
+        indegree = {name: 0 for name in self.actors}
+        for link in self.links:
+            if link.src != link.dst:
+                indegree[link.dst] += 1
+        groups: list[list[str]] = []
+        remaining = dict(indegree)
+        while remaining:
+            layer = [name for name, deg in remaining.items() if deg == 0]
+            if not layer:
+                groups.append(list(remaining))
+                break
+            groups.append(layer)
+            for name in layer:
+                del remaining[name]
+                for link in self.links_from(name):
+                    if link.dst in remaining and link.dst != name:
+                        remaining[link.dst] -= 1
+        return groups

@@ -1,0 +1,136 @@
+"""Every error plexa raises, rooted at :class:`PlexaError`.
+
+The tree::
+
+    PlexaError
+    ├── ConfigError            a pipeline file is wrong (carries every issue found)
+    ├── ActorFailed            an actor crashed, raised, hung or was killed (carries a report)
+    ├── LinkError
+    │   ├── LinkClosed         the other end went away in an orderly way
+    │   ├── LinkBroken         the other end vanished, or a lossless link lost a message
+    │   └── WouldBlock         a ``*_nowait`` call found no message or no room
+    ├── StoreError
+    │   ├── StoreFull          the object store has no room left
+    │   └── KeyNotFound        ``get`` of a key that was never put or was deleted
+    ├── InvalidTransition      a lifecycle signal that makes no sense in the current state
+    ├── RemoteError            an error raised in another process, with its traceback
+    └── Timeout                a deadline passed
+
+``Timeout`` also derives from the builtin ``TimeoutError`` and ``KeyNotFound`` from
+``KeyError`` so generic handlers keep working.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+__all__ = [
+    "ActorFailed",
+    "ConfigError",
+    "ConfigIssue",
+    "InvalidTransition",
+    "KeyNotFound",
+    "LinkBroken",
+    "LinkClosed",
+    "LinkError",
+    "PlexaError",
+    "RemoteError",
+    "StoreError",
+    "StoreFull",
+    "Timeout",
+    "WouldBlock",
+]
+
+
+class PlexaError(Exception):
+    """Root of every error plexa raises on purpose."""
+
+
+@dataclass(frozen=True)
+class ConfigIssue:
+    """One problem in a pipeline file, located as precisely as the file allows."""
+
+    file: str
+    """Path of the file, as given."""
+    line: int | None
+    """1-based line of the offending key, when known."""
+    key: str
+    """Dotted path of the offending key (``actors.camera.options.rate``)."""
+    message: str
+    """What is wrong and what was expected."""
+    hint: str = ""
+    """A suggested fix (``did you mean 'traces'?``), or empty."""
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        text = f"{where}: {self.key}: {self.message}"
+        return f"{text} ({self.hint})" if self.hint else text
+
+
+class ConfigError(PlexaError):
+    """A pipeline file is invalid; ``issues`` lists every problem found, not just the first."""
+
+    def __init__(self, issues: Sequence[ConfigIssue]) -> None:
+        self.issues = tuple(issues)
+        super().__init__("\n".join(str(i) for i in self.issues))
+
+
+class ActorFailed(PlexaError):
+    """One or more actors failed; ``report`` maps each actor to what happened to it."""
+
+    def __init__(self, message: str, report: dict[str, object] | None = None) -> None:
+        self.report = report or {}
+        super().__init__(message)
+
+
+class LinkError(PlexaError):
+    """A link could not deliver or receive."""
+
+
+class LinkClosed(LinkError):
+    """The other end of the link closed in an orderly way; no more messages will come."""
+
+
+class LinkBroken(LinkError):
+    """The other end vanished, or a lossless link found a gap in its sequence numbers."""
+
+
+class WouldBlock(LinkError):
+    """A non-blocking call found no message to take or no room to put one."""
+
+
+class StoreError(PlexaError):
+    """The object store failed."""
+
+
+class StoreFull(StoreError):
+    """The object store has no room for the value."""
+
+
+class KeyNotFound(StoreError, KeyError):
+    """The key was never put in the store, or was deleted."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "key not found"
+
+
+class InvalidTransition(PlexaError):
+    """A lifecycle signal was refused because it makes no sense in the current state."""
+
+
+class RemoteError(PlexaError):
+    """An exception raised in another process; ``traceback`` is its formatted traceback."""
+
+    def __init__(self, message: str, traceback: str = "", kind: str = "") -> None:
+        self.traceback = traceback
+        self.kind = kind
+        super().__init__(message)
+
+    def __str__(self) -> str:
+        base = super().__str__()
+        return f"{base}\n{self.traceback}" if self.traceback else base
+
+
+class Timeout(PlexaError, TimeoutError):
+    """A deadline passed before the awaited condition came true."""
