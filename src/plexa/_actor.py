@@ -132,6 +132,14 @@ class Actor:
             hook()
 
     @classmethod
+    def _plexa_create(cls, name: str, options: dict[str, Any]) -> tuple[Actor, dict[str, Any]]:
+        """Instantiate for a run; returns the actor and the keyword arguments for ``setup``."""
+        return cls(), options
+
+    def _plexa_attached(self, runtime: Any) -> None:
+        """Called once ports, store and logger are attached (a hook for adapters)."""
+
+    @classmethod
     def handlers(cls) -> dict[str, str]:
         """Map each input port with an ``@on`` handler to the handler's method name."""
         found: dict[str, str] = {}

@@ -1,0 +1,679 @@
+"""Link benchmark: plexa links against raw iceoryx2 publish-subscribe, two processes, one host.
+
+``python benchmarks/links.py [--quick]`` measures, in one run:
+
+1. throughput (messages/s, GB/s) of 100-byte messages, 512 KB and 8 MB frames, lossless,
+   with a consumer that reads each frame's two ends or sums it, and a producer that fills a
+   loaned buffer (plexa ``loan``, raw ``loan_slice_uninit``) or, in plexa, ``put``\\ s an array;
+2. one-way latency p50/p99 at a fixed rate (producer stamps ``time.monotonic_ns()``);
+3. the CPU an idle 3-actor plexa pipeline burns (all actor processes plus the nexus).
+
+Both sides are measured the same way: the consumer's ``received`` count is read twice, a
+timed window apart, after a warm-up (plexa: its link counters through ``Nexus.status()``;
+raw: a shared slot the raw consumer writes). Raw and plexa runs alternate, each repetition
+in fresh processes, and the table shows medians. The full run writes its table into
+``BENCHMARKS.md`` between the ``<!-- links -->`` markers; ``--quick`` is a smoke test that
+writes nothing unless ``--write`` is given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import importlib.metadata
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, TypeVar
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))  # actor classes are "benchmarks.actors:..."; the nexus
+    # forwards sys.path to the actor processes
+
+import numpy as np  # noqa: E402
+import psutil  # noqa: E402
+from benchmarks._raw import Ctl, RawConfig, Slot  # noqa: E402
+
+T = TypeVar("T")
+SHM = Path("/dev/shm")
+RAW_SCRIPT = Path(__file__).resolve().with_name("_raw.py")
+BENCHMARKS_MD = REPO / "BENCHMARKS.md"
+BEGIN, END = "<!-- links -->", "<!-- /links -->"
+LINK = "producer.out->consumer.inp"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How long and how often each measurement runs."""
+
+    reps: int
+    """Repetitions of every case, each in fresh processes (the table shows medians)."""
+    warm: float
+    """Seconds of traffic before a throughput window opens (or latency samples count)."""
+    window: float
+    """Seconds of a throughput window."""
+    latency_s: float
+    """Seconds of traffic per latency run, warm-up included."""
+    rate_hz: float
+    """Send rate of the latency runs."""
+    idle_s: float
+    """Seconds over which the idle pipeline's CPU is measured."""
+
+
+FULL = Plan(reps=3, warm=0.5, window=2.0, latency_s=3.0, rate_hz=200.0, idle_s=5.0)
+QUICK = Plan(reps=1, warm=0.3, window=0.6, latency_s=1.2, rate_hz=200.0, idle_s=2.0)
+
+
+@dataclass(frozen=True)
+class Flow:
+    """One throughput case: a message shape, a consumer's work, the plexa producer modes."""
+
+    label: str
+    shape: tuple[int, ...]
+    dtype: str
+    capacity: int
+    work: str
+    modes: tuple[str, ...]
+    target: float
+    """plexa/raw throughput ratio to reach."""
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of array data per message."""
+        return int(np.prod(self.shape)) * np.dtype(self.dtype).itemsize
+
+
+SMALL = ((100,), "uint8")
+FRAME_512K = ((512, 512), "uint16")
+FRAME_8M = ((2048, 2048), "uint16")
+
+FLOWS = (
+    Flow("100 B", *SMALL, capacity=8, work="ends", modes=("loan", "put"), target=0.5),
+    Flow(
+        "512 KB, read ends", *FRAME_512K, capacity=4, work="ends", modes=("loan", "put"), target=0.8
+    ),
+    Flow("512 KB, sum", *FRAME_512K, capacity=4, work="sum", modes=("loan", "put"), target=0.8),
+    Flow("8 MB, read ends", *FRAME_8M, capacity=4, work="ends", modes=("loan", "put"), target=0.8),
+    Flow("8 MB, sum", *FRAME_8M, capacity=4, work="sum", modes=("loan", "put"), target=0.8),
+)
+LATENCY_FLOWS = (("100 B", *SMALL, 8), ("512 KB", *FRAME_512K, 4))
+LATENCY_TARGET = 1.5
+IDLE_TARGET_PCT = 2.0
+
+
+@dataclass
+class Throughput:
+    """One throughput measurement."""
+
+    msgs: float
+    """Messages per second."""
+    gbps: float
+    """Array data per second, in GB (1e9 bytes)."""
+    lost: int
+    """Messages sent but never handled (must be 0: every link here is lossless)."""
+
+
+@dataclass
+class Latency:
+    """One latency run's percentiles, in microseconds."""
+
+    p50: float
+    p99: float
+    n: int
+
+
+@dataclass
+class Row:
+    """One line of the result table."""
+
+    case: str
+    raw: str
+    plexa: str
+    ratio: str
+    target: str
+    met: bool | None
+
+
+@dataclass
+class Workspace:
+    """This benchmark's private files: a /tmp directory and iceoryx2 domains named after it."""
+
+    root: Path = field(default_factory=lambda: Path(f"/tmp/plxbench_{os.getpid()}"))
+    prefix: str = f"plxbench_{os.getpid()}_"
+    runs: int = 0
+    plexa_prefixes: list[str] = field(default_factory=list)
+    plexa_dirs: list[Path] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    def next_run(self) -> tuple[str, Path]:
+        """A fresh iceoryx2 prefix and directory for one raw producer/consumer pair."""
+        self.runs += 1
+        path = self.root / f"r{self.runs}"
+        path.mkdir(parents=True)
+        return f"{self.prefix}{self.runs}_", path
+
+    def leftovers(self) -> list[Path]:
+        """Shared-memory entries of this benchmark's raw domains and plexa runs."""
+        found = set(SHM.glob(self.prefix + "*"))
+        for prefix in self.plexa_prefixes:
+            found.update(SHM.glob(prefix + "*"))
+        found.update(d for d in self.plexa_dirs if d.exists())
+        return sorted(found)
+
+    def clean(self) -> list[Path]:
+        """Remove every file this benchmark created; returns plexa's leftovers (a bug)."""
+        plexa_left = [p for p in self.leftovers() if not p.name.startswith(self.prefix)]
+        for path in self.leftovers():
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+        shutil.rmtree(self.root, ignore_errors=True)
+        return plexa_left
+
+
+# ----- raw iceoryx2 ----------------------------------------------------------------------------
+
+
+def _wait_for(cond: Callable[[], bool], procs: list[subprocess.Popen[bytes]], what: str) -> None:
+    deadline = time.monotonic() + 30.0
+    while not cond():
+        for proc in procs:
+            if proc.poll() is not None:
+                raise RuntimeError(f"raw {what}: a process exited with {proc.returncode}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"raw {what}: not ready within 30 s")
+        time.sleep(0.002)
+
+
+def _end(proc: subprocess.Popen[bytes], timeout: float) -> None:
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+        raise RuntimeError(f"raw process {proc.pid} did not end within {timeout} s") from None
+
+
+def run_raw(ws: Workspace, cfg: RawConfig, measure: Callable[[Ctl], T]) -> tuple[T, Ctl]:
+    """Start a raw consumer then producer, run ``measure`` while they stream, stop both."""
+    ctl = Ctl(Path(cfg.ctl), create=True)
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        procs.append(subprocess.Popen([sys.executable, str(RAW_SCRIPT), "consumer", cfg.to_json()]))
+        _wait_for(lambda: bool(ctl[Slot.CONSUMER_READY]), procs, "consumer")
+        procs.append(subprocess.Popen([sys.executable, str(RAW_SCRIPT), "producer", cfg.to_json()]))
+        _wait_for(lambda: bool(ctl[Slot.PRODUCER_READY]), procs, "producer")
+        ctl[Slot.GO] = 1
+        result = measure(ctl)
+        ctl[Slot.STOP_PRODUCER] = 1  # producer first: the consumer then drains its queue
+        _end(procs[1], 10.0)
+        ctl[Slot.STOP_CONSUMER] = 1
+        _end(procs[0], 10.0)
+        return result, ctl
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(5)
+
+
+def raw_config(
+    ws: Workspace, shape: tuple[int, ...], dtype: str, capacity: int, work: str, **extra: Any
+) -> RawConfig:
+    """A raw pair's config in a fresh domain."""
+    prefix, path = ws.next_run()
+    return RawConfig(
+        prefix=prefix,
+        root=str(path / "iox"),
+        ctl=str(path / "ctl"),
+        shape=shape,
+        dtype=dtype,
+        capacity=capacity,
+        work=work,
+        **extra,
+    )
+
+
+def raw_throughput(ws: Workspace, flow: Flow, plan: Plan) -> Throughput:
+    """Throughput of raw iceoryx2, lossless (see :mod:`benchmarks._raw` for the setup)."""
+    cfg = raw_config(ws, flow.shape, flow.dtype, flow.capacity, flow.work)
+
+    def measure(ctl: Ctl) -> float:
+        time.sleep(plan.warm)
+        t0, n0 = time.perf_counter(), ctl[Slot.RECEIVED]
+        time.sleep(plan.window)
+        t1, n1 = time.perf_counter(), ctl[Slot.RECEIVED]
+        return (n1 - n0) / (t1 - t0)
+
+    rate, ctl = run_raw(ws, cfg, measure)
+    lost = ctl[Slot.LOST] + ctl[Slot.SENT] - ctl[Slot.RECEIVED]
+    return Throughput(rate, rate * flow.nbytes / 1e9, lost)
+
+
+def raw_latency(
+    ws: Workspace, shape: tuple[int, ...], dtype: str, capacity: int, plan: Plan
+) -> Latency:
+    """One-way latency of raw iceoryx2 at ``plan.rate_hz``."""
+    cfg = raw_config(ws, shape, dtype, capacity, "latency", rate_hz=plan.rate_hz)
+    cfg = replace(cfg, out=str(Path(cfg.ctl).with_name("latency.npy")))
+    run_raw(ws, cfg, lambda ctl: time.sleep(plan.latency_s))
+    return _percentiles(np.load(cfg.out), plan)
+
+
+def _percentiles(samples_ns: np.ndarray[Any, Any], plan: Plan) -> Latency:
+    kept = samples_ns[int(plan.warm * plan.rate_hz) :] / 1e3
+    if len(kept) == 0:
+        raise RuntimeError("no latency samples")
+    p50, p99 = np.percentile(kept, [50, 99])
+    return Latency(float(p50), float(p99), len(kept))
+
+
+# ----- plexa ---------------------------------------------------------------------------------
+
+
+def _pipeline(actors: dict[str, Any], connections: dict[str, Any]) -> str:
+    spec = {
+        "name": "bench-links",
+        "settings": {"store_size": 16 * 2**20},
+        "actors": actors,
+        "connections": connections,
+    }
+    return json.dumps(spec)  # JSON is YAML
+
+
+@contextlib.contextmanager
+def plexa_run(ws: Workspace, text: str) -> Iterator[Any]:
+    """A running plexa pipeline from YAML ``text``; stopped and quit on exit."""
+    import plexa
+
+    spec = plexa.loads(text, source="benchmarks/links.py")
+    with plexa.Nexus(spec) as nx:
+        ws.plexa_prefixes.append(nx.paths.iox_prefix)
+        ws.plexa_dirs.append(nx.paths.shm_dir)
+        nx.start()
+        nx.setup()
+        nx.run()
+        yield nx
+        if nx.state != "stopped":
+            nx.stop()
+    report = nx.quit()  # already done by the context manager: returns the stored outcome
+    if nx.failures or report.failures:
+        raise RuntimeError("; ".join(str(f) for f in nx.failures))
+
+
+def _received(nx: Any) -> tuple[float, int]:
+    t0 = time.perf_counter()
+    received = int(nx.status()["links"][LINK]["received"])
+    return (t0 + time.perf_counter()) / 2, received
+
+
+def plexa_throughput(ws: Workspace, flow: Flow, mode: str, plan: Plan) -> Throughput:
+    """Throughput of a plexa ``block`` link; the producer uses ``loan`` or ``put``."""
+    text = _pipeline(
+        {
+            "producer": {
+                "class": "benchmarks.actors:Producer",
+                "options": {"shape": list(flow.shape), "dtype": flow.dtype, "mode": mode},
+            },
+            "consumer": {"class": "benchmarks.actors:Consumer", "options": {"work": flow.work}},
+        },
+        {"producer.out": {"to": ["consumer.inp"], "policy": "block", "capacity": flow.capacity}},
+    )
+    with plexa_run(ws, text) as nx:
+        nx.poll(plan.warm)
+        t0, n0 = _received(nx)
+        nx.poll(plan.window)
+        t1, n1 = _received(nx)
+        nx.stop()
+        link = nx.status()["links"][LINK]
+    rate = (n1 - n0) / (t1 - t0)
+    lost = int(link["lost"]) + int(link["sent"]) - int(link["received"]) - int(link["dropped"])
+    return Throughput(rate, rate * flow.nbytes / 1e9, lost)
+
+
+def plexa_latency(
+    ws: Workspace, shape: tuple[int, ...], dtype: str, capacity: int, plan: Plan
+) -> Latency:
+    """One-way latency of a plexa ``block`` link at ``plan.rate_hz`` (``loan`` producer)."""
+    ws.runs += 1
+    out = ws.root / f"plexa_latency_{ws.runs}.npy"
+    ws.root.mkdir(parents=True, exist_ok=True)
+    text = _pipeline(
+        {
+            "producer": {
+                "class": "benchmarks.actors:Producer",
+                "options": {
+                    "shape": list(shape),
+                    "dtype": dtype,
+                    "mode": "loan",
+                    "rate_hz": plan.rate_hz,
+                    "latency": True,
+                },
+            },
+            "consumer": {
+                "class": "benchmarks.actors:Consumer",
+                "options": {"work": "latency", "out": str(out)},
+            },
+        },
+        {"producer.out": {"to": ["consumer.inp"], "policy": "block", "capacity": capacity}},
+    )
+    with plexa_run(ws, text) as nx:
+        nx.poll(plan.latency_s)
+        nx.stop()
+    return _percentiles(np.load(out), plan)
+
+
+def plexa_idle(ws: Workspace, plan: Plan) -> tuple[float, dict[str, float]]:
+    """CPU of an idle 3-actor pipeline (1 Hz source -> relay -> sink) plus the nexus.
+
+    Returns the total as % of one core and the share of each process.
+    """
+    text = _pipeline(
+        {
+            "source": {"class": "benchmarks.actors:Ticker", "options": {"period": 1.0}},
+            "relay": {"class": "benchmarks.actors:Relay"},
+            "sink": {"class": "benchmarks.actors:Sink"},
+        },
+        {"source.out": ["relay.inp"], "relay.out": ["sink.inp"]},
+    )
+    with plexa_run(ws, text) as nx:
+        nx.poll(1.0)  # let start-up work (imports, first messages) finish
+        procs = {name: psutil.Process(a["pid"]) for name, a in nx.status()["actors"].items()}
+        procs["nexus"] = psutil.Process()
+        before = {name: _cpu(p) for name, p in procs.items()}
+        t0 = time.perf_counter()
+        nx.poll(plan.idle_s)
+        wall = time.perf_counter() - t0
+        shares = {name: 100 * (_cpu(p) - before[name]) / wall for name, p in procs.items()}
+        nx.stop()
+    return sum(shares.values()), shares
+
+
+def _cpu(proc: psutil.Process) -> float:
+    times = proc.cpu_times()
+    return float(times.user + times.system)
+
+
+# ----- the run ---------------------------------------------------------------------------------
+
+
+def _attempt(ws: Workspace, what: str, fn: Callable[[], T]) -> T | None:
+    """Run one measurement; on failure record the problem and go on."""
+    try:
+        return fn()
+    except Exception as exc:
+        ws.problems.append(f"{what}: {type(exc).__name__}: {exc}")
+        print(f"  ! {what} failed:", file=sys.stderr)
+        traceback.print_exc()
+        return None
+
+
+def _median(values: list[float]) -> float | None:
+    return statistics.median(values) if values else None
+
+
+def _fmt_rate(msgs: float | None, nbytes: int) -> str:
+    if msgs is None:
+        return "failed"
+    if nbytes < 4096:
+        return f"{msgs / 1e3:.1f}k msg/s"
+    return f"{msgs * nbytes / 1e9:.2f} GB/s ({msgs:,.0f}/s)"
+
+
+def _ratio_row(
+    case: str,
+    raw: float | None,
+    plexa: float | None,
+    raw_s: str,
+    plexa_s: str,
+    target: float,
+    higher_is_better: bool,
+) -> Row:
+    if raw is None or plexa is None or raw <= 0:
+        return Row(case, raw_s, plexa_s, "—", _target_text(target, higher_is_better), None)
+    ratio = plexa / raw
+    met = ratio >= target if higher_is_better else ratio <= target
+    return Row(case, raw_s, plexa_s, f"{ratio:.2f}", _target_text(target, higher_is_better), met)
+
+
+def _target_text(target: float, higher_is_better: bool) -> str:
+    return f"≥ {target:g}x raw" if higher_is_better else f"≤ {target:g}x raw"
+
+
+def throughput_rows(ws: Workspace, plan: Plan, log: Callable[[str], None]) -> list[Row]:
+    """Every throughput case, raw and plexa runs alternating."""
+    rows: list[Row] = []
+    for flow in FLOWS:
+        raw: list[float] = []
+        plexa: dict[str, list[float]] = {mode: [] for mode in flow.modes}
+        for rep in range(plan.reps):
+            got = _attempt(ws, f"raw {flow.label}", lambda f=flow: raw_throughput(ws, f, plan))
+            if got is not None:
+                raw.append(got.msgs)
+                _check_lost(ws, f"raw {flow.label}", got)
+                log(f"  {flow.label} rep {rep + 1}: raw {_fmt_rate(got.msgs, flow.nbytes)}")
+            for mode in flow.modes:
+                what = f"plexa {mode} {flow.label}"
+                res = _attempt(ws, what, lambda f=flow, m=mode: plexa_throughput(ws, f, m, plan))
+                if res is not None:
+                    plexa[mode].append(res.msgs)
+                    _check_lost(ws, what, res)
+                    log(
+                        f"  {flow.label} rep {rep + 1}: plexa {mode} "
+                        f"{_fmt_rate(res.msgs, flow.nbytes)}"
+                    )
+        raw_m = _median(raw)
+        for mode in flow.modes:
+            plexa_m = _median(plexa[mode])
+            rows.append(
+                _ratio_row(
+                    f"throughput {flow.label}, plexa {mode}",
+                    raw_m,
+                    plexa_m,
+                    _fmt_rate(raw_m, flow.nbytes),
+                    _fmt_rate(plexa_m, flow.nbytes),
+                    flow.target,
+                    higher_is_better=True,
+                )
+            )
+    return rows
+
+
+def _check_lost(ws: Workspace, what: str, got: Throughput) -> None:
+    if got.lost:
+        ws.problems.append(f"{what}: {got.lost} messages lost on a lossless link")
+
+
+def latency_rows(ws: Workspace, plan: Plan, log: Callable[[str], None]) -> list[Row]:
+    """p50 and p99 one-way latency at a fixed rate, raw and plexa alternating."""
+    rows: list[Row] = []
+    for label, shape, dtype, capacity in LATENCY_FLOWS:
+        raw: list[Latency] = []
+        plexa: list[Latency] = []
+        for rep in range(plan.reps):
+            got = _attempt(
+                ws,
+                f"raw latency {label}",
+                lambda s=shape, d=dtype, c=capacity: raw_latency(ws, s, d, c, plan),
+            )
+            if got is not None:
+                raw.append(got)
+            res = _attempt(
+                ws,
+                f"plexa latency {label}",
+                lambda s=shape, d=dtype, c=capacity: plexa_latency(ws, s, d, c, plan),
+            )
+            if res is not None:
+                plexa.append(res)
+            log(f"  latency {label} rep {rep + 1}: raw {_fmt_lat(got)}, plexa {_fmt_lat(res)}")
+        for pct in ("p50", "p99"):
+            raw_m = _median([getattr(x, pct) for x in raw])
+            plexa_m = _median([getattr(x, pct) for x in plexa])
+            case = f"latency {label} @ {plan.rate_hz:g} Hz, {pct}"
+            raw_s = "failed" if raw_m is None else f"{raw_m:.0f} µs"
+            plexa_s = "failed" if plexa_m is None else f"{plexa_m:.0f} µs"
+            if pct == "p50":
+                rows.append(
+                    _ratio_row(
+                        case, raw_m, plexa_m, raw_s, plexa_s, LATENCY_TARGET, higher_is_better=False
+                    )
+                )
+            else:
+                ratio = "—" if not raw_m or plexa_m is None else f"{plexa_m / raw_m:.2f}"
+                rows.append(Row(case, raw_s, plexa_s, ratio, "—", None))
+    return rows
+
+
+def _fmt_lat(lat: Latency | None) -> str:
+    return "failed" if lat is None else f"p50 {lat.p50:.0f} µs p99 {lat.p99:.0f} µs (n={lat.n})"
+
+
+def idle_row(ws: Workspace, plan: Plan, log: Callable[[str], None]) -> tuple[Row, str]:
+    """CPU of the idle 3-actor pipeline (one run: it is a long, steady measurement)."""
+    got = _attempt(ws, "plexa idle pipeline", lambda: plexa_idle(ws, plan))
+    case = f"idle 3-actor pipeline, CPU over {plan.idle_s:g} s"
+    target = f"< {IDLE_TARGET_PCT:g} % of a core"
+    if got is None:
+        return Row(case, "—", "failed", "—", target, None), ""
+    total, shares = got
+    detail = ", ".join(f"{name} {pct:.2f} %" for name, pct in shares.items())
+    log(f"  idle: {total:.2f} % of one core ({detail})")
+    return Row(case, "—", f"{total:.2f} % of a core", "—", target, total < IDLE_TARGET_PCT), detail
+
+
+def render(rows: list[Row]) -> str:
+    """The result table in Markdown."""
+    lines = [
+        "| case | raw | plexa | plexa/raw | target | met? |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        met = "—" if r.met is None else ("yes" if r.met else "**no**")
+        lines.append(f"| {r.case} | {r.raw} | {r.plexa} | {r.ratio} | {r.target} | {met} |")
+    return "\n".join(lines)
+
+
+def machine() -> str:
+    """One line describing the machine and the versions measured."""
+    cpu = ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    versions = ", ".join(
+        f"{pkg} {importlib.metadata.version(pkg)}" for pkg in ("iceoryx2", "numpy", "plexa")
+    )
+    return (
+        f"nproc {os.cpu_count()}{f' ({cpu})' if cpu else ''}, Linux {platform.release()}, "
+        f"Python {platform.python_version()}, {versions}"
+    )
+
+
+def section(
+    rows: list[Row], plan: Plan, idle_detail: str, problems: list[str], elapsed: float
+) -> str:
+    """The BENCHMARKS.md section between the links markers."""
+    date = dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
+    notes = [
+        f"Measured {date} on {machine()}.",
+        "",
+        render(rows),
+        "",
+        f"`python benchmarks/links.py` ({elapsed:.0f} s): medians of {plan.reps} repetitions, "
+        "each in fresh processes, raw and plexa runs alternating. Throughput counts messages "
+        f"handled by the consumer over a {plan.window:g} s window after {plan.warm:g} s of "
+        "warm-up; every link is lossless (plexa `block`, raw `enable_safe_overflow(False)` + "
+        "`RetryUntilDelivered`) with a queue of 8 (100 B) or 4 (frames). Frames are uint16 "
+        "(512x512 and 2048x2048); the producer copies a source frame into each message "
+        "(`loan`: into the loaned buffer; `put`: plexa copies the array in) and stamps it. "
+        "Both consumers spin 50 µs, then block on an iceoryx2 Listener the producer notifies "
+        f"after every send. Latency: {plan.latency_s:g} s at {plan.rate_hz:g} Hz per run, "
+        f"the first {plan.warm:g} s dropped; `time.monotonic_ns()` stamped into the payload "
+        "after the frame is written. Idle: a `Ticker` source (one 100 B message per second) "
+        "→ `Relay` → `Sink`, CPU time (user + system) of the three actor processes and "
+        f"the nexus over {plan.idle_s:g} s" + (f" ({idle_detail})." if idle_detail else "."),
+    ]
+    if problems:
+        notes += ["", "Problems seen in this run:", ""]
+        notes += [f"* {p}" for p in problems]
+    body = "\n".join(notes)
+    return f"{BEGIN}\n## Links: plexa vs raw iceoryx2\n\n{body}\n{END}"
+
+
+def write_section(text: str) -> None:
+    """Replace (or add) the links section of BENCHMARKS.md, leaving other sections alone."""
+    current = BENCHMARKS_MD.read_text() if BENCHMARKS_MD.exists() else "# plexa benchmarks\n"
+    start, stop = current.find(BEGIN), current.find(END)
+    if start >= 0 and stop > start:
+        updated = current[:start] + text + current[stop + len(END) :]
+    else:
+        updated = current.rstrip("\n") + "\n\n" + text + "\n"
+    BENCHMARKS_MD.write_text(updated)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark; returns 0 when every measurement ran (targets met or not)."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="one short repetition (smoke test)")
+    parser.add_argument("--reps", type=int, help="repetitions of every case")
+    parser.add_argument("--write", action="store_true", help="write BENCHMARKS.md even if --quick")
+    parser.add_argument("--no-write", action="store_true", help="do not write BENCHMARKS.md")
+    args = parser.parse_args(argv)
+    plan = QUICK if args.quick else FULL
+    if args.reps:
+        plan = replace(plan, reps=args.reps)
+    ws = Workspace()
+    ws.root.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+
+    def log(text: str) -> None:
+        print(f"[{time.perf_counter() - started:6.1f} s]{text}", flush=True)
+
+    idle_detail = ""
+    rows: list[Row] = []
+    try:
+        log(" throughput")
+        rows += throughput_rows(ws, plan, log)
+        log(" latency")
+        rows += latency_rows(ws, plan, log)
+        log(" idle pipeline")
+        row, idle_detail = idle_row(ws, plan, log)
+        rows.append(row)
+    finally:
+        plexa_left = ws.clean()
+    if plexa_left:
+        ws.problems.append(
+            "plexa left files in /dev/shm after quit (removed by the benchmark): "
+            + ", ".join(p.name for p in plexa_left)
+        )
+    remaining = ws.leftovers()
+    elapsed = time.perf_counter() - started
+    print()
+    print(render(rows))
+    print(f"\n{machine()}; {elapsed:.0f} s")
+    for problem in ws.problems:
+        print(f"WARNING: {problem}")
+    if remaining:
+        print(f"WARNING: still in /dev/shm: {', '.join(str(p) for p in remaining)}")
+    if (not args.quick or args.write) and not args.no_write:
+        write_section(section(rows, plan, idle_detail, ws.problems, elapsed))
+        print(f"wrote {BENCHMARKS_MD}")
+    return 1 if any(r.plexa == "failed" or r.raw == "failed" for r in rows) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,63 @@
+"""plexa: live pipelines of actors with zero-copy links, steered while they run.
+
+Write actors (:class:`Actor`, :class:`AsyncActor`), connect them in a YAML file, and run it
+with ``plexa run FILE`` or from Python with :class:`Nexus`.
+"""
+
+from __future__ import annotations
+
+from plexa._actor import Actor, AsyncActor, on, ports
+from plexa._config import load, loads, validate
+from plexa._nexus import ActorFailure, Nexus, QuitReport
+from plexa._spec import ActorSpec, LinkSpec, PipelineSpec, Policy, Restart, Settings
+from plexa._states import ActorState, FailureKind, Phase, Signal
+from plexa.errors import (
+    ActorFailed,
+    ConfigError,
+    InvalidTransition,
+    KeyNotFound,
+    LinkBroken,
+    LinkClosed,
+    PlexaError,
+    RemoteError,
+    StoreFull,
+    Timeout,
+    WouldBlock,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Actor",
+    "ActorFailed",
+    "ActorFailure",
+    "ActorSpec",
+    "ActorState",
+    "AsyncActor",
+    "ConfigError",
+    "FailureKind",
+    "InvalidTransition",
+    "KeyNotFound",
+    "LinkBroken",
+    "LinkClosed",
+    "LinkSpec",
+    "Nexus",
+    "Phase",
+    "PipelineSpec",
+    "PlexaError",
+    "Policy",
+    "QuitReport",
+    "RemoteError",
+    "Restart",
+    "Settings",
+    "Signal",
+    "StoreFull",
+    "Timeout",
+    "WouldBlock",
+    "__version__",
+    "load",
+    "loads",
+    "on",
+    "ports",
+    "validate",
+]

@@ -1,0 +1,566 @@
+"""Pipeline files: YAML in, a validated :class:`~plexa._spec.PipelineSpec` out.
+
+Every problem in a file is reported at once, each with its line, its dotted key
+(``actors.camera.options.rate_hz``) and, where one exists, a suggested fix. plexa's own
+spelling loads, and so does improv's (``package:`` + ``class:``, extra keys as options).
+"""
+
+from __future__ import annotations
+
+import difflib
+import enum
+import importlib
+import inspect
+import os
+import re
+import types
+import typing
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from plexa._actor import Actor
+from plexa._spec import ActorSpec, LinkSpec, OnFailure, PipelineSpec, Policy, Restart, Settings
+from plexa.errors import ConfigError, ConfigIssue
+
+__all__ = ["format_issues", "load", "loads", "resolve_class", "validate"]
+
+E = TypeVar("E", bound=enum.StrEnum)
+
+TOP_KEYS = ("name", "settings", "actors", "connections")
+ACTOR_KEYS = ("class", "options", "restart", "max_restarts", "restart_window", "backoff")
+IMPROV_KEYS = ("package", *ACTOR_KEYS)
+LINK_KEYS = ("to", "policy", "capacity")
+SETTING_KEYS: tuple[str, ...] = Settings.__struct_fields__
+_MAP, _SEQ = "tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"
+_SIZE = re.compile(r"(\d+(?:\.\d*)?)\s*([kmgt]?)(i?)(b?)", re.IGNORECASE)
+_SIZE_HINT = "give bytes, or a size such as '256MB', '1GiB' or '512k'"
+_PATH_HINT = "check the spelling, and that its directory is on PYTHONPATH"
+
+_ACTOR_DEFAULTS = ActorSpec(name="", target="")
+_NUMBERS: dict[str, tuple[type | types.UnionType, Callable[[Any], bool]]] = {
+    "a positive number": (int | float, lambda x: x > 0),
+    "a number >= 0": (int | float, lambda x: x >= 0),
+    "an integer >= 0": (int, lambda x: x >= 0),
+    "an integer >= 1": (int, lambda x: x >= 1),
+}
+_SIMPLE_TYPES: dict[object, Callable[[object], bool]] = {
+    bool: lambda v: isinstance(v, bool),
+    int: lambda v: isinstance(v, int) and not isinstance(v, bool),
+    float: lambda v: isinstance(v, int | float) and not isinstance(v, bool),
+    str: lambda v: isinstance(v, str),
+    list: lambda v: isinstance(v, list | tuple),
+    tuple: lambda v: isinstance(v, list | tuple),
+    dict: lambda v: isinstance(v, dict),
+}
+
+
+def load(path: str | os.PathLike[str]) -> PipelineSpec:
+    """Read and validate the pipeline file at ``path``.
+
+    Raises :class:`~plexa.errors.ConfigError` listing every problem found, including an
+    unreadable file or a YAML syntax error.
+    """
+    spec, issues = _check_file(path)
+    if spec is None:
+        raise ConfigError(issues)
+    return spec
+
+
+def loads(text: str, source: str = "<string>") -> PipelineSpec:
+    """Validate the pipeline in ``text``; ``source`` names it in messages and the spec.
+
+    Raises :class:`~plexa.errors.ConfigError` listing every problem found.
+    """
+    spec, issues = _check(text, source)
+    if spec is None:
+        raise ConfigError(issues)
+    return spec
+
+
+def validate(path: str | os.PathLike[str]) -> list[ConfigIssue]:
+    """Every problem in the pipeline file at ``path``; an empty list means it is valid."""
+    return _check_file(path)[1]
+
+
+def resolve_class(target: str) -> type:
+    """Import the class named by ``target``: ``pkg.module:Class`` or ``pkg.module.Class``.
+
+    Raises :class:`ImportError` when the module cannot be imported, :class:`AttributeError`
+    when it has no such class (both say what to check), :class:`TypeError` when the name is
+    not a class.
+    """
+    try:
+        return _locate(target)
+    except _Unresolved as exc:
+        text = f"{exc.message} ({exc.hint})" if exc.hint else exc.message
+        raise exc.kind(text) from exc.__cause__
+
+
+def format_issues(issues: Sequence[ConfigIssue]) -> str:
+    """Human text for ``issues``: one per line, then a count (``2 errors in bad.yaml``)."""
+    if not issues:
+        return "no errors"
+    files = sorted({i.file for i in issues})
+    noun = "error" if len(issues) == 1 else "errors"
+    lines = [str(i) for i in issues]
+    lines.append(f"{len(issues)} {noun} in {', '.join(files)}")
+    return "\n".join(lines)
+
+
+def _check_file(path: str | os.PathLike[str]) -> tuple[PipelineSpec | None, list[ConfigIssue]]:
+    source = os.fspath(path)
+    try:
+        text = Path(source).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        return None, [ConfigIssue(source, None, "(file)", f"cannot read the file: {reason}")]
+    return _check(text, source)
+
+
+class _Tree:
+    """Builds plain data from YAML nodes, recording each key's line and every duplicate."""
+
+    def __init__(self, loader: yaml.SafeLoader, source: str) -> None:
+        self.loader = loader
+        self.source = source
+        self.lines: dict[str, int] = {}
+        self.duplicates: list[ConfigIssue] = []
+
+    def build(self, node: yaml.Node, path: str) -> Any:
+        if node.tag not in (_MAP, _SEQ):  # scalars and tagged collections: as SafeLoader does
+            return self.loader.construct_object(node, deep=True)
+        if isinstance(node, yaml.MappingNode):
+            own = sum(1 for k, _ in node.value if k.tag != "tag:yaml.org,2002:merge")
+            self.loader.flatten_mapping(node)
+            merged = len(node.value) - own  # entries pulled in by ``<<:`` come first
+            out: dict[str, Any] = {}
+            from_merge: set[str] = set()
+            for index, (knode, vnode) in enumerate(node.value):
+                key = str(self.loader.construct_object(knode, deep=True))
+                sub = f"{path}.{key}" if path else key
+                line = knode.start_mark.line + 1
+                if key in out and key not in from_merge:
+                    first = self.lines.get(sub)
+                    hint = f"first defined on line {first}" if first else ""
+                    self.duplicates.append(
+                        ConfigIssue(self.source, line, sub, f"duplicate key {key!r}", hint)
+                    )
+                    continue
+                from_merge.discard(key)
+                if index < merged:
+                    from_merge.add(key)
+                self.lines[sub] = line
+                out[key] = self.build(vnode, sub)
+            return out
+        items = []
+        for index, item in enumerate(node.value):
+            self.lines[f"{path}[{index}]"] = item.start_mark.line + 1
+            items.append(self.build(item, f"{path}[{index}]"))
+        return items
+
+
+def _parse(text: str, source: str) -> tuple[Any, dict[str, int], list[ConfigIssue]]:
+    loader = yaml.SafeLoader(text)
+    tree = _Tree(loader, source)
+    try:
+        node = loader.get_single_node()
+        data = tree.build(node, "") if node is not None else None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+        problem = getattr(exc, "problem", None) or str(exc)
+        line = mark.line + 1 if mark is not None else None
+        issue = ConfigIssue(source, line, "(yaml)", f"YAML syntax error: {problem}")
+        return None, {}, [issue]
+    finally:
+        loader.dispose()
+    return data, tree.lines, tree.duplicates
+
+
+def _check(text: str, source: str) -> tuple[PipelineSpec | None, list[ConfigIssue]]:
+    data, lines, issues = _parse(text, source)
+    if data is None and issues:
+        return None, issues
+    check = _Checker(source, lines, issues)
+    if not isinstance(data, dict):
+        check.add("(file)", "a pipeline file must be a mapping with 'actors:'", at=1)
+        return None, check.issues
+    for key in data:
+        if key not in TOP_KEYS:
+            check.unknown(key, key, TOP_KEYS)
+    default_name = Path(source).stem if not source.startswith("<") else "pipeline"
+    name = data.get("name", default_name)
+    if not isinstance(name, str) or not name:
+        check.add("name", f"must be a non-empty string, not {name!r}")
+    settings = check.settings(data.get("settings"))
+    actors = check.actors(data.get("actors"))
+    links = check.connections(data.get("connections"))
+    if check.issues:
+        return None, check.issues
+    spec = PipelineSpec(
+        name=str(name), actors=actors, links=tuple(links), settings=settings, source=source
+    )
+    return spec, []
+
+
+def _suggest(word: object, choices: Iterable[str], listing: str = "") -> str:
+    """``did you mean 'x'?`` for the nearest choice, then ``listing: a, b`` when asked."""
+    names = list(choices)
+    close = difflib.get_close_matches(str(word), names, n=1, cutoff=0.6)
+    hint = f"did you mean {close[0]!r}?" if close else ""
+    if listing:
+        hint = f"{hint} {listing}: {', '.join(names) or 'none'}".strip()
+    return hint
+
+
+class _Checker:
+    """Walks the parsed data, collecting issues and building specs as it goes."""
+
+    def __init__(self, source: str, lines: dict[str, int], issues: list[ConfigIssue]) -> None:
+        self.source = source
+        self.lines = lines
+        self.issues = list(issues)
+        self.classes: dict[str, type[Actor] | None] = {}
+        self.targets: dict[str, str] = {}
+
+    def line(self, key: str) -> int | None:
+        while key:
+            if key in self.lines:
+                return self.lines[key]
+            key = key.rpartition(".")[0]
+        return None
+
+    def add(self, key: str, message: str, hint: str = "", at: int | None = None) -> None:
+        line = at if at is not None else self.line(key)
+        self.issues.append(ConfigIssue(self.source, line, key, message, hint))
+
+    def unknown(self, key: str, word: str, valid: Sequence[str]) -> None:
+        hint = _suggest(word, valid) or f"valid keys: {', '.join(valid)}"
+        self.add(key, f"unknown key {word!r}", hint)
+
+    def choice(self, key: str, value: object, kind: type[E]) -> E | None:
+        names = [member.value for member in kind]
+        if isinstance(value, str) and value in names:
+            return kind(value)
+        self.add(key, f"must be one of {', '.join(names)}, not {value!r}", _suggest(value, names))
+        return None
+
+    def number(self, key: str, value: object, want: str) -> Any:
+        kind, ok = _NUMBERS[want]
+        if isinstance(value, kind) and not isinstance(value, bool) and ok(value):
+            return value
+        self.add(key, f"must be {want}, not {value!r}")
+        return None
+
+    def settings(self, raw: object) -> Settings:
+        if raw is None:
+            return Settings()
+        if not isinstance(raw, dict):
+            self.add("settings", f"must be a mapping, not {type(raw).__name__}")
+            return Settings()
+        values: dict[str, Any] = {}
+        for key, value in raw.items():
+            path = f"settings.{key}"
+            if key not in SETTING_KEYS:
+                self.unknown(path, key, SETTING_KEYS)
+            elif key == "store_size":
+                size = _parse_size(value)
+                if size is None or size <= 0:
+                    self.add(path, f"must be a positive size, not {value!r}", _SIZE_HINT)
+                values[key] = size
+            elif key in ("control", "output"):
+                if value is not None and not isinstance(value, str):
+                    self.add(path, f"must be a zmq endpoint string or null, not {value!r}")
+                values[key] = value
+            elif key == "on_failure":
+                values[key] = self.choice(path, value, OnFailure)
+            else:
+                want = "a number >= 0" if key == "drain_timeout" else "a positive number"
+                got = self.number(path, value, want)
+                values[key] = None if got is None else float(got)
+        return Settings(**{k: v for k, v in values.items() if v is not None})
+
+    def actors(self, raw: object) -> dict[str, ActorSpec]:
+        if not isinstance(raw, dict) or not raw:
+            what = "is missing" if raw is None else f"must be a non-empty mapping, not {raw!r}"
+            self.add("actors", f"'actors' {what}", "e.g. actors: {camera: {class: 'pkg.mod:Cls'}}")
+            return {}
+        specs = {}
+        for name, entry in raw.items():
+            spec = self.actor(name, entry)
+            if spec is not None:
+                specs[name] = spec
+        return specs
+
+    def actor(self, name: str, entry: object) -> ActorSpec | None:
+        path = f"actors.{name}"
+        self.classes[name] = None
+        if not name or "." in name:
+            self.add(path, f"actor name {name!r} must be non-empty and contain no '.'")
+        if not isinstance(entry, dict):
+            self.add(path, "must be a mapping with a 'class'", "e.g. {class: 'pkg.module:Class'}")
+            return None
+        options: dict[str, Any] = {}
+        paths: dict[str, str] = {}
+        raw_options = entry.get("options")
+        if isinstance(raw_options, dict):
+            options.update(raw_options)
+            paths.update({k: f"{path}.options.{k}" for k in raw_options})
+        elif raw_options is not None:
+            self.add(f"{path}.options", f"must be a mapping, not {type(raw_options).__name__}")
+        cls_name = entry.get("class")
+        if "package" in entry:  # improv's spelling: extra keys are options too
+            package = entry["package"]
+            for key, value in entry.items():
+                if key not in IMPROV_KEYS:
+                    options[key] = value
+                    paths[key] = f"{path}.{key}"
+            if not isinstance(package, str) or not package:
+                self.add(f"{path}.package", f"must be a module name, not {package!r}")
+            target = f"{package}:{cls_name}"
+        else:
+            for key in entry:
+                if key not in ACTOR_KEYS:
+                    self.unknown(f"{path}.{key}", key, ACTOR_KEYS)
+            target = str(cls_name)
+
+        def get(key: str) -> Any:
+            return entry.get(key, getattr(_ACTOR_DEFAULTS, key))
+
+        restart = self.choice(f"{path}.restart", get("restart"), Restart)
+        max_restarts = self.number(f"{path}.max_restarts", get("max_restarts"), "an integer >= 0")
+        window = self.number(f"{path}.restart_window", get("restart_window"), "a positive number")
+        backoff = self.number(f"{path}.backoff", get("backoff"), "a number >= 0")
+        if not isinstance(cls_name, str) or not cls_name:
+            hint = "e.g. class: 'pkg.module:Class'"
+            self.add(path if cls_name is None else f"{path}.class", "needs a 'class'", hint)
+            return None
+        cls = self.import_class(f"{path}.class", target)
+        if cls is None:
+            return None
+        self.classes[name] = cls
+        target = self.targets[name] = f"{cls.__module__}:{cls.__qualname__}"
+        self.check_options(name, options, paths)
+        if restart is None or max_restarts is None or window is None or backoff is None:
+            return None
+        return ActorSpec(
+            name=name,
+            target=target,
+            options=options,
+            restart=restart,
+            max_restarts=max_restarts,
+            restart_window=float(window),
+            backoff=float(backoff),
+            inputs=cls.declared_inputs(),
+            outputs=cls.declared_outputs(),
+            line=self.line(path),
+        )
+
+    def import_class(self, key: str, target: str) -> type[Actor] | None:
+        try:
+            cls = _locate(target)
+        except _Unresolved as exc:
+            self.add(key, exc.message, exc.hint)
+            return None
+        if not issubclass(cls, Actor):
+            self.add(key, f"{target!r} is not a plexa actor", "derive it from plexa.Actor")
+            return None
+        return cls
+
+    def check_options(self, name: str, options: dict[str, Any], paths: dict[str, str]) -> None:
+        cls, target = self.classes[name], self.targets[name]
+        assert cls is not None
+        if next(k for k in cls.__mro__ if "_plexa_create" in vars(k)) is not Actor:
+            return  # an adapter (improv's) hands options to its own constructor
+        try:
+            params = list(cls.setup_signature().parameters.values())
+        except (TypeError, ValueError):
+            return
+        positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+        static = isinstance(inspect.getattr_static(cls, "setup"), staticmethod)
+        if params and params[0].kind in positional and not static:
+            params = params[1:]  # self
+        named = {p.name: p for p in params if p.kind is not inspect.Parameter.VAR_POSITIONAL}
+        open_ended = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
+        named = {n: p for n, p in named.items() if p.kind is not inspect.Parameter.VAR_KEYWORD}
+        try:
+            hints = typing.get_type_hints(cls.setup)
+        except Exception:
+            hints = {}
+        for key, value in options.items():
+            param = named.get(key)
+            if param is None:
+                if not open_ended:
+                    hint = _suggest(key, named, "options")
+                    self.add(paths[key], f"unknown option {key!r} for {target}", hint)
+                continue
+            ann = hints.get(key)
+            if ann is None or (value is None and param.default is None):
+                continue
+            if _accepts(ann, value) is False:
+                want = inspect.formatannotation(ann)
+                got = f"{type(value).__name__} {value!r}"
+                self.add(paths[key], f"option {key!r} of {target} must be {want}, not {got}")
+        for param in named.values():
+            if param.default is inspect.Parameter.empty and param.name not in options:
+                hint = f"add it under options: {{{param.name}: ...}}"
+                self.add(f"actors.{name}.options", f"{target} needs option {param.name!r}", hint)
+
+    def connections(self, raw: object) -> list[LinkSpec]:
+        if raw is None:
+            return []
+        if not isinstance(raw, dict):
+            self.add("connections", f"must be a mapping, not {type(raw).__name__}")
+            return []
+        links: list[LinkSpec] = []
+        seen: set[tuple[str, str, str, str]] = set()
+        for key, value in raw.items():
+            path = f"connections.{key}"
+            src = self.endpoint(path, key, "output", self.line(path))
+            dests, extra = self.link_value(path, value)
+            for text, line in dests:
+                dst = self.endpoint(path, text, "input", line)
+                if src is None or dst is None:
+                    continue
+                if (*src, *dst) in seen:
+                    self.add(path, f"duplicate link {key}->{text}", at=line)
+                    continue
+                seen.add((*src, *dst))
+                links.append(
+                    LinkSpec(src=src[0], src_port=src[1], dst=dst[0], dst_port=dst[1], **extra)
+                )
+        return links
+
+    def endpoint(self, key: str, text: object, side: str, at: int | None) -> tuple[str, str] | None:
+        actor, dot, port = text.partition(".") if isinstance(text, str) else ("", "", "")
+        if not (actor and dot and port):
+            self.add(key, f"{side} must be written 'actor.port', not {text!r}", at=at)
+            return None
+        if actor not in self.classes:
+            self.add(key, f"unknown actor {actor!r}", _suggest(actor, self.classes, "actors"), at)
+            return None
+        cls = self.classes[actor]
+        if cls is None:
+            return None  # already reported
+        ports = cls.declared_outputs() if side == "output" else cls.declared_inputs()
+        if port not in ports:
+            message = f"actor {actor!r} ({self.targets[actor]}) has no {side} {port!r}"
+            self.add(key, message, _suggest(port, ports, f"{side}s"), at)
+            return None
+        return actor, port
+
+    def link_value(
+        self, path: str, value: object
+    ) -> tuple[list[tuple[object, int | None]], dict[str, Any]]:
+        extra: dict[str, Any] = {}
+        base = path
+        if isinstance(value, dict):
+            for key in value:
+                if key not in LINK_KEYS:
+                    self.unknown(f"{path}.{key}", key, LINK_KEYS)
+            if "policy" in value:
+                extra["policy"] = self.choice(f"{path}.policy", value["policy"], Policy)
+            if "capacity" in value:
+                extra["capacity"] = self.number(
+                    f"{path}.capacity", value["capacity"], "an integer >= 1"
+                )
+            extra = {k: v for k, v in extra.items() if v is not None}
+            if "to" not in value:
+                self.add(path, "needs 'to:' with the destinations", "e.g. {to: [sink.frames]}")
+                return [], extra
+            base, value = f"{path}.to", value["to"]
+        if isinstance(value, str):
+            return [(value, self.line(base))], extra
+        if isinstance(value, list):
+            return [(v, self.line(f"{base}[{i}]")) for i, v in enumerate(value)], extra
+        self.add(base, f"destinations must be 'actor.port' or a list of them, not {value!r}")
+        return [], extra
+
+
+class _Unresolved(Exception):
+    """A target that could not be resolved: what went wrong, what to try, what to raise."""
+
+    def __init__(self, kind: type[Exception], message: str, hint: str = "") -> None:
+        super().__init__(message)
+        self.kind, self.message, self.hint = kind, message, hint
+
+
+def _locate(target: str) -> type:
+    module_name, colon, attr = target.partition(":")
+    if not colon:
+        module_name, _, attr = target.rpartition(".")
+    if not module_name or not attr:
+        raise _Unresolved(
+            ImportError, f"{target!r} is not a class path", "write it as 'package.module:Class'"
+        )
+    try:
+        obj: object = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        missing = exc.name or ""
+        if missing and (module_name + ".").startswith(missing + "."):
+            message = f"cannot import module {module_name!r}: no module named {missing!r}"
+            raise _Unresolved(ImportError, message, _PATH_HINT) from exc
+        message = f"importing {module_name!r} failed: {exc}"
+        raise _Unresolved(ImportError, message, f"install {missing!r}") from exc
+    except Exception as exc:
+        message = f"importing {module_name!r} failed: {type(exc).__name__}: {exc}"
+        raise _Unresolved(ImportError, message) from exc
+    owner = module_name
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            names = [n for n in dir(obj) if not n.startswith("_")]
+            actors = [n for n in names if _is_actor_class(getattr(obj, n, None))]
+            hint = _suggest(part, names)
+            if actors:
+                hint = f"{hint} actors there: {', '.join(actors)}".strip()
+            raise _Unresolved(AttributeError, f"{owner!r} has no class {part!r}", hint)
+        obj, owner = getattr(obj, part), f"{owner}.{part}"
+    if not isinstance(obj, type):
+        raise _Unresolved(TypeError, f"{target!r} is a {type(obj).__name__}, not a class")
+    return obj
+
+
+def _is_actor_class(obj: object) -> bool:
+    return isinstance(obj, type) and issubclass(obj, Actor) and obj is not Actor
+
+
+def _parse_size(value: object) -> int | None:
+    """Bytes from an int or a string such as ``256MB``, ``1GiB`` or ``512k``; None if invalid.
+
+    As in coreutils, ``kB``/``MB``/``GB``/``TB`` are powers of 1000, while ``KiB``/``MiB``/...
+    and bare ``k``/``M``/``G``/``T`` are powers of 1024.
+    """
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return int(value) if value.is_integer() else None
+    if not isinstance(value, str):
+        return None
+    match = _SIZE.fullmatch(value.strip().replace("_", ""))
+    if match is None:
+        return None
+    number, prefix, binary, byte = match.groups()
+    if binary and not prefix:
+        return None
+    power = "kmgt".index(prefix.lower()) + 1 if prefix else 0
+    base = 1000 if byte and not binary else 1024
+    return int(float(number) * base**power)
+
+
+def _accepts(ann: object, value: object) -> bool | None:
+    """Whether ``value`` fits annotation ``ann``: True, False when clearly not, None if unsure."""
+    origin = typing.get_origin(ann)
+    if origin is typing.Union or origin is types.UnionType:
+        verdicts = [_accepts(arg, value) for arg in typing.get_args(ann)]
+        if True in verdicts:
+            return True
+        return None if None in verdicts else False
+    if ann is type(None):
+        return value is None
+    kind = origin or ann
+    check = _SIMPLE_TYPES.get(kind) if isinstance(kind, type) else None
+    return check(value) if check is not None else None

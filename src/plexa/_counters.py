@@ -1,0 +1,102 @@
+"""Shared counters of a run: one int64 slot per (link or actor, field), in shared memory.
+
+Each slot has exactly one writer (a producer, a consumer, or the nexus), so plain aligned
+8-byte stores suffice. The nexus reads them for status and metrics without asking actors,
+and a producer reads its consumers' positions to apply ``block`` backpressure.
+"""
+
+from __future__ import annotations
+
+import enum
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from plexa._spec import PipelineSpec
+
+__all__ = ["ActorField", "Counters", "LinkField", "OutputField"]
+
+
+class OutputField(enum.IntEnum):
+    """Per output port; written by the producer."""
+
+    SENT = 0
+    BYTES = 1
+    EPOCH = 2
+
+
+class LinkField(enum.IntEnum):
+    """Per link; CONSUMED, RECEIVED, DROPPED, LOST written by the consumer."""
+
+    CONSUMED = 0
+    """Sequence number the consumer expects next (every message below it is accounted for)."""
+    RECEIVED = 1
+    DROPPED = 2
+    LOST = 3
+    DETACHED = 4
+    """Set by the nexus while the consumer is gone, so a producer does not wait for it."""
+    WAITING = 5
+    """Set by a producer waiting for room; the consumer wakes it after taking a message."""
+    LATENCY_NS = 6
+    """One-way latency of the last message taken."""
+
+
+class ActorField(enum.IntEnum):
+    """Per actor; written by the actor process."""
+
+    MSGS_IN = 0
+    MSGS_OUT = 1
+    LOOPS = 2
+    """Incremented at every safe point: a stuck actor stops counting."""
+    HANDLER_NS = 3
+    """Total time spent in handlers or steps."""
+    HANDLER_CALLS = 4
+
+
+_WIDTH = 8
+
+
+class Counters:
+    """The counters of one run, mapped from ``path``."""
+
+    def __init__(self, spec: PipelineSpec, path: Path, *, create: bool = False) -> None:
+        self.outputs = sorted({link.output for link in spec.links})
+        self.links = [link.name for link in spec.links]
+        self.actors = list(spec.actors)
+        rows = len(self.outputs) + len(self.links) + len(self.actors)
+        shape = (max(rows, 1), _WIDTH)
+        if create:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self.array: npt.NDArray[np.int64] = np.memmap(path, np.int64, "w+", shape=shape)
+        else:
+            self.array = np.memmap(path, np.int64, "r+", shape=shape)
+        self._out_base = 0
+        self._link_base = len(self.outputs)
+        self._actor_base = self._link_base + len(self.links)
+
+    def output_row(self, output: str) -> npt.NDArray[np.int64]:
+        """The slots of output port ``SRC.port``."""
+        return self.array[self._out_base + self.outputs.index(output)]
+
+    def link_row(self, link: str) -> npt.NDArray[np.int64]:
+        """The slots of link ``SRC.port->DST.port``."""
+        return self.array[self._link_base + self.links.index(link)]
+
+    def actor_row(self, actor: str) -> npt.NDArray[np.int64]:
+        """The slots of actor ``actor``."""
+        return self.array[self._actor_base + self.actors.index(actor)]
+
+    def snapshot(self) -> npt.NDArray[np.int64]:
+        """A private copy of every counter."""
+        return np.array(self.array)
+
+    def close(self) -> None:
+        """Unmap the counters."""
+        mm = getattr(self.array, "_mmap", None)
+        del self.array
+        if mm is not None:
+            try:
+                mm.close()
+            except BufferError:
+                pass

@@ -1,0 +1,114 @@
+"""Control messages between the nexus and actor processes: small frozen msgspec records.
+
+They travel as msgpack over zmq; nothing on a control socket is ever unpickled.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from plexa._states import ActorState, FailureKind, Phase
+
+__all__ = [
+    "Command",
+    "Failure",
+    "Heartbeat",
+    "Hello",
+    "LogRecord",
+    "Message",
+    "Reply",
+    "StateChanged",
+    "decode",
+    "encode",
+]
+
+
+class Hello(msgspec.Struct, frozen=True, tag="hello"):
+    """An actor process started and connected (the spawn handshake)."""
+
+    name: str
+    """Actor name."""
+    pid: int
+    """Process id."""
+
+
+class Command(msgspec.Struct, frozen=True, tag="command"):
+    """The nexus asks an actor to apply a signal (or a named request) at its next safe point."""
+
+    id: int
+    """Request id, echoed in the reply."""
+    signal: str
+    """A :class:`plexa._states.Signal` value, or another request name."""
+    args: dict[str, Any] = {}
+    """Arguments of the request."""
+
+
+class Reply(msgspec.Struct, frozen=True, tag="reply"):
+    """An actor's answer to a command."""
+
+    id: int
+    """The command's id."""
+    ok: bool
+    """Whether the command was applied."""
+    error: str = ""
+    """Why not, when refused."""
+    value: Any = None
+    """A result, when the request has one."""
+
+
+class StateChanged(msgspec.Struct, frozen=True, tag="state"):
+    """An actor entered a new state."""
+
+    state: ActorState
+    """The new state."""
+
+
+class Failure(msgspec.Struct, frozen=True, tag="failure"):
+    """User code of an actor raised (or the runtime failed); the process exits after this."""
+
+    kind: FailureKind
+    """How it failed."""
+    phase: Phase
+    """Where in the lifecycle."""
+    error: str
+    """The exception, one line."""
+    traceback: str = ""
+    """The formatted traceback."""
+
+
+class LogRecord(msgspec.Struct, frozen=True, tag="log"):
+    """A log record (or a line of captured output) from an actor."""
+
+    t: float
+    """Wall-clock time (seconds since the epoch)."""
+    level: int
+    """``logging`` level number."""
+    logger: str
+    """Logger name."""
+    message: str
+    """The formatted message."""
+
+
+class Heartbeat(msgspec.Struct, frozen=True, tag="heartbeat"):
+    """The actor process is alive; ``loops`` counts its safe points so far."""
+
+    loops: int
+    """Safe points passed so far (unchanged while user code is stuck)."""
+
+
+Message = Hello | Command | Reply | StateChanged | Failure | LogRecord | Heartbeat
+
+_encoder = msgspec.msgpack.Encoder()
+_decoder = msgspec.msgpack.Decoder(Message)
+
+
+def encode(msg: Message) -> bytes:
+    """Serialise a control message."""
+    return _encoder.encode(msg)
+
+
+def decode(data: bytes) -> Message:
+    """Parse a control message; raises ``msgspec.DecodeError`` on anything malformed."""
+    return _decoder.decode(data)

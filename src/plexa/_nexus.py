@@ -1,0 +1,609 @@
+"""The nexus: turns a spec into processes, drives their lifecycle, watches them, cleans up.
+
+It is single-threaded and driven by its caller: every method that waits does so by polling
+the actors' socket until a condition holds or a deadline passes, so the CLI, the server
+and tests all drive the same object.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+import psutil
+import zmq
+
+from plexa import _messages as msgs
+from plexa._counters import ActorField, Counters, LinkField, OutputField
+from plexa._paths import RunPaths, new_run_id
+from plexa._spec import PipelineSpec
+from plexa._states import ActorState, FailureKind, Phase, Signal
+from plexa.errors import ActorFailed, InvalidTransition, Timeout
+
+__all__ = ["ActorFailure", "Nexus", "QuitReport"]
+
+LogSink = Callable[[str, msgs.LogRecord], None]
+
+
+@dataclass(frozen=True)
+class ActorFailure:
+    """What happened to a failed actor."""
+
+    actor: str
+    """Actor name."""
+    kind: FailureKind
+    """How it failed."""
+    phase: Phase
+    """Where in the lifecycle."""
+    error: str
+    """One line: the exception or the exit status."""
+    traceback: str = ""
+    """The remote traceback, when there is one."""
+    exit_code: int | None = None
+    """The process's exit code (negative: killed by that signal)."""
+
+    def __str__(self) -> str:
+        text = (
+            f"actor {self.actor!r} failed ({self.kind.value} in {self.phase.value}): {self.error}"
+        )
+        return f"{text}\n{self.traceback.rstrip()}" if self.traceback else text
+
+
+@dataclass(frozen=True)
+class QuitReport:
+    """How a run ended: who quit when asked, who needed SIGTERM or SIGKILL, what was removed."""
+
+    graceful: tuple[str, ...]
+    terminated: tuple[str, ...]
+    killed: tuple[str, ...]
+    removed: tuple[str, ...]
+    failures: tuple[ActorFailure, ...]
+
+    @property
+    def clean(self) -> bool:
+        """True when every actor quit when asked and none failed."""
+        return not (self.terminated or self.killed or self.failures)
+
+
+@dataclass
+class _Actor:
+    name: str
+    state: ActorState = ActorState.CREATED
+    proc: subprocess.Popen[bytes] | None = None
+    connected: bool = False
+    restarts: int = 0
+    last_seen: float = 0.0
+    loops: int = 0
+    failure: ActorFailure | None = None
+    quitting: bool = False
+
+
+@dataclass
+class _Rates:
+    t: float = 0.0
+    snapshot: Any = None
+    rates: dict[str, float] = field(default_factory=dict)
+
+
+class Nexus:
+    """Runs one pipeline. Use as a context manager so that ``quit`` always runs.
+
+    >>> with Nexus(spec) as nexus:          # doctest: +SKIP
+    ...     nexus.start(); nexus.setup(); nexus.run()
+    ...     nexus.poll(5.0)
+    ...     nexus.stop()
+    """
+
+    def __init__(self, spec: PipelineSpec, *, on_log: LogSink | None = None) -> None:
+        self.spec = spec
+        self.paths = RunPaths.for_run(new_run_id())
+        self.actors = {name: _Actor(name) for name in spec.actors}
+        self.on_log = on_log
+        self.failures: list[ActorFailure] = []
+        self.started_at = time.monotonic()
+        self.state = "created"
+        self._ids = 0
+        self._replies: dict[int, msgs.Reply] = {}
+        self._ctx: zmq.Context[Any] | None = None
+        self._router: zmq.Socket[Any] | None = None
+        self.counters: Counters | None = None
+        self._store: Any = None
+        self._domain: Any = None
+        self._rates = _Rates()
+        self._closed = False
+
+    # ----- context -------------------------------------------------------------------------
+    def __enter__(self) -> Nexus:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.quit()
+
+    @property
+    def store(self) -> Any:
+        """The run's object store, as the nexus holds it."""
+        return self._store
+
+    def wait_until(self, cond: Callable[[dict[str, Any]], bool], timeout: float) -> dict[str, Any]:
+        """Drive the run until ``cond(status)`` holds; returns that status.
+
+        Raises :class:`Timeout` after ``timeout`` seconds, :class:`ActorFailed` if an actor fails.
+        """
+        found: list[dict[str, Any]] = []
+
+        def check() -> bool:
+            status = self.status()
+            if cond(status):
+                found.append(status)
+                return True
+            return False
+
+        self._wait(check, timeout, "the awaited condition")
+        return found[0]
+
+    @property
+    def failed(self) -> bool:
+        """True once an actor has failed."""
+        return bool(self.failures)
+
+    # ----- start ---------------------------------------------------------------------------
+    def start(self) -> None:
+        """Create the run's resources and one process per actor; wait for every handshake."""
+        from plexa._links import Domain
+        from plexa._store import Store
+
+        paths = self.paths
+        paths.run_dir.mkdir(parents=True, mode=0o700)
+        paths.spec_file.write_bytes(msgspec.json.encode(self.spec))
+        (paths.run_dir / "sys_path.json").write_text(json.dumps([p for p in sys.path if p]))
+        self.counters = Counters(self.spec, paths.counters_file, create=True)
+        self._store = Store(paths.store_dir, self.spec.settings.store_size, create=True)
+        self._domain = Domain(paths, "nexus")
+        self._ctx = zmq.Context()
+        self._router = self._ctx.socket(zmq.ROUTER)
+        self._router.setsockopt(zmq.LINGER, 0)
+        self._router.setsockopt(zmq.ROUTER_HANDOVER, 1)
+        self._router.bind(paths.endpoint("actors"))
+        self._write_record()
+        for name in self.actors:
+            self._spawn(name)
+        self._write_record()
+        self._wait(
+            lambda: all(a.connected for a in self.actors.values()),
+            self.spec.settings.setup_timeout,
+            "actor processes to start",
+        )
+        self.state = "created"
+
+    def _spawn(self, name: str) -> None:
+        actor = self.actors[name]
+        actor.proc = subprocess.Popen(
+            [sys.executable, "-m", "plexa._runtime", str(self.paths.run_dir), name],
+            start_new_session=True,
+            stdin=subprocess.DEVNULL,
+        )
+        actor.connected = False
+        actor.state = ActorState.CREATED
+        actor.last_seen = time.monotonic()
+
+    def _write_record(self) -> None:
+        me = psutil.Process()
+        record = {
+            "run_id": self.paths.run_id,
+            "name": self.spec.name,
+            "pid": os.getpid(),
+            "create_time": me.create_time(),
+            "config": self.spec.source,
+            "started": time.time(),
+            "actors": {n: a.proc.pid for n, a in self.actors.items() if a.proc is not None},
+            "endpoints": {"actors": self.paths.endpoint("actors")},
+        }
+        tmp = self.paths.record.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            json.dump(record, fh)
+        os.replace(tmp, self.paths.record)
+
+    # ----- messaging -------------------------------------------------------------------------
+    def _send(self, name: str, signal_: Signal | str, **args: Any) -> int:
+        assert self._router is not None
+        self._ids += 1
+        value = signal_.value if isinstance(signal_, Signal) else signal_
+        self._router.send_multipart(
+            [name.encode(), msgs.encode(msgs.Command(self._ids, value, args))]
+        )
+        return self._ids
+
+    def poll(self, timeout: float = 0.0) -> None:
+        """Handle actor messages and process exits for up to ``timeout`` seconds."""
+        assert self._router is not None
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if self._router.poll(max(int(left * 1000), 0), zmq.POLLIN):
+                while True:
+                    try:
+                        ident, data = self._router.recv_multipart(zmq.NOBLOCK)
+                    except zmq.Again:
+                        break
+                    except ValueError:
+                        continue
+                    self._handle(ident.decode(errors="replace"), data)
+            self._check_processes()
+            if time.monotonic() >= deadline:
+                return
+
+    def _handle(self, name: str, data: bytes) -> None:
+        actor = self.actors.get(name)
+        if actor is None:
+            return
+        try:
+            msg = msgs.decode(data)
+        except msgspec.DecodeError:
+            return
+        actor.last_seen = time.monotonic()
+        if isinstance(msg, msgs.Hello):
+            actor.connected = True
+        elif isinstance(msg, msgs.StateChanged):
+            actor.state = msg.state
+        elif isinstance(msg, msgs.Reply):
+            self._replies[msg.id] = msg
+        elif isinstance(msg, msgs.Heartbeat):
+            actor.loops = msg.loops
+        elif isinstance(msg, msgs.Failure):
+            self._fail(ActorFailure(name, msg.kind, msg.phase, msg.error, msg.traceback))
+        elif isinstance(msg, msgs.LogRecord) and self.on_log is not None:
+            self.on_log(name, msg)
+
+    def _fail(self, failure: ActorFailure) -> None:
+        actor = self.actors[failure.actor]
+        if actor.failure is None:
+            actor.failure = failure
+            self.failures.append(failure)
+        actor.state = ActorState.FAILED
+
+    def _check_processes(self) -> None:
+        for actor in self.actors.values():
+            proc = actor.proc
+            if proc is None or actor.quitting:
+                continue
+            code = proc.poll()
+            if code is None:
+                continue
+            self._reap_links(actor.name)
+            if actor.failure is None:
+                if code < 0:
+                    kind = FailureKind.KILLED if -code == signal.SIGKILL else FailureKind.CRASHED
+                    error = f"killed by {signal.Signals(-code).name}"
+                else:
+                    kind, error = FailureKind.CRASHED, f"exited with code {code}"
+                self._fail(
+                    ActorFailure(actor.name, kind, self._phase(actor), error, exit_code=code)
+                )
+            actor.state = ActorState.FAILED
+            actor.proc = None
+
+    def _phase(self, actor: _Actor) -> Phase:
+        if actor.state in (ActorState.CREATED,):
+            return Phase.SPAWN
+        if actor.state in (ActorState.SETTING_UP, ActorState.READY):
+            return Phase.SETUP
+        if actor.state is ActorState.STOPPING:
+            return Phase.STOP
+        return Phase.RUN
+
+    def _reap_links(self, name: str) -> None:
+        """A consumer is gone: free its producers and release what its process held."""
+        assert self.counters is not None
+        for link in self.spec.links_to(name):
+            self.counters.link_row(link.name)[LinkField.DETACHED] = 1
+        if self._domain is not None:
+            with contextlib.suppress(Exception):
+                self._domain.cleanup_dead_nodes()
+
+    def _wait(self, cond: Callable[[], bool], timeout: float, what: str) -> None:
+        deadline = time.monotonic() + timeout
+        while not cond():
+            if self.failures and self.spec.settings.on_failure.value == "stop":
+                raise ActorFailed(
+                    "\n".join(str(f) for f in self.failures),
+                    {f.actor: f for f in self.failures},
+                )
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise Timeout(f"timed out after {timeout} s waiting for {what}")
+            self.poll(min(left, 0.05))
+
+    def _signal(
+        self,
+        names: Iterable[str],
+        signal_: Signal,
+        states: set[ActorState],
+        timeout: float,
+        what: str,
+    ) -> None:
+        names = list(names)
+        ids = {name: self._send(name, signal_) for name in names}
+        self._wait(
+            lambda: all(i in self._replies for i in ids.values()),
+            timeout,
+            f"replies to {signal_.value}",
+        )
+        refused = {n: self._replies[i].error for n, i in ids.items() if not self._replies[i].ok}
+        if refused:
+            raise InvalidTransition("; ".join(f"{n}: {why}" for n, why in refused.items()))
+        self._wait(lambda: all(self.actors[n].state in states for n in names), timeout, what)
+
+    def _select(self, actors: Iterable[str] | None) -> list[str]:
+        names = list(self.actors) if actors is None else list(actors)
+        unknown = [n for n in names if n not in self.actors]
+        if unknown:
+            raise InvalidTransition(f"no such actor: {', '.join(unknown)}")
+        return names
+
+    # ----- lifecycle ------------------------------------------------------------------------
+    def setup(self) -> None:
+        """Send ``setup`` to every actor and wait until all are ready."""
+        not_created = {
+            n: a.state for n, a in self.actors.items() if a.state is not ActorState.CREATED
+        }
+        if not_created:
+            raise InvalidTransition(
+                "setup needs every actor created; "
+                + ", ".join(f"{n} is {s.value}" for n, s in not_created.items())
+            )
+        self.state = "setting_up"
+        self._signal(
+            self.actors,
+            Signal.SETUP,
+            {ActorState.READY},
+            self.spec.settings.setup_timeout,
+            "every actor to be ready",
+        )
+        self.state = "ready"
+
+    def run(self) -> None:
+        """Send ``run`` once every actor is ready (or stopped), and wait until all run."""
+        waiting = {
+            n: a.state
+            for n, a in self.actors.items()
+            if a.state not in (ActorState.READY, ActorState.STOPPED)
+        }
+        if waiting:
+            raise InvalidTransition(
+                "run needs every actor ready; not ready: "
+                + ", ".join(f"{n} ({s.value})" for n, s in waiting.items())
+            )
+        self._signal(
+            self.actors,
+            Signal.RUN,
+            {ActorState.RUNNING, ActorState.STOPPED},
+            self.spec.settings.setup_timeout,
+            "every actor to run",
+        )
+        self.started_at = time.monotonic()
+        self.state = "running"
+
+    def pause(self, actors: Iterable[str] | None = None) -> None:
+        """Pause running actors at their next safe point."""
+        names = self._select(actors)
+        self._signal(
+            names,
+            Signal.PAUSE,
+            {ActorState.PAUSED},
+            self.spec.settings.stop_timeout,
+            "actors to pause",
+        )
+        if actors is None:
+            self.state = "paused"
+
+    def resume(self, actors: Iterable[str] | None = None) -> None:
+        """Resume paused actors."""
+        names = self._select(actors)
+        self._signal(
+            names,
+            Signal.RESUME,
+            {ActorState.RUNNING},
+            self.spec.settings.stop_timeout,
+            "actors to resume",
+        )
+        if actors is None:
+            self.state = "running"
+
+    def stop(self) -> None:
+        """Stop actors producers-first, so each consumer handles what is queued before it stops."""
+        settings = self.spec.settings
+        self.state = "stopping"
+        for group in self.spec.stop_order():
+            live = [
+                n
+                for n in group
+                if self.actors[n].state in (ActorState.RUNNING, ActorState.PAUSED, ActorState.READY)
+            ]
+            if live:
+                self._signal(
+                    live,
+                    Signal.STOP,
+                    {ActorState.STOPPED, ActorState.FAILED},
+                    settings.stop_timeout + settings.drain_timeout,
+                    "actors to stop",
+                )
+        self.state = "stopped"
+
+    def quit(self) -> QuitReport:
+        """End the run: stop, ask every process to quit, then SIGTERM, then SIGKILL; clean up."""
+        if self._closed:
+            return QuitReport((), (), (), (), tuple(self.failures))
+        self._closed = True
+        graceful: list[str] = []
+        terminated: list[str] = []
+        killed: list[str] = []
+        if self._router is not None:
+            if any(
+                a.state in (ActorState.RUNNING, ActorState.PAUSED) for a in self.actors.values()
+            ):
+                with contextlib.suppress(Exception):
+                    self.stop()
+            live = [a for a in self.actors.values() if a.proc is not None and a.proc.poll() is None]
+            for actor in live:
+                actor.quitting = True
+                self._send(actor.name, Signal.QUIT)
+            timeout = self.spec.settings.stop_timeout
+            left = self._await_exit(live, timeout)
+            graceful = [a.name for a in live if a not in left]
+            for actor in left:
+                self._killpg(actor, signal.SIGTERM)
+            still = self._await_exit(left, timeout)
+            terminated = [a.name for a in left if a not in still]
+            for actor in still:
+                self._killpg(actor, signal.SIGKILL)
+            self._await_exit(still, 5.0)
+            killed = [a.name for a in still]
+            for actor in self.actors.values():  # reap anything that exited on its own
+                if actor.proc is not None:
+                    with contextlib.suppress(Exception):
+                        actor.proc.wait(timeout=1)
+                    self._killpg(actor, signal.SIGKILL)
+        removed = self._cleanup()
+        self.state = "quit"
+        return QuitReport(
+            tuple(graceful), tuple(terminated), tuple(killed), tuple(removed), tuple(self.failures)
+        )
+
+    def _await_exit(self, actors: list[_Actor], timeout: float) -> list[_Actor]:
+        deadline = time.monotonic() + timeout
+        while True:
+            left = [a for a in actors if a.proc is not None and a.proc.poll() is None]
+            if not left or time.monotonic() >= deadline:
+                return left
+            self.poll(0.02)
+
+    @staticmethod
+    def _killpg(actor: _Actor, sig: signal.Signals) -> None:
+        if actor.proc is None:
+            return
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(actor.proc.pid, sig)
+
+    def _cleanup(self) -> list[str]:
+        """Remove every file of the run; returns what had to be removed by force."""
+        if self._domain is not None:
+            with contextlib.suppress(Exception):
+                self._domain.cleanup_dead_nodes()
+            with contextlib.suppress(Exception):
+                self._domain.close()
+            self._domain = None
+        if self._store is not None:
+            with contextlib.suppress(Exception):
+                self._store.close()
+        if self.counters is not None:
+            self.counters.close()
+            self.counters = None
+        if self._router is not None:
+            self._router.close(linger=0)
+            self._router = None
+        if self._ctx is not None:
+            self._ctx.term()
+            self._ctx = None
+        from plexa._cleanup import remove_run_files
+
+        return remove_run_files(self.paths)
+
+    # ----- status ---------------------------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        """The run's status in the JSON shape of ``plexa run --json`` and ``plexa ctl status``."""
+        counters = self.counters
+        snap = counters.snapshot() if counters is not None else None
+        now = time.monotonic()
+        rates = self._update_rates(snap, now)
+        drained = self.state in ("stopped", "quit") or all(
+            a.state in (ActorState.STOPPED, ActorState.FAILED, ActorState.EXITED)
+            for a in self.actors.values()
+        )
+        actors: dict[str, Any] = {}
+        for name, actor in self.actors.items():
+            row = counters.actor_row(name) if counters is not None else None
+            calls = int(row[ActorField.HANDLER_CALLS]) if row is not None else 0
+            actors[name] = {
+                "state": actor.state.value,
+                "pid": actor.proc.pid if actor.proc is not None else None,
+                "restarts": actor.restarts,
+                "msgs_in": int(row[ActorField.MSGS_IN]) if row is not None else 0,
+                "msgs_out": int(row[ActorField.MSGS_OUT]) if row is not None else 0,
+                "rate_in": rates.get(f"in:{name}", 0.0),
+                "rate_out": rates.get(f"out:{name}", 0.0),
+                "handler_mean_us": (
+                    round(int(row[ActorField.HANDLER_NS]) / calls / 1e3, 1)
+                    if row is not None and calls
+                    else None
+                ),
+            }
+            if actor.failure is not None:
+                actors[name]["failure"] = {
+                    "kind": actor.failure.kind.value,
+                    "phase": actor.failure.phase.value,
+                    "error": actor.failure.error,
+                    "traceback": actor.failure.traceback,
+                }
+        links: dict[str, Any] = {}
+        for link in self.spec.links:
+            if counters is None:
+                continue
+            lrow = counters.link_row(link.name)
+            sent = int(counters.output_row(link.output)[OutputField.SENT])
+            received = int(lrow[LinkField.RECEIVED])
+            dropped = int(lrow[LinkField.DROPPED])
+            counted_lost = int(lrow[LinkField.LOST])
+            in_flight = sent - received - dropped - counted_lost
+            links[link.name] = {
+                "policy": link.policy.value,
+                "capacity": link.capacity,
+                "sent": sent,
+                "received": received,
+                "dropped": dropped,
+                "lost": counted_lost + (in_flight if drained else 0),
+                "in_flight": 0 if drained else in_flight,
+                "latency_us": round(int(lrow[LinkField.LATENCY_NS]) / 1e3, 1),
+            }
+        return {
+            "run": {
+                "name": self.spec.name,
+                "id": self.paths.run_id,
+                "state": "failed" if self.failures else self.state,
+                "uptime_s": round(now - self.started_at, 3),
+            },
+            "actors": actors,
+            "links": links,
+        }
+
+    def _update_rates(self, snap: Any, now: float) -> dict[str, float]:
+        r = self._rates
+        if snap is None or self.counters is None:
+            return r.rates
+        if r.snapshot is None:
+            r.t, r.snapshot = now, snap
+            return r.rates
+        dt = now - r.t
+        if dt < 0.5:
+            return r.rates
+        counters = self.counters
+        rates: dict[str, float] = {}
+        for name in self.actors:
+            i = counters._actor_base + counters.actors.index(name)
+            rates[f"in:{name}"] = round(
+                float(snap[i][ActorField.MSGS_IN] - r.snapshot[i][ActorField.MSGS_IN]) / dt, 1
+            )
+            rates[f"out:{name}"] = round(
+                float(snap[i][ActorField.MSGS_OUT] - r.snapshot[i][ActorField.MSGS_OUT]) / dt, 1
+            )
+        r.t, r.snapshot, r.rates = now, snap, rates
+        return rates

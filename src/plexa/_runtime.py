@@ -1,0 +1,557 @@
+"""Inside an actor process: the control thread, the run loop, safe points, teardown.
+
+Started by the nexus as ``python -m plexa._runtime RUN_DIR ACTOR``. The main thread runs
+user code; a control thread talks to the nexus over zmq, queues commands, sends heartbeats,
+and watches for the nexus's death. Commands take effect only at safe points: between
+messages or steps, inside ``put``/``get`` waits, or where user code calls ``safe_point()``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import json
+import logging
+import os
+import queue
+import signal
+import sys
+import threading
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import zmq
+
+from plexa import _messages as msgs
+from plexa._actor import Actor, AsyncActor, Ports
+from plexa._counters import ActorField, Counters
+from plexa._links import Domain, InputPort, OutputPort, Wake, decode_sample, make_sub
+from plexa._paths import RunPaths
+from plexa._spec import PipelineSpec
+from plexa._states import ActorState, FailureKind, Phase, Signal
+from plexa.errors import InvalidTransition
+
+__all__ = ["main"]
+
+SPIN_S = 50e-6
+"""How long an idle loop polls before it blocks (a blocking wake-up costs ~65 us here)."""
+
+
+class _Unwind(BaseException):
+    """Raised at a safe point to leave user code when the actor must stop or quit."""
+
+    def __init__(self, signal: Signal) -> None:
+        super().__init__(signal.value)
+        self.signal = signal
+
+
+class _Outbox:
+    """Thread-safe sending to the nexus: each thread gets its own inproc PUSH socket."""
+
+    def __init__(self, ctx: zmq.Context[Any], address: str) -> None:
+        self._ctx = ctx
+        self._address = address
+        self._local = threading.local()
+        self._sockets: list[zmq.Socket[Any]] = []
+        self._lock = threading.Lock()
+
+    def send(self, msg: msgs.Message) -> None:
+        sock = getattr(self._local, "sock", None)
+        if sock is None:
+            sock = self._ctx.socket(zmq.PUSH)
+            sock.setsockopt(zmq.LINGER, 1000)
+            sock.connect(self._address)
+            self._local.sock = sock
+            with self._lock:
+                self._sockets.append(sock)
+        sock.send(msgs.encode(msg))
+
+    def close(self) -> None:
+        with self._lock:
+            for sock in self._sockets:
+                sock.close()
+
+
+class _NexusLogHandler(logging.Handler):
+    """Forwards log records to the nexus."""
+
+    def __init__(self, outbox: _Outbox) -> None:
+        super().__init__()
+        self._outbox = outbox
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self._outbox.send(
+                msgs.LogRecord(record.created, record.levelno, record.name, self.format(record))
+            )
+        except Exception:
+            self.handleError(record)
+
+
+class ActorProcess:
+    """One actor's process: owns the user object, its ports and its lifecycle."""
+
+    def __init__(self, paths: RunPaths, spec: PipelineSpec, name: str) -> None:
+        self.paths = paths
+        self.spec = spec
+        self.name = name
+        self.aspec = spec.actors[name]
+        self.state = ActorState.CREATED
+        self.commands: queue.SimpleQueue[msgs.Command] = queue.SimpleQueue()
+        self.pending = False
+        self.unwind: Signal | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.ctx: zmq.Context[Any] = zmq.Context()
+        self.outbox = _Outbox(self.ctx, f"inproc://{name}-out")
+        self.counters = Counters(spec, paths.counters_file)
+        self.row = self.counters.actor_row(name)
+        self.actor: Actor | None = None
+        self.domain: Domain | None = None
+        self.wake: Wake | None = None
+        self.inputs: dict[str, InputPort] = {}
+        self.outputs: dict[str, OutputPort] = {}
+        self.store: Any = None
+        self._ctl_ready = threading.Event()
+        self._done = threading.Event()
+
+    # ----- control thread -------------------------------------------------------------
+    def control_thread(self) -> None:
+        """Relay between the nexus and this process; runs until the process ends."""
+        pull = self.ctx.socket(zmq.PULL)
+        pull.bind(f"inproc://{self.name}-out")
+        dealer = self.ctx.socket(zmq.DEALER)
+        dealer.setsockopt(zmq.IDENTITY, self.name.encode())
+        dealer.setsockopt(zmq.LINGER, 2000)
+        dealer.connect(self.paths.endpoint("actors"))
+        domain = Domain(self.paths, f"{self.name}-ctl")
+        waker = domain.wake_service(self.spec, self.name).notifier_builder().create()
+        poller = zmq.Poller()
+        poller.register(pull, zmq.POLLIN)
+        poller.register(dealer, zmq.POLLIN)
+        parent = os.getppid()
+        interval = self.spec.settings.heartbeat_interval
+        next_beat = 0.0
+        orphaned_at = 0.0
+        self._ctl_ready.set()
+        try:
+            while not self._done.is_set():
+                for sock, _ in poller.poll(timeout=int(interval * 1000)):
+                    if sock is pull:
+                        while True:
+                            try:
+                                dealer.send(pull.recv(zmq.NOBLOCK))
+                            except zmq.Again:
+                                break
+                    else:
+                        self._receive(dealer, waker)
+                now = time.monotonic()
+                if now >= next_beat:
+                    next_beat = now + interval
+                    dealer.send(msgs.encode(msgs.Heartbeat(int(self.row[ActorField.LOOPS]))))
+                if os.getppid() != parent:
+                    if not orphaned_at:
+                        orphaned_at = now
+                        self._inject(msgs.Command(-1, Signal.QUIT.value), waker)
+                    elif now - orphaned_at > 1.0:
+                        os._exit(3)  # the nexus is gone and user code will not yield
+            while True:  # flush what the main thread sent last
+                try:
+                    dealer.send(pull.recv(zmq.NOBLOCK))
+                except zmq.Again:
+                    break
+        finally:
+            waker.delete()
+            domain.close()
+            dealer.close()
+            pull.close()
+
+    def _receive(self, dealer: zmq.Socket[Any], waker: Any) -> None:
+        while True:
+            try:
+                data = dealer.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            try:
+                msg = msgs.decode(data)
+            except msgspec.DecodeError:
+                continue
+            if isinstance(msg, msgs.Command):
+                self._inject(msg, waker)
+
+    def _inject(self, cmd: msgs.Command, waker: Any) -> None:
+        self.commands.put(cmd)
+        self.pending = True
+        waker.notify()
+        if self.loop is not None:
+            with contextlib.suppress(RuntimeError):
+                self.loop.call_soon_threadsafe(lambda: None)
+
+    # ----- lifecycle --------------------------------------------------------------------
+    def set_state(self, state: ActorState) -> None:
+        self.state = state
+        self.outbox.send(msgs.StateChanged(state))
+
+    def reply(self, cmd: msgs.Command, ok: bool = True, error: str = "", value: Any = None) -> None:
+        if cmd.id >= 0:
+            self.outbox.send(msgs.Reply(cmd.id, ok, error, value))
+
+    def fail(self, phase: Phase, exc: BaseException) -> None:
+        tb = "".join(traceback.format_exception(exc))
+        self.outbox.send(
+            msgs.Failure(FailureKind.EXCEPTION, phase, f"{type(exc).__name__}: {exc}", tb)
+        )
+        self.state = ActorState.FAILED
+
+    def serve(self) -> int:
+        """Answer commands until quit; returns the exit code."""
+        while True:
+            cmd = self.commands.get()
+            self.pending = not self.commands.empty()
+            try:
+                signal_ = Signal(cmd.signal)
+            except ValueError:
+                self.reply(cmd, False, f"unknown command {cmd.signal!r}")
+                continue
+            if signal_ is Signal.QUIT:
+                self.reply(cmd)
+                return 0
+            if signal_ is Signal.SETUP and self.state is ActorState.CREATED:
+                self.set_state(ActorState.SETTING_UP)
+                self.reply(cmd)
+                if not self.do_setup():
+                    return 1
+                self.set_state(ActorState.READY)
+            elif signal_ is Signal.RUN and self.state in (ActorState.READY, ActorState.STOPPED):
+                self.reply(cmd)
+                code = self.do_run()
+                if code is not None:
+                    return code
+            elif signal_ is Signal.STOP and self.state is ActorState.READY:
+                self.reply(cmd)
+                self.set_state(ActorState.STOPPED)
+            else:
+                self.reply(cmd, False, f"{signal_.value} is not allowed while {self.state.value}")
+
+    def do_setup(self) -> bool:
+        try:
+            self.attach()
+            assert self.actor is not None
+            self.actor.setup(**self.setup_options)
+        except Exception as exc:
+            self.fail(Phase.SETUP, exc)
+            return False
+        return True
+
+    def attach(self) -> None:
+        """Create the user object, the store handle and every port."""
+        from plexa._config import resolve_class
+        from plexa._store import Store
+
+        cls = resolve_class(self.aspec.target)
+        actor, self.setup_options = cls._plexa_create(self.name, dict(self.aspec.options))
+        self.actor = actor
+        actor.name = self.name
+        actor.log = logging.getLogger(f"plexa.actor.{self.name}")
+        self.store = Store(self.paths.store_dir, self.spec.settings.store_size)
+        actor.store = self.store
+        self.domain = Domain(self.paths, self.name)
+        self.wake = Wake(self.domain, self.spec, self.name)
+        for port in self.aspec.outputs:
+            links = [lk for lk in self.spec.links_from(self.name) if lk.src_port == port]
+            service = (
+                self.domain.output_service(self.spec, f"{self.name}.{port}") if links else None
+            )
+            if service is not None:
+                self.outputs[port] = OutputPort(
+                    port, self.name, links, service, self.counters, self.wake, self.idle_wait
+                )
+            else:
+                self.outputs[port] = _UnlinkedOutput(port, self.name)  # type: ignore[assignment]
+        for port in self.aspec.inputs:
+            links = [lk for lk in self.spec.links_to(self.name) if lk.dst_port == port]
+            subs = [make_sub(lk, self.domain, self.spec, self.counters, self.wake) for lk in links]
+            self.inputs[port] = InputPort(port, self.name, subs, self.counters, self.idle_wait)
+        type(actor).inputs.__set__(actor, Ports(dict(self.inputs)))
+        type(actor).outputs.__set__(actor, Ports(dict(self.outputs)))
+        actor.__dict__["_plexa_safe_point"] = self.safe_point
+        actor.__dict__["_plexa_async_safe_point"] = self.async_safe_point
+        actor._plexa_attached(self)
+
+    # ----- safe points --------------------------------------------------------------------
+    def safe_point(self) -> None:
+        """Apply pending commands; pause blocks here; stop and quit unwind user code."""
+        self.row[ActorField.LOOPS] += 1
+        if self.unwind is not None:
+            raise _Unwind(self.unwind)  # user code swallowed the first one
+        if self.pending:
+            self.control()
+
+    def idle_wait(self, timeout: float) -> None:
+        """Wait for a wake-up (a safe point before and after)."""
+        self.safe_point()
+        assert self.wake is not None
+        self.wake.wait(timeout)
+        self.safe_point()
+
+    def control(self) -> None:
+        """Apply every queued command (we are at a safe point, in the running state)."""
+        while True:
+            try:
+                cmd = self.commands.get_nowait()
+            except queue.Empty:
+                self.pending = False
+                return
+            try:
+                signal_ = Signal(cmd.signal)
+            except ValueError:
+                self.reply(cmd, False, f"unknown command {cmd.signal!r}")
+                continue
+            if signal_ in (Signal.STOP, Signal.QUIT):
+                self.reply(cmd)
+                self.pending = not self.commands.empty()
+                self.unwind = signal_
+                raise _Unwind(signal_)
+            if signal_ is Signal.PAUSE and self.state is ActorState.RUNNING:
+                self.reply(cmd)
+                self.set_state(ActorState.PAUSED)
+                self.paused()
+            else:
+                self.reply(cmd, False, f"{signal_.value} is not allowed while {self.state.value}")
+
+    def paused(self) -> None:
+        """Block until resume (returns) or stop/quit (unwinds)."""
+        while True:
+            cmd = self.commands.get()
+            try:
+                signal_ = Signal(cmd.signal)
+            except ValueError:
+                self.reply(cmd, False, f"unknown command {cmd.signal!r}")
+                continue
+            if signal_ is Signal.RESUME:
+                self.reply(cmd)
+                self.set_state(ActorState.RUNNING)
+                return
+            if signal_ in (Signal.STOP, Signal.QUIT):
+                self.reply(cmd)
+                self.unwind = signal_
+                raise _Unwind(signal_)
+            self.reply(cmd, False, f"{signal_.value} is not allowed while paused")
+
+    async def async_safe_point(self) -> None:
+        """The async actor's safe point: pause awaits resume without blocking the loop."""
+        self.row[ActorField.LOOPS] += 1
+        while self.pending:
+            # paused() blocks the thread, which is what pause means for the actor.
+            await asyncio.sleep(0)
+            self.control()
+
+    # ----- running --------------------------------------------------------------------------
+    def do_run(self) -> int | None:
+        """Run until stop (returns None) or quit (returns the exit code)."""
+        assert self.actor is not None
+        self.unwind = None
+        self.set_state(ActorState.RUNNING)
+        how = Signal.STOP
+        try:
+            if isinstance(self.actor, AsyncActor):
+                self.run_async(self.actor)
+            else:
+                self.run_loop(self.actor)
+        except _Unwind as unwind:
+            how = unwind.signal
+        except Exception as exc:
+            self.fail(Phase.RUN, exc)
+            return 1
+        self.set_state(ActorState.STOPPING)
+        self.unwind = None
+        try:
+            self.drain()
+            self.actor.stop()
+        except _Unwind:
+            pass
+        except Exception as exc:
+            self.fail(Phase.STOP, exc)
+            return 1
+        self.set_state(ActorState.STOPPED)
+        return 0 if how is Signal.QUIT else None
+
+    def run_loop(self, actor: Actor) -> None:
+        handlers = [
+            (self.inputs[port], getattr(actor, method))
+            for port, method in type(actor).handlers().items()
+            if port in self.inputs
+        ]
+        stepper = actor.run_step if type(actor).has_run_step() else None
+        row = self.row
+        wake = self.wake
+        assert wake is not None
+        while True:
+            self.safe_point()
+            busy = False
+            if stepper is not None:
+                t0 = time.perf_counter_ns()
+                stepper()
+                row[ActorField.HANDLER_NS] += time.perf_counter_ns() - t0
+                row[ActorField.HANDLER_CALLS] += 1
+                busy = True
+            for port, handler in handlers:
+                sample = port.take_sample()
+                if sample is not None:
+                    obj = decode_sample(sample)
+                    del sample
+                    t0 = time.perf_counter_ns()
+                    handler(obj)
+                    row[ActorField.HANDLER_NS] += time.perf_counter_ns() - t0
+                    row[ActorField.HANDLER_CALLS] += 1
+                    del obj
+                    busy = True
+            if not busy:
+                self.idle(handlers)
+
+    def idle(self, handlers: list[tuple[InputPort, Any]]) -> None:
+        """Nothing to do: spin briefly (cheap wake-up), then block on the wake listener."""
+        end = time.perf_counter() + SPIN_S
+        while time.perf_counter() < end:
+            if self.pending or any(port.has_pending() for port, _ in handlers):
+                return
+        assert self.wake is not None
+        self.wake.wait(0.5)
+
+    def run_async(self, actor: AsyncActor) -> None:
+        async def main() -> None:
+            self.loop = asyncio.get_running_loop()
+            task = asyncio.ensure_future(actor.run())
+            try:
+                while not task.done():
+                    await asyncio.wait({task}, timeout=0.05)
+                    if self.pending and not task.done():
+                        try:
+                            self.control()
+                        except _Unwind:
+                            task.cancel()
+                            with contextlib.suppress(asyncio.CancelledError):
+                                await task
+                            raise
+                task.result()
+            finally:
+                self.loop = None
+
+        asyncio.run(main())
+
+    def drain(self) -> None:
+        """Handle what is still queued on handled inputs (producers have stopped first)."""
+        assert self.actor is not None
+        handlers = [
+            (self.inputs[port], getattr(self.actor, method))
+            for port, method in type(self.actor).handlers().items()
+            if port in self.inputs
+        ]
+        deadline = time.monotonic() + self.spec.settings.drain_timeout
+        progressed = True
+        while progressed and time.monotonic() < deadline:
+            progressed = False
+            for port, handler in handlers:
+                sample = port.take_sample()
+                if sample is not None:
+                    obj = decode_sample(sample)
+                    del sample
+                    handler(obj)
+                    del obj
+                    progressed = True
+        if type(self.actor).has_run_step() and self.inputs:
+            while time.monotonic() < deadline and any(
+                p.has_pending() for p in self.inputs.values()
+            ):
+                self.actor.run_step()
+
+    # ----- teardown -------------------------------------------------------------------------
+    def teardown(self) -> None:
+        for port in self.inputs.values():
+            port.close()
+        for out in self.outputs.values():
+            out.close()
+        if self.wake is not None:
+            self.wake.close()
+        if self.domain is not None:
+            self.domain.close()
+        if self.store is not None:
+            self.store.close()
+
+
+class _UnlinkedOutput:
+    """An output with no connection: ``put`` counts and discards."""
+
+    def __init__(self, name: str, actor: str) -> None:
+        self.name = name
+        self.actor = actor
+
+    def put(self, obj: object, timeout: float | None = None) -> None:
+        """Discard ``obj``: nothing is connected."""
+
+    def put_nowait(self, obj: object) -> None:
+        """Discard ``obj``: nothing is connected."""
+
+    @contextlib.contextmanager
+    def loan(self, shape: Any, dtype: Any = None) -> Any:
+        """A private array: nothing is connected, so nothing is sent."""
+        import numpy as np
+
+        yield np.empty(shape, dtype or np.uint8)
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+def _die_with_parent() -> None:
+    """Ask the kernel to send SIGTERM when the nexus (our parent) dies."""
+    with contextlib.suppress(Exception):
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of an actor process."""
+    args = sys.argv[1:] if argv is None else argv
+    run_dir, name = args[0], args[1]
+    _die_with_parent()
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the nexus's to handle
+    paths = RunPaths(Path(run_dir).name, Path(run_dir).parent)
+    with contextlib.suppress(OSError, ValueError):
+        extra = json.loads((paths.run_dir / "sys_path.json").read_text())
+        sys.path[:0] = [p for p in extra if p not in sys.path]
+    spec = msgspec.json.decode(paths.spec_file.read_bytes(), type=PipelineSpec)
+    proc = ActorProcess(paths, spec, name)
+    thread = threading.Thread(target=proc.control_thread, name="plexa-control", daemon=True)
+    thread.start()
+    proc._ctl_ready.wait(10)
+    root = logging.getLogger()
+    root.setLevel(logging.INFO)
+    root.addHandler(_NexusLogHandler(proc.outbox))
+    proc.outbox.send(msgs.Hello(name, os.getpid()))
+    code = 1
+    try:
+        code = proc.serve()
+    except InvalidTransition:
+        code = 1
+    finally:
+        with contextlib.suppress(Exception):
+            proc.teardown()
+        proc._done.set()
+        thread.join(timeout=2)
+        proc.outbox.close()
+        proc.counters.close()
+        proc.ctx.destroy(linger=0)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,296 @@
+"""The run's keyed object store: pickled objects in one LMDB environment on /dev/shm.
+
+The nexus creates the store in the run directory (``Store(path, size, create=True)``) and
+every actor process opens the same path. Objects are pickled with protocol 5 and their
+out-of-band buffers (numpy arrays, ...) are written raw, so an array is never copied into
+an intermediate pickle. A value is one frame (integers little-endian)::
+
+    b"PLX5"  u32 n  u64 len(pickle)  u64 len(buffer) * n  pickle  [pad buffer] * n
+
+Each buffer is padded so that, when the value lives in LMDB overflow pages (values over
+about 2 KB), it starts on a 64-byte boundary of the map; smaller values may be unaligned,
+which numpy handles.
+
+Thread safety: a :class:`Store` may be used by one thread at a time; threads that need the
+store concurrently open their own (Stores of one path in a process share one LMDB
+environment, since LMDB forbids opening it twice). Never use a store across ``fork()``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+import pickle
+import shutil
+import struct
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lmdb
+
+from plexa.errors import KeyNotFound, StoreError, StoreFull
+
+__all__ = ["Store", "StoreStatistics", "remove_store"]
+
+_MAGIC = b"PLX5"
+_HEAD = struct.Struct("<4sI")
+_ALIGN = 64
+_PAGE_HEADER = 16  # LMDB page header on 64-bit: overflow values start 16 bytes into a page
+_ZEROS = bytes(_ALIGN)
+_MB = 2**20
+_NUDGE = b"\x00plexa-nudge"
+
+_ENVS: dict[Path, tuple[lmdb.Environment, int]] = {}  # real path -> (environment, handles)
+_ENVS_LOCK = threading.Lock()
+
+
+@dataclass(frozen=True)
+class StoreStatistics:
+    """How full the store is."""
+
+    entries: int
+    """Number of keys."""
+    used_bytes: int
+    """Bytes of the pages that hold live entries (freed pages excluded)."""
+    map_size: int
+    """Capacity of the store in bytes (``settings.store_size``)."""
+
+
+def _pad(offset: int) -> int:
+    """Padding that puts a buffer at value ``offset`` on an ``_ALIGN`` boundary of the map."""
+    return -(offset + _PAGE_HEADER) % _ALIGN
+
+
+def _encode(obj: Any) -> bytes:
+    """Serialise ``obj`` into one frame; array data is copied once, by the final join."""
+    raws: list[memoryview] = []
+
+    def keep(buffer: pickle.PickleBuffer) -> bool:
+        try:
+            raws.append(buffer.raw())
+        except BufferError:  # not contiguous: let pickle copy it in-band
+            return True
+        return False
+
+    meta = pickle.dumps(obj, protocol=5, buffer_callback=keep)
+    sizes = struct.pack(f"<{len(raws) + 1}Q", len(meta), *(r.nbytes for r in raws))
+    parts: list[bytes | memoryview] = [_HEAD.pack(_MAGIC, len(raws)), sizes, meta]
+    offset = _HEAD.size + len(sizes) + len(meta)
+    for raw in raws:
+        pad = _pad(offset)
+        parts += (_ZEROS[:pad], raw)
+        offset += pad + raw.nbytes
+    return b"".join(parts)
+
+
+def _decode(value: memoryview) -> tuple[memoryview, list[memoryview]]:
+    """Split a frame into its pickle and its out-of-band buffers, without copying."""
+    magic, count = _HEAD.unpack_from(value)
+    if magic != _MAGIC:
+        raise StoreError("stored value is not a plexa object frame")
+    sizes = struct.unpack_from(f"<{count + 1}Q", value, _HEAD.size)
+    offset = _HEAD.size + 8 * (count + 1)
+    meta = value[offset : offset + sizes[0]]
+    offset += sizes[0]
+    buffers = []
+    for size in sizes[1:]:
+        offset += _pad(offset)
+        buffers.append(value[offset : offset + size])
+        offset += size
+    return meta, buffers
+
+
+def _room(path: Path) -> int:
+    """Bytes the store's data file may still grow to on its filesystem."""
+    vfs = os.statvfs(path)
+    data = path / "data.mdb"
+    held = data.stat().st_blocks * 512 if data.exists() else 0
+    return vfs.f_bavail * vfs.f_frsize + held
+
+
+def _acquire(path: Path, map_size: int, create: bool) -> lmdb.Environment:
+    """This process's environment for ``path``, opened on first use."""
+    with _ENVS_LOCK:
+        env, handles = _ENVS.get(path, (None, 0))
+        if env is None:
+            # The store lives on /dev/shm: RAM, gone at reboot, never reopened after a crash,
+            # so fsync buys nothing (sync/metasync off) and there is no disk to read ahead.
+            # writemap makes LMDB write values straight into the shared mapping instead of
+            # into malloc'd pages it then pwrite()s: 5x faster puts of 512 KB. But touching a
+            # tmpfs page that cannot be allocated raises SIGBUS, so writemap is used only if
+            # the filesystem has room for the whole map; else a full /dev/shm is ENOSPC.
+            # One spare read transaction keeps begin() cheap.
+            env = lmdb.open(
+                str(path),
+                map_size=map_size,
+                subdir=True,
+                create=create,
+                mode=0o600,
+                max_dbs=0,
+                lock=True,
+                writemap=_room(path) >= map_size,
+                sync=False,
+                metasync=False,
+                readahead=False,
+                max_readers=126,
+                max_spare_txns=1,
+            )
+        _ENVS[path] = (env, handles + 1)
+        return env
+
+
+def _release(path: Path) -> None:
+    """Drop one handle on ``path``'s environment; close it with the last one."""
+    with _ENVS_LOCK:
+        env, handles = _ENVS.pop(path)
+        if handles > 1:
+            _ENVS[path] = (env, handles - 1)
+        else:
+            env.close()
+
+
+def remove_store(path: str | os.PathLike[str]) -> None:
+    """Delete a store's directory (when a run ends); a missing directory is fine."""
+    with contextlib.suppress(FileNotFoundError):
+        shutil.rmtree(path)
+
+
+class Store:
+    """A keyed store of Python objects shared by every process of a run."""
+
+    remove = staticmethod(remove_store)
+
+    def __init__(
+        self, path: str | os.PathLike[str], map_size: int, *, create: bool = False
+    ) -> None:
+        self.path = Path(path)
+        if create:
+            self.path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        elif not (self.path / "data.mdb").is_file():
+            raise StoreError(f"no object store at {self.path}")
+        self._key = self.path.resolve()
+        try:
+            self._env: lmdb.Environment | None = _acquire(self._key, map_size, create)
+        except lmdb.Error as exc:
+            raise StoreError(f"cannot open the object store at {self.path}: {exc}") from exc
+        # A reader killed with kill -9 leaves its slot behind, pinning the pages it could see.
+        self._env.reader_check()
+        self._prefix = f"{os.getpid():x}.{os.urandom(4).hex()}."
+        self._counter = itertools.count()
+
+    def _live(self) -> lmdb.Environment:
+        if self._env is None:
+            raise StoreError("the object store is closed")
+        return self._env
+
+    def put(self, obj: Any, key: str | None = None) -> str:
+        """Store ``obj`` under ``key`` (replacing any value) or under a new unique key.
+
+        Returns the key. Raises :class:`StoreFull` if there is no room for the value.
+        """
+        env = self._live()
+        value = _encode(obj)
+        while True:
+            name = key if key is not None else f"{self._prefix}{next(self._counter):x}"
+            # A new key must not replace anything: on the (unlikely) clash, draw another.
+            if self._write(env, name, value, overwrite=key is not None):
+                return name
+
+    def _write(self, env: lmdb.Environment, key: str, value: bytes, overwrite: bool) -> bool:
+        for retry in (False, True):
+            try:
+                with env.begin(write=True) as txn:
+                    return txn.put(key.encode(), value, overwrite=overwrite)
+            except lmdb.MapFullError:
+                if retry:
+                    break
+                # LMDB reuses freed pages two commits later, and never those a reader (maybe
+                # one killed with kill -9) could still see: clear dead readers, then commit a
+                # no-op so that pages freed by the last commit become reusable; retry once.
+                env.reader_check()
+                with contextlib.suppress(lmdb.MapFullError), env.begin(write=True) as txn:
+                    if txn.put(_NUDGE, b"", overwrite=False):
+                        txn.delete(_NUDGE)
+            except lmdb.DiskError as exc:
+                raise StoreFull(f"no room left for the object store in {self.path}") from exc
+            except lmdb.Error as exc:
+                raise StoreError(f"cannot put {key!r}: {exc}") from exc
+        size = env.info()["map_size"] // _MB
+        raise StoreFull(
+            f"object store full ({size} MB); raise settings.store_size in the pipeline file, "
+            f"or delete() objects you no longer need (value of {len(value) / _MB:.1f} MB)"
+        )
+
+    def get(self, key: str) -> Any:
+        """The object under ``key``, in memory of its own (arrays are writable copies).
+
+        Raises :class:`KeyNotFound` if there is no such key.
+        """
+        with self._live().begin(buffers=True) as txn:
+            value = txn.get(key.encode())
+            if value is None:
+                raise KeyNotFound(key)
+            meta, buffers = _decode(value)
+            return pickle.loads(meta, buffers=[bytearray(b) for b in buffers])
+
+    @contextlib.contextmanager
+    def view(self, key: str) -> Iterator[Any]:
+        """Read the object under ``key`` without copying its buffers.
+
+        ``with store.view(key) as obj:`` numpy arrays in ``obj`` are read-only views straight
+        into the store's memory, valid **only inside the block**: afterwards the pages may be
+        reused by later puts, so copy whatever must outlive it. Raises :class:`KeyNotFound`.
+        """
+        with self._live().begin(buffers=True) as txn:
+            value = txn.get(key.encode())
+            if value is None:
+                raise KeyNotFound(key)
+            meta, buffers = _decode(value)
+            # LMDB's memoryviews are read-only, so are the arrays made on them.
+            yield pickle.loads(meta, buffers=[b.toreadonly() for b in buffers])
+
+    def delete(self, key: str) -> bool:
+        """Remove ``key``; True if it was there."""
+        try:
+            with self._live().begin(write=True) as txn:
+                return txn.delete(key.encode())
+        except lmdb.Error as exc:
+            raise StoreError(f"cannot delete {key!r}: {exc}") from exc
+
+    def __contains__(self, key: object) -> bool:
+        if not isinstance(key, str):
+            return False
+        with self._live().begin(buffers=True) as txn:
+            return txn.get(key.encode()) is not None
+
+    def keys(self) -> Iterator[str]:
+        """Every key, in byte order, as of the call."""
+        with self._live().begin() as txn:
+            names = [k.decode() for k in txn.cursor().iternext(values=False)]
+        return iter(names)
+
+    def __len__(self) -> int:
+        return self._live().stat()["entries"]
+
+    def statistics(self) -> StoreStatistics:
+        """Entries, bytes in use and capacity."""
+        env = self._live()
+        stat = env.stat()
+        pages = stat["branch_pages"] + stat["leaf_pages"] + stat["overflow_pages"]
+        return StoreStatistics(stat["entries"], pages * stat["psize"], env.info()["map_size"])
+
+    def close(self) -> None:
+        """Close the store (the files stay; see :func:`remove_store`). Idempotent."""
+        if self._env is not None:
+            self._env = None
+            _release(self._key)
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

@@ -1,0 +1,1 @@
+"""Example actors used by the pipelines in ``examples/``."""

@@ -1,0 +1,137 @@
+"""Actors used by the tests (imported in actor processes as ``actors:Name``)."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+import numpy as np
+
+import plexa
+
+
+class Source(plexa.Actor):
+    """Sends ``count`` messages (ints, or arrays of ``size`` bytes carrying their number)."""
+
+    outputs = plexa.ports("out")
+
+    def setup(
+        self, count: int = 100, size: int = 0, rate_hz: float = 0.0, loan: bool = False
+    ) -> None:
+        self.count = count
+        self.size = size
+        self.period = 1.0 / rate_hz if rate_hz else 0.0
+        self.loan = loan
+        self.sent = 0
+
+    def run_step(self) -> None:
+        if self.sent >= self.count:
+            time.sleep(0.005)
+            return
+        if self.period:
+            time.sleep(self.period)
+        if self.size and self.loan:
+            with self.outputs.out.loan((self.size // 8,), np.int64) as buf:
+                buf[:] = self.sent
+        elif self.size:
+            self.outputs.out.put(np.full(self.size // 8, self.sent, dtype=np.int64))
+        else:
+            self.outputs.out.put({"n": self.sent, "pid": os.getpid()})
+        self.sent += 1
+
+
+class Sink(plexa.Actor):
+    """Records what it receives; ``delay`` slows each message; results go to the store."""
+
+    def setup(self, delay: float = 0.0) -> None:
+        self.delay = delay
+        self.seen: list[Any] = []
+        self.views: list[dict[str, Any]] = []
+
+    @plexa.on("inp")
+    def got(self, msg: Any) -> None:
+        if isinstance(msg, np.ndarray):
+            self.seen.append(int(msg[0]))
+            if len(self.views) < 3:
+                self.views.append(_describe(msg))
+        else:
+            self.seen.append(msg["n"] if isinstance(msg, dict) else msg)
+        if self.delay:
+            time.sleep(self.delay)
+
+    def stop(self) -> None:
+        self.store.put({"seen": self.seen, "views": self.views}, key=f"result:{self.name}")
+
+
+def _describe(arr: np.ndarray) -> dict[str, Any]:
+    """Where an array's memory lies: the mapping of /proc/self/maps that holds its data."""
+    addr = arr.__array_interface__["data"][0]
+    mapping = ""
+    with open("/proc/self/maps") as maps:
+        for line in maps:
+            span, *rest = line.split()
+            lo, hi = (int(x, 16) for x in span.split("-"))
+            if lo <= addr < hi:
+                mapping = rest[-1] if len(rest) >= 5 else ""
+                break
+    try:
+        arr[0] = 1
+        writable = True
+    except ValueError:
+        writable = False
+    return {"mapping": mapping, "writeable_flag": bool(arr.flags.writeable), "writable": writable}
+
+
+class Keeper(plexa.Actor):
+    """Keeps every received array without copying, then checks none changed."""
+
+    def setup(self) -> None:
+        self.kept: list[np.ndarray] = []
+
+    @plexa.on("inp")
+    def got(self, msg: np.ndarray) -> None:
+        if len(self.kept) < 2:
+            self.kept.append(msg)
+
+    def stop(self) -> None:
+        self.store.put(
+            [int(a[0]) for a in self.kept] + [int(a[-1]) for a in self.kept],
+            key=f"result:{self.name}",
+        )
+
+
+class Fails(plexa.Actor):
+    """Raises in the phase named by ``phase`` (setup, run or stop)."""
+
+    outputs = plexa.ports("out")
+
+    def setup(self, phase: str = "run") -> None:
+        self.phase = phase
+        if phase == "setup":
+            raise ValueError("boom in setup")
+
+    def run_step(self) -> None:
+        if self.phase == "run":
+            raise ValueError("boom in run")
+        time.sleep(0.01)
+
+    def stop(self) -> None:
+        if self.phase == "stop":
+            raise ValueError("boom in stop")
+
+
+class Idle(plexa.Actor):
+    """Does nothing; a handler-less, step-less actor."""
+
+    @plexa.on("inp")
+    def got(self, msg: Any) -> None:
+        pass
+
+
+class Stubborn(plexa.Actor):
+    """Ignores signals: stuck in user code that never reaches a safe point."""
+
+    def run_step(self) -> None:
+        while True:
+            time.sleep(1)
