@@ -152,7 +152,7 @@ def consume(arr: npt.NDArray[Any], work: str) -> Any:
     if work == "sum":
         return arr.sum()
     flat = arr.reshape(-1)
-    return flat[0] + flat[-1]
+    return int(flat[0]) + int(flat[-1])
 
 
 def _iox() -> Any:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 
 HERE = Path(__file__).parent
+_RUN_ENTRY = re.compile(r"^(plexa-[0-9a-f]{8}$|plx[0-9a-f]{8}_)")
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
@@ -19,7 +21,7 @@ os.environ.setdefault("PLEXA_RUNTIME_DIR", f"/tmp/plexa-test-{os.getpid()}")
 
 def plexa_shm() -> set[str]:
     """Entries in /dev/shm that plexa runs create."""
-    return {p for p in os.listdir("/dev/shm") if p.startswith(("plexa-", "plx"))}
+    return {p for p in os.listdir("/dev/shm") if _RUN_ENTRY.match(p)}
 
 
 def wait_for(cond: Callable[[], object], timeout: float = 5.0, what: str = "condition") -> None:

@@ -97,7 +97,9 @@ def test_fan_out_and_fan_in_deliver_to_every_consumer() -> None:
 def test_arrays_arrive_as_read_only_views_into_shared_memory(loan: bool) -> None:
     spec = spec_of(f"""
         actors:
-          src: {{class: "actors:Source", options: {{count: 20, size: 524288, loan: {str(loan).lower()}}}}}
+          src:
+            class: "actors:Source"
+            options: {{count: 20, size: 524288, loan: {str(loan).lower()}}}
           dst: {{class: "actors:Sink"}}
         connections:
           src.out: [dst.inp]

@@ -54,7 +54,7 @@ def base_chain(arr: np.ndarray) -> list[object]:
 
 
 def test_dicts_strings_and_arrays_come_back_equal_with_dtype_and_shape(store: Store) -> None:
-    arrays = [
+    arrays: list[np.ndarray] = [
         np.arange(12, dtype=np.int16).reshape(3, 4),
         np.random.default_rng(0).random((64, 1024)),
         np.asfortranarray(np.arange(30, dtype=np.float32).reshape(5, 6)),
@@ -215,3 +215,11 @@ def test_remove_store_deletes_the_directory(path: Path) -> None:
     Store.remove(path)
     assert not path.exists()
     remove_store(path)  # already gone: fine
+
+
+def test_an_empty_or_overlong_key_raises_store_error(store: Store) -> None:
+    for key in ("", "x" * 600):
+        with pytest.raises(StoreError, match="store keys are 1 to 511 bytes"):
+            store.put(1, key=key)
+        with pytest.raises(StoreError):
+            store.get(key)

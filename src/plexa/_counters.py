@@ -7,6 +7,7 @@ and a producer reads its consumers' positions to apply ``block`` backpressure.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 from pathlib import Path
 
@@ -77,15 +78,18 @@ class Counters:
 
     def output_row(self, output: str) -> npt.NDArray[np.int64]:
         """The slots of output port ``SRC.port``."""
-        return self.array[self._out_base + self.outputs.index(output)]
+        row: npt.NDArray[np.int64] = self.array[self._out_base + self.outputs.index(output)]
+        return row
 
     def link_row(self, link: str) -> npt.NDArray[np.int64]:
         """The slots of link ``SRC.port->DST.port``."""
-        return self.array[self._link_base + self.links.index(link)]
+        row: npt.NDArray[np.int64] = self.array[self._link_base + self.links.index(link)]
+        return row
 
     def actor_row(self, actor: str) -> npt.NDArray[np.int64]:
         """The slots of actor ``actor``."""
-        return self.array[self._actor_base + self.actors.index(actor)]
+        row: npt.NDArray[np.int64] = self.array[self._actor_base + self.actors.index(actor)]
+        return row
 
     def snapshot(self) -> npt.NDArray[np.int64]:
         """A private copy of every counter."""
@@ -96,7 +100,5 @@ class Counters:
         mm = getattr(self.array, "_mmap", None)
         del self.array
         if mm is not None:
-            try:
+            with contextlib.suppress(BufferError):
                 mm.close()
-            except BufferError:
-                pass

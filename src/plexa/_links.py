@@ -226,7 +226,9 @@ class OutputPort:
         try:
             return self._publisher.loan_slice_uninit(size)
         except Exception as exc:
-            raise LinkBroken(f"output {self.actor}.{self.name}: cannot loan {size} bytes: {exc}")
+            raise LinkBroken(
+                f"output {self.actor}.{self.name}: cannot loan {size} bytes: {exc}"
+            ) from exc
 
     def _send(self, sample: Any, kind: int, meta_len: int, nbytes: int) -> None:
         header = Header.from_address(sample.user_header_ptr)
@@ -280,7 +282,9 @@ class OutputPort:
         raw = (ctypes.c_uint8 * size).from_address(ptr)
         memoryview(raw).cast("B")[: len(meta)] = meta
         offset = _payload.data_offset(ptr, len(meta))
-        array: npt.NDArray[Any] = np.frombuffer(raw, dt, int(np.prod(shape)), offset).reshape(shape)
+        count = int(np.prod(shape))
+        flat = np.frombuffer(raw, dt, count, offset)  # type: ignore[call-overload]
+        array: npt.NDArray[Any] = flat.reshape(shape)
         try:
             yield array
         except BaseException:

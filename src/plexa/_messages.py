@@ -111,4 +111,5 @@ def encode(msg: Message) -> bytes:
 
 def decode(data: bytes) -> Message:
     """Parse a control message; raises ``msgspec.DecodeError`` on anything malformed."""
-    return _decoder.decode(data)
+    msg: Message = _decoder.decode(data)
+    return msg

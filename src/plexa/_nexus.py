@@ -187,7 +187,14 @@ class Nexus:
     def _spawn(self, name: str) -> None:
         actor = self.actors[name]
         actor.proc = subprocess.Popen(
-            [sys.executable, "-m", "plexa._runtime", str(self.paths.run_dir), name],
+            [
+                sys.executable,
+                "-m",
+                "plexa._runtime",
+                str(self.paths.run_dir),
+                name,
+                str(os.getpid()),
+            ],
             start_new_session=True,
             stdin=subprocess.DEVNULL,
         )

@@ -55,7 +55,8 @@ def array_meta(shape: tuple[int, ...], dtype: np.dtype[Any]) -> bytes:
 def encode(obj: object) -> Encoded:
     """Lay ``obj`` out for a sample without copying array data."""
     if type(obj) is np.ndarray and obj.dtype.kind in "biufcmM" and obj.flags.c_contiguous:
-        return Encoded(ARRAY, array_meta(obj.shape, obj.dtype), [memoryview(obj).cast("B")])
+        data = memoryview(obj).cast("B")  # type: ignore[arg-type]
+        return Encoded(ARRAY, array_meta(obj.shape, obj.dtype), [data])
     raw: list[pickle.PickleBuffer] = []
     stream = pickle.dumps(obj, protocol=5, buffer_callback=raw.append)
     views = [b.raw() for b in raw]
@@ -98,7 +99,7 @@ def decode(kind: int, meta_len: int, ptr: int, size: int, anchor: object) -> Any
         count = 1
         for dim in shape:
             count *= dim
-        arr = np.frombuffer(buf, dtype, count, _pad(ptr, meta_len)).reshape(shape)
+        arr = np.frombuffer(buf, dtype, count, _pad(ptr, meta_len)).reshape(shape)  # type: ignore[call-overload]
         arr.flags.writeable = False
         return arr
     mv = memoryview(buf).cast("B").toreadonly()

@@ -95,7 +95,8 @@ class _NexusLogHandler(logging.Handler):
 class ActorProcess:
     """One actor's process: owns the user object, its ports and its lifecycle."""
 
-    def __init__(self, paths: RunPaths, spec: PipelineSpec, name: str) -> None:
+    def __init__(self, paths: RunPaths, spec: PipelineSpec, name: str, nexus_pid: int) -> None:
+        self.nexus_pid = nexus_pid
         self.paths = paths
         self.spec = spec
         self.name = name
@@ -132,7 +133,7 @@ class ActorProcess:
         poller = zmq.Poller()
         poller.register(pull, zmq.POLLIN)
         poller.register(dealer, zmq.POLLIN)
-        parent = os.getppid()
+        parent = self.nexus_pid
         interval = self.spec.settings.heartbeat_interval
         next_beat = 0.0
         orphaned_at = 0.0
@@ -209,7 +210,7 @@ class ActorProcess:
     def serve(self) -> int:
         """Answer commands until quit; returns the exit code."""
         while True:
-            cmd = self.commands.get()
+            cmd = self.next_command()
             self.pending = not self.commands.empty()
             try:
                 signal_ = Signal(cmd.signal)
@@ -251,7 +252,7 @@ class ActorProcess:
         from plexa._config import resolve_class
         from plexa._store import Store
 
-        cls = resolve_class(self.aspec.target)
+        cls: type[Actor] = resolve_class(self.aspec.target)
         actor, self.setup_options = cls._plexa_create(self.name, dict(self.aspec.options))
         self.actor = actor
         actor.name = self.name
@@ -275,8 +276,8 @@ class ActorProcess:
             links = [lk for lk in self.spec.links_to(self.name) if lk.dst_port == port]
             subs = [make_sub(lk, self.domain, self.spec, self.counters, self.wake) for lk in links]
             self.inputs[port] = InputPort(port, self.name, subs, self.counters, self.idle_wait)
-        type(actor).inputs.__set__(actor, Ports(dict(self.inputs)))
-        type(actor).outputs.__set__(actor, Ports(dict(self.outputs)))
+        actor.inputs = Ports(dict(self.inputs))
+        actor.outputs = Ports(dict(self.outputs))
         actor.__dict__["_plexa_safe_point"] = self.safe_point
         actor.__dict__["_plexa_async_safe_point"] = self.async_safe_point
         actor._plexa_attached(self)
@@ -322,10 +323,18 @@ class ActorProcess:
             else:
                 self.reply(cmd, False, f"{signal_.value} is not allowed while {self.state.value}")
 
+    def next_command(self) -> msgs.Command:
+        """Wait for the next command (in slices, so that signal handlers get to run)."""
+        while True:
+            try:
+                return self.commands.get(timeout=0.2)
+            except queue.Empty:
+                continue
+
     def paused(self) -> None:
         """Block until resume (returns) or stop/quit (unwinds)."""
         while True:
-            cmd = self.commands.get()
+            cmd = self.next_command()
             try:
                 signal_ = Signal(cmd.signal)
             except ValueError:
@@ -520,8 +529,10 @@ def _on_sigterm(signum: int, frame: object) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of an actor process."""
     args = sys.argv[1:] if argv is None else argv
-    run_dir, name = args[0], args[1]
+    run_dir, name, nexus_pid = args[0], args[1], int(args[2])
     _die_with_parent()
+    if os.getppid() != nexus_pid:
+        return 3  # the nexus died before we could ask to die with it
     signal.signal(signal.SIGTERM, _on_sigterm)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the nexus's to handle
     paths = RunPaths(Path(run_dir).name, Path(run_dir).parent)
@@ -529,7 +540,7 @@ def main(argv: list[str] | None = None) -> int:
         extra = json.loads((paths.run_dir / "sys_path.json").read_text())
         sys.path[:0] = [p for p in extra if p not in sys.path]
     spec = msgspec.json.decode(paths.spec_file.read_bytes(), type=PipelineSpec)
-    proc = ActorProcess(paths, spec, name)
+    proc = ActorProcess(paths, spec, name, nexus_pid)
     thread = threading.Thread(target=proc.control_thread, name="plexa-control", daemon=True)
     thread.start()
     proc._ctl_ready.wait(10)

@@ -7,9 +7,8 @@ an intermediate pickle. A value is one frame (integers little-endian)::
 
     b"PLX5"  u32 n  u64 len(pickle)  u64 len(buffer) * n  pickle  [pad buffer] * n
 
-Each buffer is padded so that, when the value lives in LMDB overflow pages (values over
-about 2 KB), it starts on a 64-byte boundary of the map; smaller values may be unaligned,
-which numpy handles.
+Buffers of values over about 2 KB (LMDB overflow pages) start on 64-byte boundaries of the
+map; in smaller values they may be unaligned, which numpy handles.
 
 Thread safety: a :class:`Store` may be used by one thread at a time; threads that need the
 store concurrently open their own (Stores of one path in a process share one LMDB
@@ -43,6 +42,7 @@ _PAGE_HEADER = 16  # LMDB page header on 64-bit: overflow values start 16 bytes 
 _ZEROS = bytes(_ALIGN)
 _MB = 2**20
 _NUDGE = b"\x00plexa-nudge"
+_MAX_KEY = 511  # LMDB's default key size limit
 
 _ENVS: dict[Path, tuple[lmdb.Environment, int]] = {}  # real path -> (environment, handles)
 _ENVS_LOCK = threading.Lock()
@@ -50,14 +50,11 @@ _ENVS_LOCK = threading.Lock()
 
 @dataclass(frozen=True)
 class StoreStatistics:
-    """How full the store is."""
+    """How full the store is: keys, bytes of the pages holding them, capacity in bytes."""
 
     entries: int
-    """Number of keys."""
     used_bytes: int
-    """Bytes of the pages that hold live entries (freed pages excluded)."""
     map_size: int
-    """Capacity of the store in bytes (``settings.store_size``)."""
 
 
 def _pad(offset: int) -> int:
@@ -104,10 +101,17 @@ def _decode(value: memoryview) -> tuple[memoryview, list[memoryview]]:
     return meta, buffers
 
 
+def _key(key: str) -> bytes:
+    """``key`` as LMDB takes it."""
+    raw = key.encode()
+    if not 0 < len(raw) <= _MAX_KEY:
+        raise StoreError(f"store keys are 1 to {_MAX_KEY} bytes of UTF-8, not {key[:60]!r}")
+    return raw
+
+
 def _room(path: Path) -> int:
     """Bytes the store's data file may still grow to on its filesystem."""
-    vfs = os.statvfs(path)
-    data = path / "data.mdb"
+    vfs, data = os.statvfs(path), path / "data.mdb"
     held = data.stat().st_blocks * 512 if data.exists() else 0
     return vfs.f_bavail * vfs.f_frsize + held
 
@@ -144,7 +148,7 @@ def _acquire(path: Path, map_size: int, create: bool) -> lmdb.Environment:
 
 
 def _release(path: Path) -> None:
-    """Drop one handle on ``path``'s environment; close it with the last one."""
+    """Drop a handle on ``path``'s environment, closing it with the last."""
     with _ENVS_LOCK:
         env, handles = _ENVS.pop(path)
         if handles > 1:
@@ -172,9 +176,9 @@ class Store:
             self.path.mkdir(mode=0o700, parents=True, exist_ok=True)
         elif not (self.path / "data.mdb").is_file():
             raise StoreError(f"no object store at {self.path}")
-        self._key = self.path.resolve()
+        self._real = self.path.resolve()
         try:
-            self._env: lmdb.Environment | None = _acquire(self._key, map_size, create)
+            self._env: lmdb.Environment | None = _acquire(self._real, map_size, create)
         except lmdb.Error as exc:
             raise StoreError(f"cannot open the object store at {self.path}: {exc}") from exc
         # A reader killed with kill -9 leaves its slot behind, pinning the pages it could see.
@@ -192,8 +196,7 @@ class Store:
 
         Returns the key. Raises :class:`StoreFull` if there is no room for the value.
         """
-        env = self._live()
-        value = _encode(obj)
+        env, value = self._live(), _encode(obj)
         while True:
             name = key if key is not None else f"{self._prefix}{next(self._counter):x}"
             # A new key must not replace anything: on the (unlikely) clash, draw another.
@@ -204,7 +207,7 @@ class Store:
         for retry in (False, True):
             try:
                 with env.begin(write=True) as txn:
-                    return txn.put(key.encode(), value, overwrite=overwrite)
+                    return txn.put(_key(key), value, overwrite=overwrite)
             except lmdb.MapFullError:
                 if retry:
                     break
@@ -231,7 +234,7 @@ class Store:
         Raises :class:`KeyNotFound` if there is no such key.
         """
         with self._live().begin(buffers=True) as txn:
-            value = txn.get(key.encode())
+            value = txn.get(_key(key))
             if value is None:
                 raise KeyNotFound(key)
             meta, buffers = _decode(value)
@@ -246,7 +249,7 @@ class Store:
         reused by later puts, so copy whatever must outlive it. Raises :class:`KeyNotFound`.
         """
         with self._live().begin(buffers=True) as txn:
-            value = txn.get(key.encode())
+            value = txn.get(_key(key))
             if value is None:
                 raise KeyNotFound(key)
             meta, buffers = _decode(value)
@@ -257,7 +260,7 @@ class Store:
         """Remove ``key``; True if it was there."""
         try:
             with self._live().begin(write=True) as txn:
-                return txn.delete(key.encode())
+                return txn.delete(_key(key))
         except lmdb.Error as exc:
             raise StoreError(f"cannot delete {key!r}: {exc}") from exc
 
@@ -265,7 +268,7 @@ class Store:
         if not isinstance(key, str):
             return False
         with self._live().begin(buffers=True) as txn:
-            return txn.get(key.encode()) is not None
+            return txn.get(_key(key)) is not None
 
     def keys(self) -> Iterator[str]:
         """Every key, in byte order, as of the call."""
@@ -287,7 +290,7 @@ class Store:
         """Close the store (the files stay; see :func:`remove_store`). Idempotent."""
         if self._env is not None:
             self._env = None
-            _release(self._key)
+            _release(self._real)
 
     def __enter__(self) -> Store:
         return self

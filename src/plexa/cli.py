@@ -177,11 +177,11 @@ def cleanup() -> None:
 
     report = do_cleanup()
     for proc in report.processes:
-        out.print(f"killed process {proc}", markup=False)
+        print(f"killed process {proc}")
     for path in report.files:
-        out.print(f"removed {path}", markup=False)
+        print(f"removed {path}")
     if not report:
-        out.print("nothing to clean up")
+        print("nothing to clean up")
 
 
 def main() -> None:

@@ -19,7 +19,7 @@ __all__ = ["Actor", "Empty", "ManagedActor", "StoreInterface"]
 
 
 class Empty(queue.Empty, Timeout):
-    """Raised by ``q_in.get(timeout=...)`` when nothing came: improv code catches ``queue.Empty``."""
+    """Raised by ``q_in.get(timeout=...)`` when nothing came ; a ``queue.Empty``."""
 
 
 class _Link:
@@ -41,7 +41,7 @@ class _Link:
             raise queue.Full(str(exc)) from exc
 
     def get(self, timeout: float | None = None) -> Any:
-        """The next message, waiting up to ``timeout`` s; raises :class:`Empty` (a ``queue.Empty``)."""
+        """The next message, waiting up to ``timeout`` s, else :class:`Empty` (``queue.Empty``)."""
         try:
             return self._port.get(timeout=timeout)
         except Timeout as exc:
@@ -106,7 +106,7 @@ class Actor(_PlexaActor):
             self.links["q_out"] = self.q_out
         self.client = StoreInterface(self.store)
 
-    def setup(self) -> None:  # type: ignore[override]
+    def setup(self) -> None:
         """Prepare the actor (improv passes no arguments)."""
 
     def runStep(self) -> None:

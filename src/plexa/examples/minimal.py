@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 
@@ -54,10 +55,8 @@ class Processor(Actor):
     def runStep(self) -> None:
         assert self.q_in is not None and self.client is not None
         frame = None
-        try:
+        with contextlib.suppress(Exception):
             frame = self.q_in.get(timeout=0.05)
-        except Exception:
-            pass
         if frame is not None:
             row = self.client.getID(frame[0][0])
             self.avg = float(np.mean(row))
