@@ -135,3 +135,20 @@ class Stubborn(plexa.Actor):
     def run_step(self) -> None:
         while True:
             time.sleep(1)
+
+
+class Ticker(plexa.AsyncActor):
+    """An async source: sends ``count`` numbers, with a safe point before each."""
+
+    outputs = plexa.ports("out")
+
+    def setup(self, count: int = 50) -> None:
+        self.count = count
+
+    async def run(self) -> None:
+        import asyncio
+
+        for i in range(self.count):
+            await asyncio.sleep(0.002)
+            await self.checkpoint()
+            self.outputs.out.put(i)

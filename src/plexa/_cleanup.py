@@ -106,38 +106,54 @@ def list_runs() -> list[RunInfo]:
     return runs
 
 
-def _runtime_processes() -> dict[str, list[psutil.Process]]:
-    """Actor processes on this machine, by the run id they belong to."""
+def _orphaned_actors() -> dict[str, list[psutil.Process]]:
+    """Actor processes whose nexus is gone, by run id (argv: RUN_DIR ACTOR NEXUS_PID)."""
     found: dict[str, list[psutil.Process]] = {}
-    for proc in psutil.process_iter(["cmdline"]):
+    for proc in psutil.process_iter(["cmdline", "ppid"]):
         cmd = proc.info.get("cmdline") or []
-        if len(cmd) >= 5 and cmd[1:3] == ["-m", "plexa._runtime"]:
-            found.setdefault(Path(cmd[3]).name, []).append(proc)
+        if len(cmd) >= 6 and cmd[1:3] == ["-m", "plexa._runtime"]:
+            with contextlib.suppress(ValueError):
+                if proc.info.get("ppid") != int(cmd[5]):
+                    found.setdefault(Path(cmd[3]).name, []).append(proc)
     return found
 
 
+def owner_alive(run_id: str) -> bool:
+    """True while the nexus that created run ``run_id``'s shared memory is alive."""
+    record = _read(SHM_ROOT / f"plexa-{run_id}" / "owner.json")
+    return record is not None and _alive(record)
+
+
 def cleanup() -> CleanupReport:
-    """Remove processes, shared memory and socket files of runs whose nexus is dead."""
+    """Remove processes, shared memory and socket files of runs whose nexus is dead.
+
+    Liveness comes from each run's own records (its run record, and the owner record in its
+    shared-memory directory), so runs of other users or other runtime directories are left
+    alone while their nexus lives.
+    """
     report = CleanupReport()
-    live_ids = {run.run_id for run in list_runs() if run.alive}
-    for run_id, procs in _runtime_processes().items():
-        if run_id in live_ids:
-            continue
+    for run_id, procs in _orphaned_actors().items():
         for proc in procs:
             with contextlib.suppress(psutil.Error, ProcessLookupError, PermissionError):
+                name = proc.cmdline()[4]
                 os.killpg(proc.pid, signal.SIGKILL)
-                report.processes.append(f"{proc.pid} (actor {proc.cmdline()[4]} of run {run_id})")
+                report.processes.append(f"{proc.pid} (actor {name} of run {run_id})")
         psutil.wait_procs(procs, timeout=3)
-    dead_ids: set[str] = set()
     root = runtime_root()
+    dead_ids: set[str] = set()
     if root.is_dir():
-        dead_ids |= {d.name for d in root.iterdir() if d.is_dir() and d.name not in live_ids}
+        for run_dir in root.iterdir():
+            record = _read(run_dir / "run.json")
+            if run_dir.is_dir() and not (record is not None and _alive(record)):
+                dead_ids.add(run_dir.name)
     if SHM_ROOT.is_dir():
         for entry in SHM_ROOT.iterdir():
             match = _SHM_DIR.match(entry.name) or _IOX_FILE.match(entry.name)
-            if match and match.group(1) not in live_ids:
+            if match and not owner_alive(match.group(1)):
                 dead_ids.add(match.group(1))
     for run_id in sorted(dead_ids):
+        if owner_alive(run_id):
+            continue
         paths = RunPaths(run_id, root)
         existed = paths.run_dir.exists()
         report.files += remove_run_files(paths)

@@ -110,6 +110,7 @@ class Nexus:
         self.on_log = on_log
         self.failures: list[ActorFailure] = []
         self.started_at = time.monotonic()
+        self.stopped_at: float | None = None
         self.state = "created"
         self._ids = 0
         self._replies: dict[int, msgs.Reply] = {}
@@ -163,9 +164,12 @@ class Nexus:
 
         paths = self.paths
         paths.run_dir.mkdir(parents=True, mode=0o700)
+        self._write_record()
         paths.spec_file.write_bytes(msgspec.json.encode(self.spec))
         (paths.run_dir / "sys_path.json").write_text(json.dumps([p for p in sys.path if p]))
         self.counters = Counters(self.spec, paths.counters_file, create=True)
+        owner = {"pid": os.getpid(), "create_time": psutil.Process().create_time()}
+        (paths.shm_dir / "owner.json").write_text(json.dumps(owner))
         self._store = Store(paths.store_dir, self.spec.settings.store_size, create=True)
         self._domain = Domain(paths, "nexus")
         self._ctx = zmq.Context()
@@ -398,6 +402,7 @@ class Nexus:
             "every actor to run",
         )
         self.started_at = time.monotonic()
+        self.stopped_at = None
         self.state = "running"
 
     def pause(self, actors: Iterable[str] | None = None) -> None:
@@ -445,6 +450,7 @@ class Nexus:
                     "actors to stop",
                 )
         self.state = "stopped"
+        self.stopped_at = time.monotonic()
 
     def quit(self) -> QuitReport:
         """End the run: stop, ask every process to quit, then SIGTERM, then SIGKILL; clean up."""
@@ -532,6 +538,7 @@ class Nexus:
         snap = counters.snapshot() if counters is not None else None
         now = time.monotonic()
         rates = self._update_rates(snap, now)
+        uptime = (self.stopped_at or now) - self.started_at
         drained = self.state in ("stopped", "quit") or all(
             a.state in (ActorState.STOPPED, ActorState.FAILED, ActorState.EXITED)
             for a in self.actors.values()
@@ -546,6 +553,12 @@ class Nexus:
                 "restarts": actor.restarts,
                 "msgs_in": int(row[ActorField.MSGS_IN]) if row is not None else 0,
                 "msgs_out": int(row[ActorField.MSGS_OUT]) if row is not None else 0,
+                "mean_rate_in": round(int(row[ActorField.MSGS_IN]) / uptime, 1)
+                if row is not None and uptime > 0
+                else 0.0,
+                "mean_rate_out": round(int(row[ActorField.MSGS_OUT]) / uptime, 1)
+                if row is not None and uptime > 0
+                else 0.0,
                 "rate_in": rates.get(f"in:{name}", 0.0),
                 "rate_out": rates.get(f"out:{name}", 0.0),
                 "handler_mean_us": (
@@ -554,6 +567,9 @@ class Nexus:
                     else None
                 ),
             }
+            if self.stopped_at is not None:  # after a stop, the run's mean is the rate
+                actors[name]["rate_in"] = actors[name]["mean_rate_in"]
+                actors[name]["rate_out"] = actors[name]["mean_rate_out"]
             if actor.failure is not None:
                 actors[name]["failure"] = {
                     "kind": actor.failure.kind.value,
@@ -586,7 +602,7 @@ class Nexus:
                 "name": self.spec.name,
                 "id": self.paths.run_id,
                 "state": "failed" if self.failures else self.state,
-                "uptime_s": round(now - self.started_at, 3),
+                "uptime_s": round(uptime, 3),
             },
             "actors": actors,
             "links": links,
