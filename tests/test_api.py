@@ -22,11 +22,12 @@ LAYERS = {
         "_paths",
         "_payload",
         "_counters",
+        "_protocol",
     },
     "data": {"_links", "_store"},
     "runtime": {"_runtime", "improv", "testing"},
-    "nexus": {"_nexus", "_cleanup"},
-    "edges": {"cli", "__main__"},
+    "nexus": {"_nexus", "_cleanup", "_status", "_server"},
+    "edges": {"cli", "__main__", "_client", "tui"},
 }
 ORDER = ["core", "data", "runtime", "nexus", "edges"]
 

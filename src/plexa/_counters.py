@@ -16,7 +16,7 @@ import numpy.typing as npt
 
 from plexa._spec import PipelineSpec
 
-__all__ = ["ActorField", "Counters", "LinkField", "OutputField"]
+__all__ = ["ActorField", "Counters", "LinkField", "OutputField", "bucket", "percentile"]
 
 
 class OutputField(enum.IntEnum):
@@ -55,7 +55,29 @@ class ActorField(enum.IntEnum):
     HANDLER_CALLS = 4
 
 
-_WIDTH = 8
+HIST_BASE = 16
+"""First column of each row's histogram (link latency, actor handler time)."""
+HIST_BUCKETS = 32
+_WIDTH = HIST_BASE + HIST_BUCKETS
+
+
+def bucket(ns: int) -> int:
+    """Histogram column of a duration: bucket k holds [2**(k-1), 2**k) microseconds."""
+    return HIST_BASE + min(HIST_BUCKETS - 1, max(ns, 0).__rshift__(10).bit_length())
+
+
+def percentile(hist: npt.NDArray[np.int64], q: float) -> float | None:
+    """The ``q`` quantile (0..1) in microseconds of a histogram, or None if it is empty.
+
+    The answer is the geometric middle of the bucket holding the quantile (within ~40 %).
+    """
+    total = int(hist.sum())
+    if total <= 0:
+        return None
+    k = int(np.searchsorted(np.cumsum(hist), q * total, side="left"))
+    if k == 0:
+        return 0.5
+    return round(1.024 * 2 ** (k - 0.5), 1)
 
 
 class Counters:
@@ -75,6 +97,18 @@ class Counters:
         self._out_base = 0
         self._link_base = len(self.outputs)
         self._actor_base = self._link_base + len(self.links)
+
+    def output_index(self, output: str) -> int:
+        """Row number of output port ``SRC.port``."""
+        return self._out_base + self.outputs.index(output)
+
+    def link_index(self, link: str) -> int:
+        """Row number of link ``SRC.port->DST.port``."""
+        return self._link_base + self.links.index(link)
+
+    def actor_index(self, actor: str) -> int:
+        """Row number of actor ``actor``."""
+        return self._actor_base + self.actors.index(actor)
 
     def output_row(self, output: str) -> npt.NDArray[np.int64]:
         """The slots of output port ``SRC.port``."""

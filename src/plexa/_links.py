@@ -25,7 +25,7 @@ import numpy as np
 import numpy.typing as npt
 
 from plexa import _payload
-from plexa._counters import ActorField, Counters, LinkField, OutputField
+from plexa._counters import ActorField, Counters, LinkField, OutputField, bucket
 from plexa._paths import RunPaths
 from plexa._spec import LinkSpec, PipelineSpec, Policy
 from plexa.errors import LinkBroken, PlexaError, Timeout, WouldBlock
@@ -351,7 +351,9 @@ class _Sub:
             row[LinkField.DROPPED] += 1
         else:
             row[LinkField.RECEIVED] += 1
-            row[LinkField.LATENCY_NS] = time.monotonic_ns() - header.t_ns
+            latency = time.monotonic_ns() - header.t_ns
+            row[LinkField.LATENCY_NS] = latency
+            row[bucket(latency)] += 1
         if self.notifier is not None and row[LinkField.WAITING]:
             row[LinkField.WAITING] = 0
             self.notifier.notify()

@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
@@ -23,10 +23,11 @@ import psutil
 import zmq
 
 from plexa import _messages as msgs
-from plexa._counters import ActorField, Counters, LinkField, OutputField
+from plexa._counters import Counters, LinkField
 from plexa._paths import RunPaths, new_run_id
 from plexa._spec import PipelineSpec
 from plexa._states import ActorState, FailureKind, Phase, Signal
+from plexa._status import StatusBuilder
 from plexa.errors import ActorFailed, InvalidTransition, Timeout
 
 __all__ = ["ActorFailure", "Nexus", "QuitReport"]
@@ -87,13 +88,6 @@ class _Actor:
     quitting: bool = False
 
 
-@dataclass
-class _Rates:
-    t: float = 0.0
-    snapshot: Any = None
-    rates: dict[str, float] = field(default_factory=dict)
-
-
 class Nexus:
     """Runs one pipeline. Use as a context manager so that ``quit`` always runs.
 
@@ -119,7 +113,8 @@ class Nexus:
         self.counters: Counters | None = None
         self._store: Any = None
         self._domain: Any = None
-        self._rates = _Rates()
+        self._status: StatusBuilder | None = None
+        self._final_status: dict[str, Any] | None = None
         self._closed = False
 
     # ----- context -------------------------------------------------------------------------
@@ -168,6 +163,7 @@ class Nexus:
         paths.spec_file.write_bytes(msgspec.json.encode(self.spec))
         (paths.run_dir / "sys_path.json").write_text(json.dumps([p for p in sys.path if p]))
         self.counters = Counters(self.spec, paths.counters_file, create=True)
+        self._status = StatusBuilder(self.spec, self.counters)
         owner = {"pid": os.getpid(), "create_time": psutil.Process().create_time()}
         (paths.shm_dir / "owner.json").write_text(json.dumps(owner))
         self._store = Store(paths.store_dir, self.spec.settings.store_size, create=True)
@@ -519,6 +515,8 @@ class Nexus:
             with contextlib.suppress(Exception):
                 self._store.close()
         if self.counters is not None:
+            self._final_status = self.status()
+            self._status = None
             self.counters.close()
             self.counters = None
         if self._router is not None:
@@ -534,99 +532,38 @@ class Nexus:
     # ----- status ---------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
         """The run's status in the JSON shape of ``plexa run --json`` and ``plexa ctl status``."""
-        counters = self.counters
-        snap = counters.snapshot() if counters is not None else None
         now = time.monotonic()
-        rates = self._update_rates(snap, now)
         uptime = (self.stopped_at or now) - self.started_at
-        drained = self.state in ("stopped", "quit") or all(
+        drained = self.stopped_at is not None or all(
             a.state in (ActorState.STOPPED, ActorState.FAILED, ActorState.EXITED)
             for a in self.actors.values()
         )
-        actors: dict[str, Any] = {}
+        actors: dict[str, dict[str, Any]] = {}
         for name, actor in self.actors.items():
-            row = counters.actor_row(name) if counters is not None else None
-            calls = int(row[ActorField.HANDLER_CALLS]) if row is not None else 0
-            actors[name] = {
+            info: dict[str, Any] = {
                 "state": actor.state.value,
                 "pid": actor.proc.pid if actor.proc is not None else None,
                 "restarts": actor.restarts,
-                "msgs_in": int(row[ActorField.MSGS_IN]) if row is not None else 0,
-                "msgs_out": int(row[ActorField.MSGS_OUT]) if row is not None else 0,
-                "mean_rate_in": round(int(row[ActorField.MSGS_IN]) / uptime, 1)
-                if row is not None and uptime > 0
-                else 0.0,
-                "mean_rate_out": round(int(row[ActorField.MSGS_OUT]) / uptime, 1)
-                if row is not None and uptime > 0
-                else 0.0,
-                "rate_in": rates.get(f"in:{name}", 0.0),
-                "rate_out": rates.get(f"out:{name}", 0.0),
-                "handler_mean_us": (
-                    round(int(row[ActorField.HANDLER_NS]) / calls / 1e3, 1)
-                    if row is not None and calls
-                    else None
-                ),
             }
-            if self.stopped_at is not None:  # after a stop, the run's mean is the rate
-                actors[name]["rate_in"] = actors[name]["mean_rate_in"]
-                actors[name]["rate_out"] = actors[name]["mean_rate_out"]
             if actor.failure is not None:
-                actors[name]["failure"] = {
+                info["failure"] = {
                     "kind": actor.failure.kind.value,
                     "phase": actor.failure.phase.value,
                     "error": actor.failure.error,
                     "traceback": actor.failure.traceback,
                 }
-        links: dict[str, Any] = {}
-        for link in self.spec.links:
-            if counters is None:
-                continue
-            lrow = counters.link_row(link.name)
-            sent = int(counters.output_row(link.output)[OutputField.SENT])
-            received = int(lrow[LinkField.RECEIVED])
-            dropped = int(lrow[LinkField.DROPPED])
-            counted_lost = int(lrow[LinkField.LOST])
-            in_flight = sent - received - dropped - counted_lost
-            links[link.name] = {
-                "policy": link.policy.value,
-                "capacity": link.capacity,
-                "sent": sent,
-                "received": received,
-                "dropped": dropped,
-                "lost": counted_lost + (in_flight if drained else 0),
-                "in_flight": 0 if drained else in_flight,
-                "latency_us": round(int(lrow[LinkField.LATENCY_NS]) / 1e3, 1),
-            }
-        return {
-            "run": {
-                "name": self.spec.name,
-                "id": self.paths.run_id,
-                "state": "failed" if self.failures else self.state,
-                "uptime_s": round(uptime, 3),
-            },
-            "actors": actors,
-            "links": links,
+            actors[name] = info
+        run = {
+            "name": self.spec.name,
+            "id": self.paths.run_id,
+            "state": "failed" if self.failures else self.state,
         }
-
-    def _update_rates(self, snap: Any, now: float) -> dict[str, float]:
-        r = self._rates
-        if snap is None or self.counters is None:
-            return r.rates
-        if r.snapshot is None:
-            r.t, r.snapshot = now, snap
-            return r.rates
-        dt = now - r.t
-        if dt < 0.5:
-            return r.rates
-        counters = self.counters
-        rates: dict[str, float] = {}
-        for name in self.actors:
-            i = counters._actor_base + counters.actors.index(name)
-            rates[f"in:{name}"] = round(
-                float(snap[i][ActorField.MSGS_IN] - r.snapshot[i][ActorField.MSGS_IN]) / dt, 1
-            )
-            rates[f"out:{name}"] = round(
-                float(snap[i][ActorField.MSGS_OUT] - r.snapshot[i][ActorField.MSGS_OUT]) / dt, 1
-            )
-        r.t, r.snapshot, r.rates = now, snap, rates
-        return rates
+        if self._status is None and self._final_status is not None:
+            return {**self._final_status, "run": {**self._final_status["run"], **run}}
+        if self._status is None:
+            empty = {
+                n: {**a, "msgs_in": 0, "msgs_out": 0, "rate_in": 0.0, "rate_out": 0.0}
+                for n, a in actors.items()
+            }
+            return {"run": {**run, "uptime_s": 0.0}, "actors": empty, "links": {}}
+        return self._status.build(run, actors, drained, uptime)

@@ -28,7 +28,7 @@ import zmq
 
 from plexa import _messages as msgs
 from plexa._actor import Actor, AsyncActor, Ports
-from plexa._counters import ActorField, Counters
+from plexa._counters import ActorField, Counters, bucket
 from plexa._links import Domain, InputPort, OutputPort, Wake, decode_sample, make_sub
 from plexa._paths import RunPaths
 from plexa._spec import PipelineSpec
@@ -404,8 +404,10 @@ class ActorProcess:
             if stepper is not None:
                 t0 = time.perf_counter_ns()
                 stepper()
-                row[ActorField.HANDLER_NS] += time.perf_counter_ns() - t0
+                took = time.perf_counter_ns() - t0
+                row[ActorField.HANDLER_NS] += took
                 row[ActorField.HANDLER_CALLS] += 1
+                row[bucket(took)] += 1
                 busy = True
             for port, handler in handlers:
                 sample = port.take_sample()
@@ -414,8 +416,10 @@ class ActorProcess:
                     del sample
                     t0 = time.perf_counter_ns()
                     handler(obj)
-                    row[ActorField.HANDLER_NS] += time.perf_counter_ns() - t0
+                    took = time.perf_counter_ns() - t0
+                    row[ActorField.HANDLER_NS] += took
                     row[ActorField.HANDLER_CALLS] += 1
+                    row[bucket(took)] += 1
                     del obj
                     busy = True
             if not busy:

@@ -1,0 +1,116 @@
+"""The run's status object (``plexa run --json``, ``plexa ctl NAME status``), from counters.
+
+Everything here is read from the shared counters and the nexus's own records: no actor is
+asked, so a status request costs microseconds whatever the pipeline is doing.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from plexa._counters import (
+    HIST_BASE,
+    HIST_BUCKETS,
+    ActorField,
+    Counters,
+    LinkField,
+    OutputField,
+    percentile,
+)
+from plexa._spec import PipelineSpec
+
+__all__ = ["StatusBuilder"]
+
+WINDOW_S = 0.5
+"""Rates and percentiles are taken over the last window at least this long."""
+
+
+class StatusBuilder:
+    """Turns counter snapshots into status objects, keeping a sliding window for rates."""
+
+    def __init__(self, spec: PipelineSpec, counters: Counters) -> None:
+        self.spec = spec
+        self.counters = counters
+        self._prev: tuple[float, npt.NDArray[np.int64]] | None = None
+        self._window: tuple[float, npt.NDArray[np.int64]] | None = None
+
+    def _advance(self, now: float, snap: npt.NDArray[np.int64]) -> None:
+        if self._prev is None:
+            self._prev = (now, snap)
+            return
+        t0, old = self._prev
+        if now - t0 >= WINDOW_S:
+            self._window = (now - t0, snap - old)
+            self._prev = (now, snap)
+
+    def build(
+        self, run: dict[str, Any], actors: dict[str, dict[str, Any]], drained: bool, uptime: float
+    ) -> dict[str, Any]:
+        """The status object; ``actors`` holds what only the nexus knows (state, pid...)."""
+        counters = self.counters
+        snap = counters.snapshot()
+        now = time.monotonic()
+        self._advance(now, snap)
+        dt, delta = self._window if self._window is not None else (0.0, None)
+        out_actors: dict[str, Any] = {}
+        for name, info in actors.items():
+            i = counters.actor_index(name)
+            row = snap[i]
+            calls = int(row[ActorField.HANDLER_CALLS])
+            hist = (delta[i] if delta is not None and delta[i][HIST_BASE:].sum() else row)[
+                HIST_BASE : HIST_BASE + HIST_BUCKETS
+            ]
+            entry = {
+                **info,
+                "msgs_in": int(row[ActorField.MSGS_IN]),
+                "msgs_out": int(row[ActorField.MSGS_OUT]),
+                "rate_in": _rate(delta, dt, i, ActorField.MSGS_IN),
+                "rate_out": _rate(delta, dt, i, ActorField.MSGS_OUT),
+                "handler_mean_us": round(int(row[ActorField.HANDLER_NS]) / calls / 1e3, 1)
+                if calls
+                else None,
+                "handler_p50_us": percentile(hist, 0.5),
+                "handler_p99_us": percentile(hist, 0.99),
+            }
+            if drained and uptime > 0:  # after a stop, the run's mean is the rate
+                entry["rate_in"] = round(entry["msgs_in"] / uptime, 1)
+                entry["rate_out"] = round(entry["msgs_out"] / uptime, 1)
+            out_actors[name] = entry
+        links: dict[str, Any] = {}
+        for link in self.spec.links:
+            li = counters.link_index(link.name)
+            oi = counters.output_index(link.output)
+            lrow = snap[li]
+            sent = int(snap[oi][OutputField.SENT])
+            received = int(lrow[LinkField.RECEIVED])
+            dropped = int(lrow[LinkField.DROPPED])
+            lost = int(lrow[LinkField.LOST])
+            in_flight = sent - received - dropped - lost
+            hist = (delta[li] if delta is not None and delta[li][HIST_BASE:].sum() else lrow)[
+                HIST_BASE : HIST_BASE + HIST_BUCKETS
+            ]
+            links[link.name] = {
+                "policy": link.policy.value,
+                "capacity": link.capacity,
+                "sent": sent,
+                "received": received,
+                "dropped": dropped,
+                "lost": lost + (in_flight if drained else 0),
+                "in_flight": 0 if drained else in_flight,
+                "depth": max(0, sent - int(lrow[LinkField.CONSUMED])),
+                "rate": _rate(delta, dt, li, LinkField.RECEIVED),
+                "bytes_per_s": _rate(delta, dt, oi, OutputField.BYTES),
+                "latency_p50_us": percentile(hist, 0.5),
+                "latency_p99_us": percentile(hist, 0.99),
+            }
+        return {"run": {**run, "uptime_s": round(uptime, 3)}, "actors": out_actors, "links": links}
+
+
+def _rate(delta: npt.NDArray[np.int64] | None, dt: float, row: int, col: int) -> float:
+    if delta is None or dt <= 0:
+        return 0.0
+    return round(float(delta[row][col]) / dt, 1)
