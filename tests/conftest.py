@@ -17,6 +17,7 @@ if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
 os.environ.setdefault("PLEXA_RUNTIME_DIR", f"/tmp/plexa-test-{os.getpid()}")
+os.environ.setdefault("PLEXA_LOG_DIR", f"/tmp/plexa-test-logs-{os.getpid()}")
 
 
 def plexa_shm() -> set[str]:

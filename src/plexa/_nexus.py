@@ -7,7 +7,9 @@ and tests all drive the same object.
 
 from __future__ import annotations
 
+import collections
 import contextlib
+import functools
 import json
 import os
 import signal
@@ -16,6 +18,7 @@ import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -102,6 +105,14 @@ class Nexus:
         self.paths = RunPaths.for_run(new_run_id())
         self.actors = {name: _Actor(name) for name in spec.actors}
         self.on_log = on_log
+        self.listeners: list[Callable[[str, dict[str, Any]], None]] = []
+        self.recent_logs: collections.deque[dict[str, Any]] = collections.deque(maxlen=200)
+        self.log_path = log_dir() / f"{spec.name}-{self.paths.run_id}.log"
+        self._log_file: Any = None
+        self._sources: dict[Any, Callable[[], None]] = {}
+        self._pipes: dict[int, tuple[str, str, bytearray]] = {}
+        self.busy = ""
+        self.record_extra: dict[str, Any] = {}
         self.failures: list[ActorFailure] = []
         self.started_at = time.monotonic()
         self.stopped_at: float | None = None
@@ -197,7 +208,16 @@ class Nexus:
             ],
             start_new_session=True,
             stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
         )
+        for stream, level in ((actor.proc.stdout, 20), (actor.proc.stderr, 30)):
+            assert stream is not None
+            fd = stream.fileno()
+            os.set_blocking(fd, False)
+            label = "stdout" if level == 20 else "stderr"
+            self._pipes[fd] = (name, label, bytearray())
+            self._sources[fd] = functools.partial(self._read_pipe, fd, level)
         actor.connected = False
         actor.state = ActorState.CREATED
         actor.last_seen = time.monotonic()
@@ -213,6 +233,8 @@ class Nexus:
             "started": time.time(),
             "actors": {n: a.proc.pid for n, a in self.actors.items() if a.proc is not None},
             "endpoints": {"actors": self.paths.endpoint("actors")},
+            "log": str(self.log_path),
+            **self.record_extra,
         }
         tmp = self.paths.record.with_suffix(".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -230,24 +252,86 @@ class Nexus:
         )
         return self._ids
 
+    def add_source(self, source: Any, callback: Callable[[], None]) -> None:
+        """Call ``callback`` from :meth:`poll` whenever ``source`` (a zmq socket or fd) is
+        readable: how the control server and other edges share the nexus's loop."""
+        self._sources[source] = callback
+
     def poll(self, timeout: float = 0.0) -> None:
-        """Handle actor messages and process exits for up to ``timeout`` seconds."""
+        """Handle actor messages, other sources and process exits for up to ``timeout`` s."""
         assert self._router is not None
         deadline = time.monotonic() + timeout
         while True:
             left = deadline - time.monotonic()
-            if self._router.poll(max(int(left * 1000), 0), zmq.POLLIN):
-                while True:
-                    try:
-                        ident, data = self._router.recv_multipart(zmq.NOBLOCK)
-                    except zmq.Again:
-                        break
-                    except ValueError:
-                        continue
-                    self._handle(ident.decode(errors="replace"), data)
+            poller = zmq.Poller()
+            poller.register(self._router, zmq.POLLIN)
+            for source in self._sources:
+                poller.register(source, zmq.POLLIN)
+            for source, _ in poller.poll(max(int(left * 1000), 0)):
+                if source is self._router:
+                    self._drain_router()
+                elif source in self._sources:
+                    self._sources[source]()
             self._check_processes()
             if time.monotonic() >= deadline:
                 return
+
+    def _drain_router(self) -> None:
+        assert self._router is not None
+        while True:
+            try:
+                ident, data = self._router.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            except ValueError:
+                continue
+            self._handle(ident.decode(errors="replace"), data)
+
+    def _read_pipe(self, fd: int, level: int) -> None:
+        name, label, buf = self._pipes[fd]
+        try:
+            chunk = os.read(fd, 65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            chunk = b""
+        if not chunk:
+            if buf:
+                self._log(
+                    name, msgs.LogRecord(time.time(), level, label, buf.decode(errors="replace"))
+                )
+            del self._pipes[fd]
+            del self._sources[fd]
+            return
+        buf += chunk
+        *lines, rest = bytes(buf).split(b"\n")
+        buf[:] = rest
+        for line in lines:
+            self._log(
+                name, msgs.LogRecord(time.time(), level, label, line.decode(errors="replace"))
+            )
+
+    def emit(self, kind: str, data: dict[str, Any]) -> None:
+        """Tell every listener (the control server's publisher, the console) about an event."""
+        for listener in list(self.listeners):
+            listener(kind, data)
+
+    def _log(self, actor: str, rec: msgs.LogRecord) -> None:
+        entry = {
+            "actor": actor,
+            "t": rec.t,
+            "level": rec.level,
+            "logger": rec.logger,
+            "message": rec.message,
+        }
+        self.recent_logs.append(entry)
+        if self._log_file is None:
+            self.log_path.parent.mkdir(parents=True, exist_ok=True)
+            self._log_file = open(self.log_path, "a", buffering=1)  # noqa: SIM115
+        self._log_file.write(format_log(entry) + "\n")
+        if self.on_log is not None:
+            self.on_log(actor, rec)
+        self.emit("log", entry)
 
     def _handle(self, name: str, data: bytes) -> None:
         actor = self.actors.get(name)
@@ -262,20 +346,31 @@ class Nexus:
             actor.connected = True
         elif isinstance(msg, msgs.StateChanged):
             actor.state = msg.state
+            self.emit("state", {"actor": name, "state": msg.state.value})
         elif isinstance(msg, msgs.Reply):
             self._replies[msg.id] = msg
         elif isinstance(msg, msgs.Heartbeat):
             actor.loops = msg.loops
         elif isinstance(msg, msgs.Failure):
             self._fail(ActorFailure(name, msg.kind, msg.phase, msg.error, msg.traceback))
-        elif isinstance(msg, msgs.LogRecord) and self.on_log is not None:
-            self.on_log(name, msg)
+        elif isinstance(msg, msgs.LogRecord):
+            self._log(name, msg)
 
     def _fail(self, failure: ActorFailure) -> None:
         actor = self.actors[failure.actor]
         if actor.failure is None:
             actor.failure = failure
             self.failures.append(failure)
+            self.emit(
+                "failure",
+                {
+                    "actor": failure.actor,
+                    "kind": failure.kind.value,
+                    "phase": failure.phase.value,
+                    "error": failure.error,
+                    "traceback": failure.traceback,
+                },
+            )
         actor.state = ActorState.FAILED
 
     def _check_processes(self) -> None:
@@ -525,6 +620,12 @@ class Nexus:
         if self._ctx is not None:
             self._ctx.term()
             self._ctx = None
+        if self._log_file is not None:
+            self._log_file.close()
+            self._log_file = None
+        for fd in list(self._pipes):
+            with contextlib.suppress(OSError):
+                self._read_pipe(fd, 20)
         from plexa._cleanup import remove_run_files
 
         return remove_run_files(self.paths)
@@ -567,3 +668,23 @@ class Nexus:
             }
             return {"run": {**run, "uptime_s": 0.0}, "actors": empty, "links": {}}
         return self._status.build(run, actors, drained, uptime)
+
+
+def log_dir() -> Path:
+    """Where run logs are kept: ``$PLEXA_LOG_DIR``, else ``$XDG_STATE_HOME/plexa/logs``."""
+    env = os.environ.get("PLEXA_LOG_DIR")
+    if env:
+        return Path(env)
+    state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(state) / "plexa" / "logs"
+
+
+_LEVEL_NAMES = {10: "DEBUG", 20: "INFO", 30: "WARNING", 40: "ERROR", 50: "CRITICAL"}
+
+
+def format_log(entry: dict[str, Any]) -> str:
+    """One log line: time, actor, level, logger, message."""
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(entry["t"]))
+    millis = int((entry["t"] % 1) * 1000)
+    level = _LEVEL_NAMES.get(entry["level"], str(entry["level"]))
+    return f"{stamp}.{millis:03d} {entry['actor']} {level} {entry['logger']}: {entry['message']}"
