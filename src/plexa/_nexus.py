@@ -102,6 +102,8 @@ class Nexus:
 
     def __init__(self, spec: PipelineSpec, *, on_log: LogSink | None = None) -> None:
         self.spec = spec
+        self.name = spec.name
+        """The run's name (what ``plexa ctl NAME`` finds it by)."""
         self.paths = RunPaths.for_run(new_run_id())
         self.actors = {name: _Actor(name) for name in spec.actors}
         self.on_log = on_log
@@ -226,7 +228,7 @@ class Nexus:
         me = psutil.Process()
         record = {
             "run_id": self.paths.run_id,
-            "name": self.spec.name,
+            "name": self.name,
             "pid": os.getpid(),
             "create_time": me.create_time(),
             "config": self.spec.source,
@@ -473,8 +475,47 @@ class Nexus:
         )
         self.state = "ready"
 
-    def run(self) -> None:
+    def _require(self, names: list[str], signal_: Signal, allowed: set[ActorState]) -> None:
+        """Refuse (changing nothing) unless every named actor is in an allowed state."""
+        bad: dict[str, list[str]] = {}
+        for name in names:
+            state = self.actors[name].state
+            if state not in allowed:
+                bad.setdefault(state.value, []).append(name)
+        if bad:
+            raise InvalidTransition(
+                "; ".join(
+                    f"{signal_.value} is not allowed while {state} ({', '.join(ns)})"
+                    for state, ns in bad.items()
+                )
+            )
+
+    def _applicable(
+        self, actors: Iterable[str] | None, signal_: Signal, allowed: set[ActorState]
+    ) -> list[str]:
+        """Named actors (all must be in ``allowed``), or every actor that is (at least one)."""
+        if actors is not None:
+            names = self._select(actors)
+            self._require(names, signal_, allowed)
+            return names
+        names = [n for n, a in self.actors.items() if a.state in allowed]
+        if not names:
+            self._require(list(self.actors), signal_, allowed)
+        return names
+
+    def run(self, actors: Iterable[str] | None = None) -> None:
         """Send ``run`` once every actor is ready (or stopped), and wait until all run."""
+        if actors is not None:
+            names = self._select(actors)
+            self._require(names, Signal.RUN, {ActorState.READY, ActorState.STOPPED})
+            self._signal(
+                names,
+                Signal.RUN,
+                {ActorState.RUNNING, ActorState.STOPPED},
+                self.spec.settings.setup_timeout,
+                "actors to run",
+            )
+            return
         waiting = {
             n: a.state
             for n, a in self.actors.items()
@@ -497,8 +538,8 @@ class Nexus:
         self.state = "running"
 
     def pause(self, actors: Iterable[str] | None = None) -> None:
-        """Pause running actors at their next safe point."""
-        names = self._select(actors)
+        """Pause running actors at their next safe point (all running ones by default)."""
+        names = self._applicable(actors, Signal.PAUSE, {ActorState.RUNNING})
         self._signal(
             names,
             Signal.PAUSE,
@@ -510,8 +551,8 @@ class Nexus:
             self.state = "paused"
 
     def resume(self, actors: Iterable[str] | None = None) -> None:
-        """Resume paused actors."""
-        names = self._select(actors)
+        """Resume paused actors (all paused ones by default)."""
+        names = self._applicable(actors, Signal.RESUME, {ActorState.PAUSED})
         self._signal(
             names,
             Signal.RESUME,
@@ -522,16 +563,20 @@ class Nexus:
         if actors is None:
             self.state = "running"
 
-    def stop(self) -> None:
+    def stop(self, actors: Iterable[str] | None = None) -> None:
         """Stop actors producers-first, so each consumer handles what is queued before it stops."""
         settings = self.spec.settings
-        self.state = "stopping"
+        stoppable = {ActorState.RUNNING, ActorState.PAUSED, ActorState.READY}
+        selected = self._select(actors)
+        if actors is not None:
+            self._require(selected, Signal.STOP, stoppable)
+        elif not any(self.actors[n].state in stoppable for n in selected):
+            states = sorted({a.state.value for a in self.actors.values()})
+            raise InvalidTransition(f"stop is not allowed while {', '.join(states)}")
+        if actors is None:
+            self.state = "stopping"
         for group in self.spec.stop_order():
-            live = [
-                n
-                for n in group
-                if self.actors[n].state in (ActorState.RUNNING, ActorState.PAUSED, ActorState.READY)
-            ]
+            live = [n for n in group if n in selected and self.actors[n].state in stoppable]
             if live:
                 self._signal(
                     live,
@@ -540,8 +585,9 @@ class Nexus:
                     settings.stop_timeout + settings.drain_timeout,
                     "actors to stop",
                 )
-        self.state = "stopped"
-        self.stopped_at = time.monotonic()
+        if actors is None:
+            self.state = "stopped"
+            self.stopped_at = time.monotonic()
 
     def quit(self) -> QuitReport:
         """End the run: stop, ask every process to quit, then SIGTERM, then SIGKILL; clean up."""
@@ -655,7 +701,7 @@ class Nexus:
                 }
             actors[name] = info
         run = {
-            "name": self.spec.name,
+            "name": self.name,
             "id": self.paths.run_id,
             "state": "failed" if self.failures else self.state,
         }

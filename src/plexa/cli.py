@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import sys
@@ -9,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Annotated, Any
 
+import msgspec
 import typer
 from rich.console import Console
 from rich.live import Live
@@ -16,7 +18,7 @@ from rich.table import Table
 
 from plexa import _messages as msgs
 from plexa._config import format_issues, load
-from plexa.errors import ConfigError, PlexaError
+from plexa.errors import ConfigError, InvalidTransition, PlexaError
 
 app = typer.Typer(
     add_completion=False,
@@ -56,65 +58,94 @@ def _status_table(status: dict[str, Any]) -> Table:
     return table
 
 
-@app.command()
-def run(
-    file: Annotated[Path, typer.Argument(help="Pipeline YAML file.")],
-    duration: Annotated[float | None, typer.Option(help="Stop after this many seconds.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print a final JSON summary.")] = False,
+def _check_name_free(name: str) -> None:
+    from plexa._cleanup import list_runs
+
+    if any(r.alive and r.name == name for r in list_runs()):
+        err.print(f"error: a pipeline named {name!r} is already running; choose another --name")
+        raise typer.Exit(2)
+
+
+def _serve(
+    file: Path,
+    *,
+    name: str | None,
+    bind: str,
+    duration: float | None,
+    hold: bool,
+    as_json: bool,
+    console: bool,
+    tui: bool = False,
 ) -> None:
-    """Run a pipeline in the foreground until Ctrl-C or --duration; exit 1 if an actor failed."""
+    """Shared by ``run`` and ``server``: start, serve clients, stop, quit, report."""
     from plexa._nexus import Nexus
+    from plexa._server import ControlServer
 
     spec = _load(file)
-    quiet = as_json
+    run_name = name or spec.name
+    _check_name_free(run_name)
 
     def show_log(actor: str, rec: msgs.LogRecord) -> None:
-        if rec.level >= (30 if quiet else 20):
+        if rec.level >= (20 if console else 30):
             stamp = time.strftime("%H:%M:%S", time.localtime(rec.t))
-            err.print(
-                f"{stamp} {actor} {_LEVELS.get(rec.level, rec.level)} {rec.message}",
-                markup=False,
-                highlight=False,
-            )
+            level = _LEVELS.get(rec.level, str(rec.level))
+            err.print(f"{stamp} {actor} {level} {rec.message}", markup=False, highlight=False)
 
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
-    nexus = Nexus(spec, on_log=show_log)
+    def on_term(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_term)
+    nexus = Nexus(spec, on_log=None if tui else show_log)
+    server = ControlServer(nexus, bind=bind)
+    nexus.name = run_name
     summary: dict[str, Any] = {}
     interrupted = False
+    live: Live | None = None
     try:
         nexus.start()
-        nexus.setup()
-        nexus.run()
-        end = None if duration is None else time.monotonic() + duration
-        live = (
-            None
-            if quiet or not err.is_terminal
-            else Live(
-                _status_table(nexus.status()), console=err, refresh_per_second=4, transient=True
+        if not as_json and not console:
+            err.print(
+                f"serving {run_name!r} (run {nexus.paths.run_id}): control "
+                f"{server.control_endpoint}, events {server.events_endpoint}"
             )
-        )
-        try:
-            if live is not None:
+        if not hold:
+            nexus.setup()
+            nexus.run()
+        end = None if duration is None else time.monotonic() + duration
+
+        def done() -> bool:
+            failed_stop = nexus.failed and spec.settings.on_failure.value == "stop"
+            return failed_stop or (end is not None and time.monotonic() >= end)
+
+        if tui:
+            from plexa.tui import run_tui
+
+            run_tui(server=server, until=done)
+        else:
+            if console and err.is_terminal:
+                live = Live(
+                    _status_table(nexus.status()), console=err, refresh_per_second=4, transient=True
+                )
                 live.start()
-            while not nexus.failed and (end is None or time.monotonic() < end):
-                nexus.poll(0.25 if end is None else max(0.0, min(0.25, end - time.monotonic())))
+            while not server.quit_requested and not done():
+                nexus.poll(0.1)
+                server.tick()
                 if live is not None:
                     live.update(_status_table(nexus.status()))
-        except KeyboardInterrupt:
-            interrupted = True
-        finally:
-            if live is not None:
-                live.stop()
-        nexus.stop()
+        with contextlib.suppress(InvalidTransition):
+            nexus.stop()
     except KeyboardInterrupt:
         interrupted = True
     except PlexaError as exc:
         if not nexus.failed:
             err.print(f"error: {exc}", markup=False, highlight=False)
     finally:
+        if live is not None:
+            live.stop()
         try:
             summary = nexus.status()
         finally:
+            server.close()
             report = nexus.quit()
     summary["run"]["state"] = "failed" if report.failures else "stopped"
     for failure in report.failures:
@@ -127,8 +158,146 @@ def run(
         err.print(_status_table(summary))
         if interrupted:
             err.print("interrupted: stopped cleanly")
-    if report.failures or (not report.clean):
+    if report.failures or not report.clean:
         raise typer.Exit(1)
+
+
+@app.command()
+def run(
+    file: Annotated[Path, typer.Argument(help="Pipeline YAML file.")],
+    duration: Annotated[float | None, typer.Option(help="Stop after this many seconds.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a final JSON summary.")] = False,
+    name: Annotated[
+        str | None, typer.Option(help="Run name for plexa ctl (default: the file's name).")
+    ] = None,
+    tui: Annotated[bool, typer.Option("--tui", help="Show the terminal UI.")] = False,
+) -> None:
+    """Run a pipeline in the foreground until Ctrl-C or --duration; exit 1 if an actor failed."""
+    _serve(
+        file,
+        name=name,
+        bind="127.0.0.1",
+        duration=duration,
+        hold=False,
+        as_json=as_json,
+        console=not as_json,
+        tui=tui,
+    )
+
+
+@app.command()
+def server(
+    file: Annotated[Path, typer.Argument(help="Pipeline YAML file.")],
+    name: Annotated[
+        str | None, typer.Option(help="Run name (default: the pipeline's name).")
+    ] = None,
+    bind: Annotated[
+        str, typer.Option(help="Address for the control and event endpoints.")
+    ] = "127.0.0.1",
+    hold: Annotated[
+        bool, typer.Option(help="Start the actors but wait for setup/run commands.")
+    ] = False,
+    duration: Annotated[float | None, typer.Option(help="Quit after this many seconds.")] = None,
+) -> None:
+    """Run a pipeline headless, steered with plexa ctl / plexa client until it is told to quit."""
+    _serve(file, name=name, bind=bind, duration=duration, hold=hold, as_json=False, console=False)
+
+
+@app.command()
+def ctl(
+    name: Annotated[str, typer.Argument(help="Run name (or id).")],
+    command: Annotated[
+        str, typer.Argument(help="setup, run, pause, resume, stop, quit, status, ...")
+    ],
+    actor: Annotated[str | None, typer.Argument(help="Apply to this actor only.")] = None,
+    args: Annotated[list[str] | None, typer.Argument(help="Further arguments.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the reply as JSON.")] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the reply.")] = 30.0,
+) -> None:
+    """Send one command to a running pipeline; exit 1 if it is refused."""
+    from plexa._client import connect
+
+    try:
+        client = connect(name, timeout=timeout)
+    except PlexaError as exc:
+        err.print(f"error: {exc}", markup=False)
+        raise typer.Exit(1) from None
+    with client:
+        extra = _ctl_args(command, list(args or []))
+        try:
+            resp = client.request_raw(command, actor, **extra)
+        except PlexaError as exc:
+            err.print(f"error: {exc}", markup=False)
+            raise typer.Exit(1) from None
+    if as_json:
+        print(json.dumps(msgspec.to_builtins(resp)))
+    elif resp.ok:
+        if command == "status" and isinstance(resp.value, dict):
+            out.print(_status_table(resp.value))
+        else:
+            print(
+                resp.value
+                if not isinstance(resp.value, (dict, list))
+                else json.dumps(resp.value, indent=2)
+            )
+    else:
+        err.print(f"refused: {resp.error}", markup=False, highlight=False)
+        if resp.traceback:
+            err.print(resp.traceback, markup=False, highlight=False)
+    if not resp.ok:
+        raise typer.Exit(1)
+
+
+def _ctl_args(command: str, args: list[str]) -> dict[str, Any]:
+    """Positional arguments after the actor, by command: ``set KEY VALUE``, ``invoke METHOD [JSON]``."""
+    if command == "set" and len(args) == 2:
+        try:
+            value: Any = json.loads(args[1])
+        except ValueError:
+            value = args[1]
+        return {"key": args[0], "value": value}
+    if command == "invoke" and args:
+        return {"method": args[0], "args": json.loads(args[1]) if len(args) > 1 else []}
+    if args:
+        return {"argv": args}
+    return {}
+
+
+@app.command()
+def logs(
+    name: Annotated[str, typer.Argument(help="Run name (or id).")],
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep printing new records.")
+    ] = False,
+    lines: Annotated[int, typer.Option(help="How many recent records to print first.")] = 100,
+) -> None:
+    """Print a running pipeline's merged log (and follow it)."""
+    from plexa._client import connect
+    from plexa._nexus import format_log
+
+    try:
+        client = connect(name)
+    except PlexaError as exc:
+        err.print(f"error: {exc}", markup=False)
+        raise typer.Exit(1) from None
+    with client:
+        if follow:
+            snap = client.subscribe(("log", "run"))
+            for entry in snap["logs"][-lines:]:
+                print(format_log(entry), flush=True)
+            try:
+                while True:
+                    for event in client.events(timeout=1.0):
+                        if event.kind == "log" and event.seq > snap["seq"]:
+                            print(format_log(event.data), flush=True)
+                    try:
+                        client.request("ping", timeout=2.0)
+                    except PlexaError:
+                        return
+            except KeyboardInterrupt:
+                return
+        for entry in client.request("logs", lines=lines):
+            print(format_log(entry))
 
 
 @app.command()
