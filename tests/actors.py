@@ -152,3 +152,17 @@ class Ticker(plexa.AsyncActor):
             await asyncio.sleep(0.002)
             await self.checkpoint()
             self.outputs.out.put(i)
+
+
+class Chatty(plexa.Actor):
+    """Logs a numbered line every ``every`` seconds, and prints one to stdout at setup."""
+
+    def setup(self, every: float = 0.05) -> None:
+        self.every = every
+        self.n = 0
+        print(f"hello from {self.name}", flush=True)
+
+    def run_step(self) -> None:
+        self.log.info("line %d from %s", self.n, self.name)
+        self.n += 1
+        time.sleep(self.every)

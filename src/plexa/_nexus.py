@@ -10,6 +10,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import functools
+import heapq
 import json
 import os
 import signal
@@ -36,6 +37,8 @@ from plexa.errors import ActorFailed, InvalidTransition, Timeout
 __all__ = ["ActorFailure", "Nexus", "QuitReport"]
 
 LogSink = Callable[[str, msgs.LogRecord], None]
+LOG_REORDER_S = 0.1
+"""How long log records are held so that records from several processes merge in order."""
 
 
 @dataclass(frozen=True)
@@ -111,6 +114,8 @@ class Nexus:
         self.recent_logs: collections.deque[dict[str, Any]] = collections.deque(maxlen=200)
         self.log_path = log_dir() / f"{spec.name}-{self.paths.run_id}.log"
         self._log_file: Any = None
+        self._log_heap: list[tuple[float, int, str, msgs.LogRecord, dict[str, Any]]] = []
+        self._log_seq = 0
         self._sources: dict[Any, Callable[[], None]] = {}
         self._pipes: dict[int, tuple[str, str, bytearray]] = {}
         self.busy = ""
@@ -167,6 +172,13 @@ class Nexus:
     # ----- start ---------------------------------------------------------------------------
     def start(self) -> None:
         """Create the run's resources and one process per actor; wait for every handshake."""
+        self.busy = "start"
+        try:
+            self._start()
+        finally:
+            self.busy = ""
+
+    def _start(self) -> None:
         from plexa._links import Domain
         from plexa._store import Store
 
@@ -185,6 +197,7 @@ class Nexus:
         self._router = self._ctx.socket(zmq.ROUTER)
         self._router.setsockopt(zmq.LINGER, 0)
         self._router.setsockopt(zmq.ROUTER_HANDOVER, 1)
+        self._router.setsockopt(zmq.ROUTER_MANDATORY, 1)
         self._router.bind(paths.endpoint("actors"))
         self._write_record()
         for name in self.actors:
@@ -249,9 +262,12 @@ class Nexus:
         assert self._router is not None
         self._ids += 1
         value = signal_.value if isinstance(signal_, Signal) else signal_
-        self._router.send_multipart(
-            [name.encode(), msgs.encode(msgs.Command(self._ids, value, args))]
-        )
+        try:
+            self._router.send_multipart(
+                [name.encode(), msgs.encode(msgs.Command(self._ids, value, args))]
+            )
+        except zmq.ZMQError:  # not connected (yet, or any more)
+            return -1
         return self._ids
 
     def add_source(self, source: Any, callback: Callable[[], None]) -> None:
@@ -275,6 +291,8 @@ class Nexus:
                 elif source in self._sources:
                     self._sources[source]()
             self._check_processes()
+            if self._log_heap:
+                self._flush_logs()
             if time.monotonic() >= deadline:
                 return
 
@@ -326,14 +344,27 @@ class Nexus:
             "logger": rec.logger,
             "message": rec.message,
         }
-        self.recent_logs.append(entry)
-        if self._log_file is None:
-            self.log_path.parent.mkdir(parents=True, exist_ok=True)
-            self._log_file = open(self.log_path, "a", buffering=1)  # noqa: SIM115
-        self._log_file.write(format_log(entry) + "\n")
-        if self.on_log is not None:
-            self.on_log(actor, rec)
-        self.emit("log", entry)
+        self._log_seq += 1
+        heapq.heappush(self._log_heap, (rec.t, self._log_seq, actor, rec, entry))
+
+    def _flush_logs(self, everything: bool = False) -> None:
+        """Write out log records older than the reorder window, in time order.
+
+        Records from different processes arrive slightly out of order; holding each for
+        ``LOG_REORDER_S`` lets the merged log be sorted by the time each was made.
+        """
+        horizon = time.time() - LOG_REORDER_S
+        heap = self._log_heap
+        while heap and (everything or heap[0][0] <= horizon):
+            _, _, actor, rec, entry = heapq.heappop(heap)
+            self.recent_logs.append(entry)
+            if self._log_file is None:
+                self.log_path.parent.mkdir(parents=True, exist_ok=True)
+                self._log_file = open(self.log_path, "a", buffering=1)  # noqa: SIM115
+            self._log_file.write(format_log(entry) + "\n")
+            if self.on_log is not None:
+                self.on_log(actor, rec)
+            self.emit("log", entry)
 
     def _handle(self, name: str, data: bytes) -> None:
         actor = self.actors.get(name)
@@ -436,7 +467,13 @@ class Nexus:
         what: str,
     ) -> None:
         names = list(names)
+        gone = [n for n in names if not self.actors[n].connected or self.actors[n].proc is None]
+        if gone:
+            raise InvalidTransition(f"{signal_.value}: not connected: {', '.join(gone)}")
         ids = {name: self._send(name, signal_) for name in names}
+        unreachable = [n for n, i in ids.items() if i < 0]
+        if unreachable:
+            raise InvalidTransition(f"{signal_.value}: not connected: {', '.join(unreachable)}")
         self._wait(
             lambda: all(i in self._replies for i in ids.values()),
             timeout,
@@ -666,12 +703,13 @@ class Nexus:
         if self._ctx is not None:
             self._ctx.term()
             self._ctx = None
-        if self._log_file is not None:
-            self._log_file.close()
-            self._log_file = None
         for fd in list(self._pipes):
             with contextlib.suppress(OSError):
                 self._read_pipe(fd, 20)
+        self._flush_logs(everything=True)
+        if self._log_file is not None:
+            self._log_file.close()
+            self._log_file = None
         from plexa._cleanup import remove_run_files
 
         return remove_run_files(self.paths)
@@ -704,6 +742,7 @@ class Nexus:
             "name": self.name,
             "id": self.paths.run_id,
             "state": "failed" if self.failures else self.state,
+            "busy": self.busy,
         }
         if self._status is None and self._final_status is not None:
             return {**self._final_status, "run": {**self._final_status["run"], **run}}

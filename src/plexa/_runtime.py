@@ -126,7 +126,7 @@ class ActorProcess:
         pull.bind(f"inproc://{self.name}-out")
         dealer = self.ctx.socket(zmq.DEALER)
         dealer.setsockopt(zmq.IDENTITY, self.name.encode())
-        dealer.setsockopt(zmq.LINGER, 2000)
+        dealer.setsockopt(zmq.LINGER, 500)
         dealer.connect(self.paths.endpoint("actors"))
         domain = Domain(self.paths, f"{self.name}-ctl")
         waker = domain.wake_service(self.spec, self.name).notifier_builder().create()
@@ -156,6 +156,7 @@ class ActorProcess:
                 if os.getppid() != parent:
                     if not orphaned_at:
                         orphaned_at = now
+                        dealer.setsockopt(zmq.LINGER, 0)  # nobody will read what is queued
                         self._inject(msgs.Command(-1, Signal.QUIT.value), waker)
                     elif now - orphaned_at > 1.0:
                         os._exit(3)  # the nexus is gone and user code will not yield

@@ -1,0 +1,403 @@
+"""The terminal UI: ``plexa client NAME`` and ``plexa run --tui``.
+
+:class:`PlexaApp` shows a run's actors, links, throughput and merged log, and steers the run
+with single keys. It never blocks its event loop: events are received by a worker thread and
+commands are sent from worker threads. zmq sockets must not be shared between threads, so
+the app takes a *factory* of clients and every thread makes (and closes) its own.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from rich.text import Text
+from textual import work
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal
+from textual.widgets import DataTable, Footer, Header, RichLog, Sparkline, Static
+from textual.worker import get_current_worker
+
+from plexa import _protocol as proto
+from plexa._client import Client, find_run
+from plexa._cleanup import list_runs
+from plexa._nexus import format_log
+from plexa.errors import PlexaError
+
+__all__ = ["PlexaApp", "run_client", "run_tui"]
+
+LEVELS = (("DEBUG", 10), ("INFO", 20), ("WARNING", 30), ("ERROR", 40))
+"""The log pane's level filter, in the order ``l`` cycles through them."""
+HISTORY = 60
+"""How many metrics updates the throughput sparkline covers (about 30 s)."""
+COMMAND_TIMEOUT = 60.0
+"""Lifecycle commands wait for every actor, so they may take a while."""
+QUIET_S = 5.0
+"""With no event for this long (metrics come twice a second) the app pings the run."""
+
+ACTOR_COLUMNS = (
+    ("actor", 18),
+    ("state", 11),
+    ("in/s", 9),
+    ("out/s", 9),
+    ("p50 µs", 9),
+    ("p99 µs", 9),
+    ("restarts", 8),
+)
+LINK_COLUMNS = (
+    ("link", 30),
+    ("policy", 8),
+    ("depth", 6),
+    ("dropped", 8),
+    ("lost", 6),
+    ("p50 µs", 9),
+    ("p99 µs", 9),
+    ("msgs/s", 9),
+)
+_STATE_STYLES = {"running": "green", "paused": "yellow", "failed": "bold red", "stopped": "dim"}
+_LEVEL_STYLES = {10: "dim", 30: "yellow", 40: "red", 50: "bold red"}
+
+
+def _num(value: Any, digits: int = 0) -> Text:
+    """A right-aligned number, or ``-`` when there is none."""
+    if value is None:
+        return Text("-", justify="right")
+    if isinstance(value, float) and not digits and 0 < abs(value) < 10:
+        digits = 1
+    return Text(f"{value:,.{digits}f}", justify="right")
+
+
+def _state(state: str) -> Text:
+    return Text(state, style=_STATE_STYLES.get(state, ""))
+
+
+class PlexaApp(App[None]):
+    """A live view of one run, steering it with single keys.
+
+    ``connect`` makes a new :class:`Client` for the run; it is called once per thread that
+    talks to the run. ``until``, if given, is polled: when it returns true the app exits.
+    """
+
+    TITLE = "plexa"
+    CSS = """
+    DataTable { height: auto; max-height: 12; margin-bottom: 1; }
+    #throughput { height: 3; }
+    #rate { width: 28; padding: 1 1; }
+    #spark { width: 1fr; height: 3; }
+    #log { height: 1fr; border-top: solid $primary; }
+    """
+    BINDINGS = [
+        Binding("p", "lifecycle('pause')", "pause"),
+        Binding("r", "lifecycle('resume')", "resume"),
+        Binding("P", "lifecycle('pause', True)", "pause sel"),
+        Binding("R", "lifecycle('resume', True)", "resume sel"),
+        Binding("t", "lifecycle('setup')", "setup"),
+        Binding("u", "lifecycle('run')", "run"),
+        Binding("s", "lifecycle('stop')", "stop"),
+        Binding("S", "lifecycle('stop', True)", "stop sel", show=False),
+        Binding("l", "cycle_level", "log level"),
+        Binding("q", "detach", "detach"),
+        Binding("Q", "quit_run", "quit run"),
+    ]
+
+    def __init__(
+        self, connect: Callable[[], Client], *, until: Callable[[], bool] | None = None
+    ) -> None:
+        super().__init__()
+        self.connect = connect
+        self.until = until
+        self.run_name = "?"
+        self.run_state = "?"
+        self.uptime = 0.0
+        self.level = 1  # index into LEVELS: INFO
+        self.logs: collections.deque[dict[str, Any]] = collections.deque(maxlen=2000)
+        self.history: collections.deque[float] = collections.deque([0.0] * HISTORY, HISTORY)
+        self.connected = True
+
+    # ----- layout -----------------------------------------------------------------------------
+    def compose(self) -> ComposeResult:
+        """Header, actors, links, throughput, log, footer."""
+        yield Header()
+        actors: DataTable[Text | str] = DataTable(id="actors", cursor_type="row")
+        links: DataTable[Text | str] = DataTable(id="links", cursor_type="row")
+        for table, columns in ((actors, ACTOR_COLUMNS), (links, LINK_COLUMNS)):
+            for label, width in columns:
+                table.add_column(label, width=width, key=label)
+            yield table
+        with Horizontal(id="throughput"):
+            yield Static("throughput", id="rate")
+            yield Sparkline(list(self.history), id="spark")
+        yield RichLog(id="log", max_lines=2000, markup=False, highlight=False, wrap=False)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        """Start receiving events (and watching ``until``)."""
+        self._show_header()
+        self._receive()
+        if self.until is not None:
+            self.set_interval(0.2, self._check_until)
+
+    def _check_until(self) -> None:
+        if self.until is not None and self.until():
+            self.exit()
+
+    def _show_header(self) -> None:
+        self.title = f"plexa: {self.run_name}"
+        link = "" if self.connected else " · CONNECTION LOST"
+        self.sub_title = (
+            f"{self.run_state} · up {self.uptime:.0f} s · logs ≥ {LEVELS[self.level][0]}{link}"
+        )
+
+    # ----- events (worker thread) -------------------------------------------------------------
+    @work(thread=True, group="events", exit_on_error=False)
+    def _receive(self) -> None:
+        """Subscribe, hand the snapshot to the UI, then hand over events in small batches."""
+        worker = get_current_worker()
+        try:
+            client = self.connect()
+        except PlexaError as exc:
+            self._to_ui(self.notify, f"cannot connect: {exc}", severity="error", markup=False)
+            return
+        with client:
+            try:
+                snap = client.subscribe()
+            except PlexaError as exc:
+                self._to_ui(self.notify, f"cannot subscribe: {exc}", severity="error")
+                return
+            self._to_ui(self._load_snapshot, snap)
+            seq, last = snap["seq"], time.monotonic()
+            while not worker.is_cancelled:
+                batch: list[proto.Event] = []
+                until = time.monotonic() + 0.1
+                for event in client.events(timeout=0.1):
+                    if event.seq > seq:
+                        batch.append(event)
+                    if worker.is_cancelled or time.monotonic() > until or len(batch) >= 500:
+                        break
+                if batch:
+                    last = time.monotonic()
+                    self._to_ui(self._apply, batch)
+                elif time.monotonic() - last > QUIET_S:
+                    try:
+                        client.request("ping", timeout=QUIET_S)
+                        last = time.monotonic()
+                    except PlexaError:
+                        self._to_ui(self._set_connected, False)
+                        last = time.monotonic()
+
+    def _to_ui(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        """Run ``fn`` on the UI thread (waiting for it), unless the app has closed."""
+        if self.is_running:
+            try:
+                self.call_from_thread(fn, *args, **kwargs)
+            except RuntimeError:  # the app closed meanwhile
+                pass
+
+    # ----- applying what was received (UI thread) ---------------------------------------------
+    def _load_snapshot(self, snap: dict[str, Any]) -> None:
+        self._show_status(snap["status"])
+        for entry in snap["logs"]:
+            self._add_log(entry)
+
+    def _apply(self, events: Iterable[proto.Event]) -> None:
+        self._set_connected(True)
+        for event in events:
+            data = event.data
+            if event.kind == "metrics":
+                self._show_status(data)
+            elif event.kind == "log":
+                self._add_log(data)
+            elif event.kind == "state":
+                self._set_actor_state(data["actor"], data["state"])
+            elif event.kind == "run":
+                self.run_state = data["state"]
+                self._show_header()
+            elif event.kind == "failure":
+                self._set_actor_state(data["actor"], "failed")
+                msg = f"{data['actor']} failed ({data['kind']}, {data['phase']}): {data['error']}"
+                self.notify(msg, severity="error", timeout=10, markup=False)
+
+    def _set_connected(self, connected: bool) -> None:
+        if connected != self.connected:
+            self.connected = connected
+            self._show_header()
+            if not connected:
+                self.notify("the run does not answer", severity="error", timeout=10)
+
+    def _set_actor_state(self, actor: str, state: str) -> None:
+        table = self.query_one("#actors", DataTable)
+        if actor in table.rows:
+            table.update_cell(actor, "state", _state(state))
+
+    def _show_status(self, status: dict[str, Any]) -> None:
+        run = status["run"]
+        self.run_name, self.run_state = run["name"], run["state"]
+        self.uptime = run.get("uptime_s", 0.0)
+        self._show_header()
+        actors = {
+            name: [
+                name,
+                _state(a["state"]),
+                _num(a.get("rate_in", 0.0)),
+                _num(a.get("rate_out", 0.0)),
+                _num(a.get("handler_p50_us")),
+                _num(a.get("handler_p99_us")),
+                _num(a.get("restarts", 0)),
+            ]
+            for name, a in status["actors"].items()
+        }
+        links = {
+            name: [
+                name,
+                ln["policy"],
+                _num(ln["depth"]),
+                _num(ln["dropped"]),
+                _num(ln["lost"]),
+                _num(ln["latency_p50_us"]),
+                _num(ln["latency_p99_us"]),
+                _num(ln["rate"]),
+            ]
+            for name, ln in status["links"].items()
+        }
+        self._fill(self.query_one("#actors", DataTable), ACTOR_COLUMNS, actors)
+        self._fill(self.query_one("#links", DataTable), LINK_COLUMNS, links)
+        total = sum(a.get("rate_out", 0.0) for a in status["actors"].values())
+        self.history.append(total)
+        self.query_one("#spark", Sparkline).data = list(self.history)
+        self.query_one("#rate", Static).update(f"out: {total:,.0f} msgs/s")
+
+    @staticmethod
+    def _fill(
+        table: DataTable[Any], columns: tuple[tuple[str, int], ...], rows: dict[str, list[Any]]
+    ) -> None:
+        """Update the table in place (keeping the cursor), adding and removing rows."""
+        for key in [k for k in table.rows if k.value not in rows]:
+            table.remove_row(key)
+        for name, cells in rows.items():
+            if name in table.rows:
+                for (column, _), cell in zip(columns, cells, strict=True):
+                    table.update_cell(name, column, cell)
+            else:
+                table.add_row(*cells, key=name)
+
+    def _add_log(self, entry: dict[str, Any]) -> None:
+        self.logs.append(entry)
+        if entry["level"] >= LEVELS[self.level][1]:
+            style = _LEVEL_STYLES.get(entry["level"], "")
+            self.query_one("#log", RichLog).write(Text(format_log(entry), style=style))
+
+    # ----- actions ----------------------------------------------------------------------------
+    def action_cycle_level(self) -> None:
+        """Show only log records at or above the next level (DEBUG, INFO, WARNING, ERROR)."""
+        self.level = (self.level + 1) % len(LEVELS)
+        log = self.query_one("#log", RichLog)
+        log.clear()
+        entries, self.logs = list(self.logs), collections.deque(maxlen=self.logs.maxlen)
+        for entry in entries:
+            self._add_log(entry)
+        self._show_header()
+
+    def selected_actor(self) -> str | None:
+        """The actor under the actors table's cursor."""
+        table = self.query_one("#actors", DataTable)
+        if not table.row_count:
+            return None
+        key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+        return key
+
+    def action_lifecycle(self, command: str, selected: bool = False) -> None:
+        """Send a lifecycle command to every actor, or only to the selected one."""
+        actor = self.selected_actor() if selected else None
+        if selected and actor is None:
+            self.notify("no actor selected", severity="warning")
+            return
+        self._command(command, actor)
+
+    def action_detach(self) -> None:
+        """Leave the UI; the run goes on."""
+        self.exit()
+
+    def action_quit_run(self) -> None:
+        """Tell the run to quit, then leave."""
+        self._command("quit", None)
+
+    @work(thread=True, group="commands", exit_on_error=False)
+    def _command(self, command: str, actor: str | None) -> None:
+        """Send one command from a worker thread and show the answer in a notification."""
+        what = f"{command} {actor}" if actor else command
+        try:
+            with self.connect() as client:
+                resp = client.request_raw(command, actor, timeout=COMMAND_TIMEOUT)
+        except PlexaError as exc:
+            self._to_ui(self.notify, f"{what}: {exc}", severity="error", markup=False)
+            return
+        if not resp.ok:
+            msg = f"{what} refused: {resp.error}"
+            self._to_ui(self.notify, msg, severity="error", timeout=8, markup=False)
+            return
+        run_state = resp.value.get("run", "") if isinstance(resp.value, dict) else resp.value
+        self._to_ui(self.notify, f"{what}: ok ({run_state})", markup=False)
+        if command == "quit":
+            self._to_ui(self.exit)
+
+
+def run_client(name: str | None = None) -> None:
+    """Show the UI for the live run called ``name`` (or the only live run, if ``None``)."""
+    if name is None:
+        alive = [r for r in list_runs() if r.alive and "control" in r.record.get("endpoints", {})]
+        if len(alive) != 1:
+            names = ", ".join(r.name for r in alive) or "none"
+            raise PlexaError(f"name the run to attach to (running: {names})")
+        name = alive[0].name
+    record = find_run(name).record
+    control, events = record["endpoints"]["control"], record["endpoints"]["events"]
+    token = record.get("token", "")
+
+    def connect() -> Client:
+        return Client(control, events, token)
+
+    with connect() as client:  # fail here, on a plain terminal, if the run does not answer
+        client.request("ping", timeout=3.0)
+    PlexaApp(connect).run()
+
+
+def run_tui(*, server: Any, until: Callable[[], bool]) -> None:
+    """Drive ``server`` (a ControlServer) in a thread and show the UI in this one.
+
+    Returns when the UI is left (``q``, or ``Q`` after the run was told to quit) or when the
+    run ends (``until()`` or a ``quit`` command from any client). The nexus is then still up:
+    the caller stops and quits it from this thread.
+    """
+    stop = threading.Event()
+    ended = threading.Event()
+    errors: list[BaseException] = []
+
+    def drive() -> None:
+        try:
+            while not stop.is_set() and not server.quit_requested and not until():
+                server.nexus.poll(0.05)
+                server.tick()
+        except BaseException as exc:  # re-raised in the caller's thread
+            errors.append(exc)
+        finally:
+            ended.set()
+
+    def connect() -> Client:
+        return Client(server.control_endpoint, server.events_endpoint, server.token)
+
+    # The app watches `ended` itself: calling app.exit() from the driving thread through
+    # call_from_thread could block forever if the app were closing at that very moment.
+    app = PlexaApp(connect, until=ended.is_set)
+    thread = threading.Thread(target=drive, name="plexa-nexus", daemon=True)
+    thread.start()
+    try:
+        app.run()
+    finally:
+        stop.set()
+        thread.join()
+    if errors:
+        raise errors[0]

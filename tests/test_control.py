@@ -1,0 +1,263 @@
+"""The control plane with a real ``plexa server`` process and real sockets."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import zmq
+
+from conftest import wait_for
+from plexa import _protocol as proto
+from plexa._client import Client, connect
+from plexa.errors import RemoteError
+
+ROOT = Path(__file__).resolve().parent.parent
+PIPE = """
+actors:
+  src: {class: "actors:Source", options: {count: 100000000, rate_hz: 200}}
+  mid: {class: "actors:Sink"}
+  talk: {class: "actors:Chatty"}
+connections:
+  src.out: [mid.inp]
+"""
+
+
+class Served:
+    def __init__(self, proc: subprocess.Popen[str], name: str) -> None:
+        self.proc = proc
+        self.name = name
+
+    def client(self) -> Client:
+        return connect(self.name)
+
+
+@pytest.fixture
+def served(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Served]:
+    cfg = tmp_path / "pipe.yaml"
+    cfg.write_text(getattr(request, "param", PIPE))
+    name = f"t{os.getpid()}{random.randrange(10**6)}"
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "tests")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "plexa", "server", str(cfg), "--name", name, "--hold"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=ROOT,
+    )
+
+    def up() -> bool:
+        try:
+            with connect(name) as c:
+                return not c.status()["run"]["busy"]
+        except Exception:
+            return False
+
+    wait_for(up, 20, "the server to answer")
+    s = Served(proc, name)
+    try:
+        yield s
+    finally:
+        if proc.poll() is None:
+            try:
+                with connect(name) as c:
+                    c.request("quit")
+            except Exception:
+                proc.terminate()
+        proc.communicate(timeout=30)
+
+
+def _states(c: Client) -> set[str]:
+    return {a["state"] for a in c.status()["actors"].values()}
+
+
+def test_every_command_acts_when_allowed_and_is_refused_with_a_reason_otherwise(
+    served: Served,
+) -> None:
+    with served.client() as c:
+        assert _states(c) == {"created"}
+        for command in ("run", "pause", "resume", "stop"):
+            with pytest.raises(RemoteError) as refused:
+                c.request(command)
+            assert "not" in str(refused.value)
+            assert _states(c) == {"created"}
+        with pytest.raises(RemoteError, match="not ready: src \\(created\\)"):
+            c.request("run")
+        c.request("setup")
+        assert _states(c) == {"ready"}
+        with pytest.raises(RemoteError, match="setup needs every actor created"):
+            c.request("setup")
+        with pytest.raises(RemoteError, match="pause is not allowed while ready"):
+            c.request("pause")
+        c.request("run")
+        assert _states(c) == {"running"}
+        c.request("pause", "mid")
+        assert c.status()["actors"]["mid"]["state"] == "paused"
+        with pytest.raises(RemoteError, match="resume is not allowed while running \\(src\\)"):
+            c.request("resume", "src")
+        with pytest.raises(RemoteError, match="no such actor: nope"):
+            c.request("pause", "nope")
+        c.request("pause")
+        assert _states(c) == {"paused"}
+        c.request("resume")
+        assert _states(c) == {"running"}
+        c.request("stop")
+        assert _states(c) == {"stopped"}
+        with pytest.raises(RemoteError, match="stop is not allowed while stopped"):
+            c.request("stop")
+        c.request("run")
+        assert _states(c) == {"running"}
+        with pytest.raises(RemoteError, match="unknown command 'fly'"):
+            c.request("fly")
+        assert c.request("quit") == "quitting"
+    served.proc.wait(30)
+    assert served.proc.returncode == 0
+
+
+def test_pause_stops_the_flow_and_resume_continues(served: Served) -> None:
+    with served.client() as c:
+        c.request("setup")
+        c.request("run")
+        wait_for(lambda: c.status()["actors"]["mid"]["msgs_in"] > 20, 10, "frames to flow")
+        c.request("pause")
+        held = c.status()["links"]["src.out->mid.inp"]["sent"]
+        t_end = time.monotonic() + 0.3
+        while time.monotonic() < t_end:
+            assert c.status()["links"]["src.out->mid.inp"]["sent"] == held
+        c.request("resume")
+        wait_for(
+            lambda: c.status()["links"]["src.out->mid.inp"]["sent"] > held + 5,
+            10,
+            "frames to flow again",
+        )
+
+
+def test_a_late_client_gets_the_snapshot_first_then_live_events(served: Served) -> None:
+    with served.client() as c:
+        c.request("setup")
+        c.request("run")
+        wait_for(lambda: len(c.request("logs", lines=5)) >= 5, 10, "some log lines")
+    with served.client() as late:
+        snap = late.subscribe()
+        assert snap["config"]["actors"]["src"]["target"] == "actors:Source"
+        assert snap["status"]["actors"]["src"]["state"] == "running"
+        assert snap["logs"], "the snapshot carries the last log lines"
+        late.request("pause", "mid")
+        kinds: dict[str, list[proto.Event]] = {}
+        deadline = time.monotonic() + 5
+        for event in late.events(timeout=1.0):
+            assert event.seq > 0
+            kinds.setdefault(event.kind, []).append(event)
+            if ("state" in kinds and "metrics" in kinds) or time.monotonic() > deadline:
+                break
+        assert {"actor": "mid", "state": "paused"} in [e.data for e in kinds["state"]]
+        assert all(e.seq > snap["seq"] for e in kinds["state"])
+
+
+def test_log_records_from_two_actors_arrive_merged_with_names(tmp_path: Path) -> None:
+    text = """
+actors:
+  one: {class: "actors:Chatty"}
+  two: {class: "actors:Chatty"}
+"""
+    cfg = tmp_path / "talk.yaml"
+    cfg.write_text(text)
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "tests")}
+    result = subprocess.run(
+        [sys.executable, "-m", "plexa", "run", str(cfg), "--duration", "1.5", "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    log_dir = Path(os.environ["PLEXA_LOG_DIR"])
+    run_id = json.loads(result.stdout)["run"]["id"]
+    [log_file] = log_dir.glob(f"*-{run_id}.log")
+    lines = log_file.read_text().splitlines()
+    ones = [ln for ln in lines if " one INFO plexa.actor.one: line" in ln]
+    twos = [ln for ln in lines if " two INFO plexa.actor.two: line" in ln]
+    assert len(ones) > 5 and len(twos) > 5
+    assert any(" one INFO stdout: hello from one" in ln for ln in lines)
+    stamps = [ln[:23] for ln in lines]
+    assert stamps == sorted(stamps), "records are merged in time order"
+
+
+def test_garbage_on_the_control_endpoint_gets_errors_and_the_run_goes_on(served: Served) -> None:
+    with served.client() as c:
+        c.request("setup")
+        c.request("run")
+        record = next(
+            r
+            for r in __import__("plexa._cleanup", fromlist=["x"]).list_runs()
+            if r.name == served.name
+        ).record
+        good = proto.encode(proto.Request(id=7, token=record["token"], command="status"))
+        rng = random.Random(1)
+        ctx = zmq.Context()
+        sock = ctx.socket(zmq.DEALER)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.connect(record["endpoints"]["control"])
+        answered = 0
+        for i in range(1000):
+            if i % 3 == 0:
+                frame = good[: rng.randrange(len(good))]
+            elif i % 3 == 1:
+                frame = rng.randbytes(rng.randrange(1, 200))
+            else:
+                frame = bytes([0x81, 0xA1, 0x76]) + rng.randbytes(5)
+            sock.send(frame)
+        deadline = time.monotonic() + 10
+        while answered < 1000 and time.monotonic() < deadline:
+            if sock.poll(500):
+                resp = proto.decode_response(sock.recv())
+                assert not resp.ok
+                answered += 1
+        sock.close()
+        ctx.term()
+        assert answered == 1000
+        before = c.status()["actors"]["mid"]["msgs_in"]
+        wait_for(
+            lambda: c.status()["actors"]["mid"]["msgs_in"] > before + 10,
+            10,
+            "the pipeline to keep flowing",
+        )
+        assert _states(c) == {"running"}
+
+
+def test_a_wrong_token_is_refused(served: Served) -> None:
+    with served.client() as c:
+        bad = Client(c.sock.getsockopt_string(zmq.LAST_ENDPOINT), c.events_endpoint, "wrong")
+        with bad, pytest.raises(RemoteError, match="wrong or missing token"):
+            bad.request("setup")
+        assert _states(c) == {"created"}
+
+
+def test_a_stalled_subscriber_does_not_slow_the_pipeline(served: Served) -> None:
+    with served.client() as c:
+        c.request("setup")
+        c.request("run")
+        wait_for(lambda: c.status()["actors"]["mid"]["rate_in"] > 100, 10, "full rate")
+        ctx = zmq.Context()
+        stalled = ctx.socket(zmq.SUB)
+        stalled.setsockopt(zmq.RCVHWM, 1)
+        stalled.setsockopt(zmq.RCVBUF, 1024)
+        stalled.setsockopt(zmq.SUBSCRIBE, b"")
+        stalled.connect(c.events_endpoint)  # and never read from it
+        start = c.status()["links"]["src.out->mid.inp"]["sent"]
+        t0 = time.monotonic()
+        wait_for(lambda: time.monotonic() - t0 > 3, 5, "three seconds")
+        sent = c.status()["links"]["src.out->mid.inp"]["sent"] - start
+        elapsed = time.monotonic() - t0
+        stalled.close(0)
+        ctx.term()
+        assert sent / elapsed > 150, f"{sent / elapsed:.0f} msg/s with a stalled subscriber"
