@@ -276,6 +276,10 @@ class _Checker:
                 values[key] = value
             elif key == "on_failure":
                 values[key] = self.choice(path, value, OnFailure)
+            elif key == "metrics":
+                if not isinstance(value, bool):
+                    self.add(path, f"must be true or false, not {value!r}")
+                values[key] = value if isinstance(value, bool) else None
             else:
                 want = "a number >= 0" if key == "drain_timeout" else "a positive number"
                 got = self.number(path, value, want)

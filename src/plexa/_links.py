@@ -300,7 +300,16 @@ class OutputPort:
 class _Sub:
     """One link as its consumer holds it."""
 
-    __slots__ = ("capacity", "link", "notifier", "out_row", "policy", "row", "subscriber")
+    __slots__ = (
+        "capacity",
+        "link",
+        "metrics",
+        "notifier",
+        "out_row",
+        "policy",
+        "row",
+        "subscriber",
+    )
 
     def __init__(
         self, link: LinkSpec, service: Any, counters: Counters, notifier: Any | None
@@ -312,6 +321,7 @@ class _Sub:
         self.row = counters.link_row(link.name)
         self.out_row = counters.output_row(link.output)
         self.notifier = notifier
+        self.metrics = True
 
     def receive(self) -> Any:
         try:
@@ -351,9 +361,10 @@ class _Sub:
             row[LinkField.DROPPED] += 1
         else:
             row[LinkField.RECEIVED] += 1
-            latency = time.monotonic_ns() - header.t_ns
-            row[LinkField.LATENCY_NS] = latency
-            row[bucket(latency)] += 1
+            if self.metrics:
+                latency = time.monotonic_ns() - header.t_ns
+                row[LinkField.LATENCY_NS] = latency
+                row[bucket(latency)] += 1
         if self.notifier is not None and row[LinkField.WAITING]:
             row[LinkField.WAITING] = 0
             self.notifier.notify()
@@ -450,4 +461,6 @@ def make_sub(
 ) -> _Sub:
     """The consumer's end of ``link``."""
     notifier = wake.notifier(link.src) if link.policy is Policy.BLOCK else None
-    return _Sub(link, domain.output_service(spec, link.output), counters, notifier)
+    sub = _Sub(link, domain.output_service(spec, link.output), counters, notifier)
+    sub.metrics = spec.settings.metrics
+    return sub

@@ -397,30 +397,31 @@ class ActorProcess:
         ]
         stepper = actor.run_step if type(actor).has_run_step() else None
         row = self.row
-        wake = self.wake
-        assert wake is not None
+        metrics = self.spec.settings.metrics
+
+        def timed(fn: Any, *args: Any) -> None:
+            if not metrics:
+                fn(*args)
+                return
+            t0 = time.perf_counter_ns()
+            fn(*args)
+            took = time.perf_counter_ns() - t0
+            row[ActorField.HANDLER_NS] += took
+            row[ActorField.HANDLER_CALLS] += 1
+            row[bucket(took)] += 1
+
         while True:
             self.safe_point()
             busy = False
             if stepper is not None:
-                t0 = time.perf_counter_ns()
-                stepper()
-                took = time.perf_counter_ns() - t0
-                row[ActorField.HANDLER_NS] += took
-                row[ActorField.HANDLER_CALLS] += 1
-                row[bucket(took)] += 1
+                timed(stepper)
                 busy = True
             for port, handler in handlers:
                 sample = port.take_sample()
                 if sample is not None:
                     obj = decode_sample(sample)
                     del sample
-                    t0 = time.perf_counter_ns()
-                    handler(obj)
-                    took = time.perf_counter_ns() - t0
-                    row[ActorField.HANDLER_NS] += took
-                    row[ActorField.HANDLER_CALLS] += 1
-                    row[bucket(took)] += 1
+                    timed(handler, obj)
                     del obj
                     busy = True
             if not busy:

@@ -69,6 +69,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """Seconds without a heartbeat after which an actor counts as hung."""
     on_failure: OnFailure = OnFailure.STOP
     """What the pipeline does when an actor fails and will not be restarted."""
+    metrics: bool = True
+    """Measure link latency and handler time per message (cheap; off only to measure its cost)."""
 
 
 class ActorSpec(msgspec.Struct, frozen=True, kw_only=True):

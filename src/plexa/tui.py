@@ -9,6 +9,7 @@ the app takes a *factory* of clients and every thread makes (and closes) its own
 from __future__ import annotations
 
 import collections
+import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -23,8 +24,8 @@ from textual.widgets import DataTable, Footer, Header, RichLog, Sparkline, Stati
 from textual.worker import get_current_worker
 
 from plexa import _protocol as proto
-from plexa._client import Client, find_run
 from plexa._cleanup import list_runs
+from plexa._client import Client, find_run
 from plexa._nexus import format_log
 from plexa.errors import PlexaError
 
@@ -192,10 +193,8 @@ class PlexaApp(App[None]):
     def _to_ui(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
         """Run ``fn`` on the UI thread (waiting for it), unless the app has closed."""
         if self.is_running:
-            try:
+            with contextlib.suppress(RuntimeError):  # the app closed meanwhile
                 self.call_from_thread(fn, *args, **kwargs)
-            except RuntimeError:  # the app closed meanwhile
-                pass
 
     # ----- applying what was received (UI thread) ---------------------------------------------
     def _load_snapshot(self, snap: dict[str, Any]) -> None:
