@@ -26,7 +26,7 @@ LAYERS = {
     },
     "data": {"_links", "_store"},
     "runtime": {"_runtime", "improv", "testing"},
-    "nexus": {"_nexus", "_cleanup", "_status", "_server"},
+    "nexus": {"_nexus", "_cleanup", "_status", "_server", "_supervisor"},
     "edges": {"cli", "__main__", "_client", "tui"},
 }
 ORDER = ["core", "data", "runtime", "nexus", "edges"]

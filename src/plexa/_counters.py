@@ -41,6 +41,9 @@ class LinkField(enum.IntEnum):
     """Set by a producer waiting for room; the consumer wakes it after taking a message."""
     LATENCY_NS = 6
     """One-way latency of the last message taken."""
+    HOLD = 7
+    """Set by the nexus while a ``block`` link's consumer is being restarted: the producer
+    waits; the new consumer clears it once it is subscribed."""
 
 
 class ActorField(enum.IntEnum):

@@ -205,7 +205,12 @@ class OutputPort:
     def _room(self) -> bool:
         sent = self.sent
         for row, capacity, _ in self._blocking:
-            if sent - int(row[LinkField.CONSUMED]) >= capacity and not row[LinkField.DETACHED]:
+            if row[LinkField.DETACHED]:
+                continue
+            if row[LinkField.HOLD]:
+                row[LinkField.WAITING] = 1
+                return False
+            if sent - int(row[LinkField.CONSUMED]) >= capacity:
                 row[LinkField.WAITING] = 1
                 if sent - int(row[LinkField.CONSUMED]) >= capacity:
                     return False
@@ -463,4 +468,8 @@ def make_sub(
     notifier = wake.notifier(link.src) if link.policy is Policy.BLOCK else None
     sub = _Sub(link, domain.output_service(spec, link.output), counters, notifier)
     sub.metrics = spec.settings.metrics
+    if sub.row[LinkField.HOLD]:  # we replace a consumer that died: let the producer go on
+        sub.row[LinkField.HOLD] = 0
+        if notifier is not None:
+            notifier.notify()
     return sub

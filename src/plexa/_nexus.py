@@ -18,7 +18,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,11 +27,12 @@ import psutil
 import zmq
 
 from plexa import _messages as msgs
-from plexa._counters import Counters, LinkField
+from plexa._counters import Counters, LinkField, OutputField
 from plexa._paths import RunPaths, new_run_id
 from plexa._spec import PipelineSpec
 from plexa._states import ActorState, FailureKind, Phase, Signal
 from plexa._status import StatusBuilder
+from plexa._supervisor import Supervisor
 from plexa.errors import ActorFailed, InvalidTransition, Timeout
 
 __all__ = ["ActorFailure", "Nexus", "QuitReport"]
@@ -74,11 +75,24 @@ class QuitReport:
     killed: tuple[str, ...]
     removed: tuple[str, ...]
     failures: tuple[ActorFailure, ...]
+    failed: tuple[str, ...] = ()
+    """Actors that had failed for good when the run ended."""
+    restarts: dict[str, int] = field(default_factory=dict)
+    """Restarts per actor."""
+    report: str = ""
+    """Path of the failure report written for this run."""
 
     @property
     def clean(self) -> bool:
         """True when every actor quit when asked and none failed."""
         return not (self.terminated or self.killed or self.failures)
+
+    @property
+    def exit_code(self) -> int:
+        """0: clean; 1: an actor failed for good or had to be killed; 3: every failure recovered."""
+        if self.failed or self.terminated or self.killed:
+            return 1
+        return 3 if self.failures else 0
 
 
 @dataclass
@@ -92,6 +106,8 @@ class _Actor:
     loops: int = 0
     failure: ActorFailure | None = None
     quitting: bool = False
+    pending_restart: bool = False
+    """A new process is being brought up: setup, then run if the pipeline runs."""
 
 
 class Nexus:
@@ -121,6 +137,8 @@ class Nexus:
         self.busy = ""
         self.record_extra: dict[str, Any] = {}
         self.failures: list[ActorFailure] = []
+        """Every failure so far, including those recovered by a restart."""
+        self.supervisor = Supervisor(spec.settings)
         self.started_at = time.monotonic()
         self.stopped_at: float | None = None
         self.state = "created"
@@ -166,8 +184,8 @@ class Nexus:
 
     @property
     def failed(self) -> bool:
-        """True once an actor has failed."""
-        return bool(self.failures)
+        """True while an actor has failed for good (no restart will bring it back)."""
+        return any(a.state is ActorState.FAILED for a in self.actors.values())
 
     # ----- start ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -236,6 +254,7 @@ class Nexus:
         actor.connected = False
         actor.state = ActorState.CREATED
         actor.last_seen = time.monotonic()
+        self.supervisor.reset(name)
 
     def _write_record(self) -> None:
         me = psutil.Process()
@@ -291,6 +310,7 @@ class Nexus:
                 elif source in self._sources:
                     self._sources[source]()
             self._check_processes()
+            self._supervise()
             if self._log_heap:
                 self._flush_logs()
             if time.monotonic() >= deadline:
@@ -375,15 +395,24 @@ class Nexus:
         except msgspec.DecodeError:
             return
         actor.last_seen = time.monotonic()
+        self.supervisor.seen(name)
         if isinstance(msg, msgs.Hello):
             actor.connected = True
+            if actor.pending_restart:
+                self._send(name, Signal.SETUP)
         elif isinstance(msg, msgs.StateChanged):
             actor.state = msg.state
             self.emit("state", {"actor": name, "state": msg.state.value})
+            if actor.pending_restart and msg.state is ActorState.READY:
+                actor.pending_restart = False
+                if self.state in ("running", "paused"):
+                    self._send(name, Signal.RUN)
+                self.emit("restarted", {"actor": name, "restarts": actor.restarts})
         elif isinstance(msg, msgs.Reply):
             self._replies[msg.id] = msg
         elif isinstance(msg, msgs.Heartbeat):
             actor.loops = msg.loops
+            self.supervisor.seen(name, msg.loops)
         elif isinstance(msg, msgs.Failure):
             self._fail(ActorFailure(name, msg.kind, msg.phase, msg.error, msg.traceback))
         elif isinstance(msg, msgs.LogRecord):
@@ -394,6 +423,7 @@ class Nexus:
         if actor.failure is None:
             actor.failure = failure
             self.failures.append(failure)
+            self._write_report()
             self.emit(
                 "failure",
                 {
@@ -406,26 +436,159 @@ class Nexus:
             )
         actor.state = ActorState.FAILED
 
+    @property
+    def report_path(self) -> Path:
+        """Where the run's failure report is written (beside its log)."""
+        return self.log_path.with_suffix(".report.json")
+
+    def failure_report(self) -> dict[str, Any]:
+        """Per actor: final state, restarts, and every failure with kind, phase and traceback."""
+        actors: dict[str, Any] = {}
+        for name, actor in self.actors.items():
+            actors[name] = {
+                "state": actor.state.value,
+                "restarts": actor.restarts,
+                "failures": [
+                    {
+                        "kind": f.kind.value,
+                        "phase": f.phase.value,
+                        "error": f.error,
+                        "exit_code": f.exit_code,
+                        "traceback": f.traceback,
+                    }
+                    for f in self.failures
+                    if f.actor == name
+                ],
+            }
+        clean = not self.failures
+        return {
+            "run": {
+                "name": self.name,
+                "id": self.paths.run_id,
+                "clean": clean,
+                "failed": self.failed,
+            },
+            "actors": actors,
+        }
+
+    def _write_report(self) -> None:
+        path = self.report_path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.failure_report(), indent=2))
+        os.replace(tmp, path)
+
     def _check_processes(self) -> None:
         for actor in self.actors.values():
             proc = actor.proc
             if proc is None or actor.quitting:
                 continue
             code = proc.poll()
-            if code is None:
-                continue
-            self._reap_links(actor.name)
-            if actor.failure is None:
-                if code < 0:
-                    kind = FailureKind.KILLED if -code == signal.SIGKILL else FailureKind.CRASHED
-                    error = f"killed by {signal.Signals(-code).name}"
-                else:
-                    kind, error = FailureKind.CRASHED, f"exited with code {code}"
-                self._fail(
-                    ActorFailure(actor.name, kind, self._phase(actor), error, exit_code=code)
-                )
+            if code is not None:
+                self._on_exit(actor, code)
+
+    def _on_exit(self, actor: _Actor, code: int) -> None:
+        """An actor process ended without being asked to: record why, restart or give up."""
+        actor.proc = None
+        actor.connected = False
+        if actor.failure is None:
+            if code < 0:
+                kind = FailureKind.KILLED if -code == signal.SIGKILL else FailureKind.CRASHED
+                error = f"killed by {signal.Signals(-code).name}"
+            else:
+                kind, error = FailureKind.CRASHED, f"exited with code {code}"
+            self._fail(ActorFailure(actor.name, kind, self._phase(actor), error, exit_code=code))
+        self._hold_links(actor.name)
+        failure = actor.failure
+        delay = self.supervisor.restart_delay(
+            self.spec.actors[actor.name], failure.kind if failure is not None else None
+        )
+        if delay is None or self._closed:
             actor.state = ActorState.FAILED
-            actor.proc = None
+            self._detach_links(actor.name)
+            self.emit("state", {"actor": actor.name, "state": "failed"})
+            return
+        actor.state = ActorState.RESTARTING
+        self.supervisor.schedule(actor.name, delay)
+        self.emit("state", {"actor": actor.name, "state": "restarting", "in_s": delay})
+
+    def _supervise(self) -> None:
+        """Kill hung actors; start due restarts."""
+        for name, actor in self.actors.items():
+            if actor.proc is None or actor.quitting or not actor.connected:
+                continue
+            why = self.supervisor.hung(name, actor.state)
+            if why is not None:
+                self._fail(ActorFailure(name, FailureKind.HUNG, self._phase(actor), why))
+                self._killpg(actor, signal.SIGKILL)
+        if self._closed:
+            return
+        for name in self.supervisor.due():
+            self._respawn(name)
+
+    def _respawn(self, name: str) -> None:
+        actor = self.actors[name]
+        self.supervisor.restarted(name)
+        self._release_links(name)
+        actor.failure = None
+        actor.restarts += 1
+        actor.pending_restart = True
+        self._spawn(name)
+        self._write_record()
+
+    def _hold_links(self, name: str) -> None:
+        """A consumer went down: hold its ``block`` producers; release what the process held."""
+        assert self.counters is not None
+        for link in self.spec.links_to(name):
+            if link.policy.value == "block":
+                self.counters.link_row(link.name)[LinkField.HOLD] = 1
+        if self._domain is not None:
+            with contextlib.suppress(Exception):
+                self._domain.cleanup_dead_nodes()
+
+    def _release_links(self, name: str) -> None:
+        """Before a consumer's new process subscribes: what its dead queue held is dropped."""
+        assert self.counters is not None
+        for link in self.spec.links_to(name):
+            row = self.counters.link_row(link.name)
+            sent = int(self.counters.output_row(link.output)[OutputField.SENT])
+            gone = sent - int(row[LinkField.CONSUMED])
+            if gone > 0:
+                row[LinkField.DROPPED] += gone
+            row[LinkField.CONSUMED] = sent
+            row[LinkField.DETACHED] = 0
+
+    def _detach_links(self, name: str) -> None:
+        """A consumer is gone for good: its producers stop waiting for it."""
+        assert self.counters is not None
+        for link in self.spec.links_to(name):
+            row = self.counters.link_row(link.name)
+            row[LinkField.DETACHED] = 1
+            row[LinkField.HOLD] = 0
+
+    def kill(self, name: str) -> None:
+        """SIGKILL actor ``name`` on purpose (its restart policy then applies)."""
+        actor = self.actors[self._select([name])[0]]
+        if actor.proc is None:
+            raise InvalidTransition(f"kill: {name} has no process ({actor.state.value})")
+        self._fail(ActorFailure(name, FailureKind.KILLED, self._phase(actor), "killed on request"))
+        self._killpg(actor, signal.SIGKILL)
+        self._wait(lambda: actor.proc is None, self.spec.settings.stop_timeout, f"{name} to die")
+
+    def revive(self, name: str, timeout: float | None = None) -> None:
+        """Bring back an actor that failed for good: new process, setup, ready, run."""
+        actor = self.actors[self._select([name])[0]]
+        if actor.state is not ActorState.FAILED:
+            raise InvalidTransition(f"revive: {name} is {actor.state.value}, not failed")
+        self.supervisor.forget_restarts(name)
+        self._respawn(name)
+        want = {ActorState.RUNNING} if self.state in ("running", "paused") else {ActorState.READY}
+        self._wait(
+            lambda: actor.state in want and not actor.pending_restart,
+            timeout or self.spec.settings.setup_timeout,
+            f"{name} to come back",
+            fail_fast=False,
+        )
 
     def _phase(self, actor: _Actor) -> Phase:
         if actor.state in (ActorState.CREATED,):
@@ -436,23 +599,18 @@ class Nexus:
             return Phase.STOP
         return Phase.RUN
 
-    def _reap_links(self, name: str) -> None:
-        """A consumer is gone: free its producers and release what its process held."""
-        assert self.counters is not None
-        for link in self.spec.links_to(name):
-            self.counters.link_row(link.name)[LinkField.DETACHED] = 1
-        if self._domain is not None:
-            with contextlib.suppress(Exception):
-                self._domain.cleanup_dead_nodes()
-
-    def _wait(self, cond: Callable[[], bool], timeout: float, what: str) -> None:
+    def _wait(
+        self, cond: Callable[[], bool], timeout: float, what: str, *, fail_fast: bool = True
+    ) -> None:
         deadline = time.monotonic() + timeout
         while not cond():
-            if self.failures and self.spec.settings.on_failure.value == "stop":
-                raise ActorFailed(
-                    "\n".join(str(f) for f in self.failures),
-                    {f.actor: f for f in self.failures},
-                )
+            if fail_fast and self.failed and self.spec.settings.on_failure.value == "stop":
+                failed = [
+                    a.failure
+                    for a in self.actors.values()
+                    if a.state is ActorState.FAILED and a.failure is not None
+                ]
+                raise ActorFailed("\n".join(str(f) for f in failed), {f.actor: f for f in failed})
             left = deadline - time.monotonic()
             if left <= 0:
                 raise Timeout(f"timed out after {timeout} s waiting for {what}")
@@ -662,8 +820,16 @@ class Nexus:
                     self._killpg(actor, signal.SIGKILL)
         removed = self._cleanup()
         self.state = "quit"
+        self._write_report()
         return QuitReport(
-            tuple(graceful), tuple(terminated), tuple(killed), tuple(removed), tuple(self.failures)
+            tuple(graceful),
+            tuple(terminated),
+            tuple(killed),
+            tuple(removed),
+            tuple(self.failures),
+            failed=tuple(n for n, a in self.actors.items() if a.state is ActorState.FAILED),
+            restarts={n: a.restarts for n, a in self.actors.items()},
+            report=str(self.report_path),
         )
 
     def _await_exit(self, actors: list[_Actor], timeout: float) -> list[_Actor]:

@@ -158,8 +158,8 @@ def _serve(
         err.print(_status_table(summary))
         if interrupted:
             err.print("interrupted: stopped cleanly")
-    if report.failures or not report.clean:
-        raise typer.Exit(1)
+    if report.exit_code:
+        raise typer.Exit(report.exit_code)
 
 
 @app.command()

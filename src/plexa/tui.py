@@ -84,6 +84,7 @@ class PlexaApp(App[None]):
     """
 
     TITLE = "plexa"
+    ENABLE_COMMAND_PALETTE = False
     CSS = """
     DataTable { height: auto; max-height: 12; margin-bottom: 1; }
     #throughput { height: 3; }
@@ -99,7 +100,7 @@ class PlexaApp(App[None]):
         Binding("t", "lifecycle('setup')", "setup"),
         Binding("u", "lifecycle('run')", "run"),
         Binding("s", "lifecycle('stop')", "stop"),
-        Binding("S", "lifecycle('stop', True)", "stop sel", show=False),
+        Binding("S", "lifecycle('stop', True)", "stop sel"),
         Binding("l", "cycle_level", "log level"),
         Binding("q", "detach", "detach"),
         Binding("Q", "quit_run", "quit run"),

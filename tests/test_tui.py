@@ -1,0 +1,302 @@
+"""The terminal UI against a real pipeline, driven headless through Textual's pilot.
+
+The pipeline runs in this process (its actors in their own processes, as always); one
+background thread drives the nexus and its control server, like ``plexa run --tui`` does.
+The async test bodies run under ``asyncio.run`` so no pytest plugin is needed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import html
+import threading
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from textual.pilot import Pilot
+from textual.widgets import DataTable, RichLog
+
+import plexa
+from conftest import wait_for
+from plexa._client import Client
+from plexa._server import ControlServer
+from plexa.errors import InvalidTransition, PlexaError
+from plexa.tui import PlexaApp, run_client, run_tui
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "imaging.yaml"
+ACTORS = ("camera", "traces", "monitor")
+SIZE = (120, 40)
+
+
+@contextlib.contextmanager
+def live_run(*, drive: bool = True) -> Iterator[tuple[plexa.Nexus, ControlServer]]:
+    """The imaging example, running; driven from one background thread if ``drive``."""
+    nexus = plexa.Nexus(plexa.load(EXAMPLE))
+    server = ControlServer(nexus)
+    done = threading.Event()
+
+    def loop() -> None:
+        while not done.is_set() and not server.quit_requested:
+            nexus.poll(0.05)
+            server.tick()
+
+    thread = threading.Thread(target=loop, daemon=True)
+    try:
+        nexus.start()
+        nexus.setup()
+        nexus.run()
+        if drive:
+            thread.start()
+        yield nexus, server
+    finally:
+        done.set()
+        if thread.is_alive():
+            thread.join()
+        with contextlib.suppress(InvalidTransition):
+            nexus.stop()
+        server.close()
+        nexus.quit()
+
+
+def connector(server: ControlServer) -> Callable[[], Client]:
+    return lambda: Client(server.control_endpoint, server.events_endpoint, server.token)
+
+
+async def wait_until(
+    pilot: Pilot[Any], cond: Callable[[], object], what: str, timeout: float = 10.0
+) -> None:
+    """Let the app run until ``cond()`` holds; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        await pilot.pause(0.1)
+
+
+def shown_states(app: PlexaApp) -> dict[str, str]:
+    table = app.query_one("#actors", DataTable)
+    return {str(key.value): str(table.get_cell(key, "state")) for key in table.rows}
+
+
+def all_shown(app: PlexaApp, state: str) -> bool:
+    return shown_states(app) == dict.fromkeys(ACTORS, state)
+
+
+def nexus_states(nexus: plexa.Nexus) -> dict[str, str]:
+    # The nexus is driven by another thread; reading its attributes is safe.
+    return {name: actor.state.value for name, actor in nexus.actors.items()}
+
+
+def log_lines(app: PlexaApp) -> list[str]:
+    return [line.text for line in app.query_one("#log", RichLog).lines]
+
+
+def record_notes(app: PlexaApp) -> list[str]:
+    """Keep every notification's text (still showing it)."""
+    notes: list[str] = []
+    show = app.notify
+
+    def notify(message: str, **kwargs: Any) -> None:
+        notes.append(message)
+        show(message, **kwargs)
+
+    app.notify = notify  # type: ignore[method-assign]
+    return notes
+
+
+def drive_with(
+    monkeypatch: pytest.MonkeyPatch, script: Callable[[Pilot[Any]], Awaitable[None]]
+) -> list[PlexaApp]:
+    """Make ``PlexaApp.run()`` run headless under a pilot that plays ``script``."""
+    ran: list[PlexaApp] = []
+
+    def fake_run(self: PlexaApp, *args: Any, **kwargs: Any) -> None:
+        async def main() -> None:
+            async with self.run_test(size=SIZE) as pilot:
+                await script(pilot)
+
+        ran.append(self)
+        asyncio.run(main())
+
+    monkeypatch.setattr(PlexaApp, "run", fake_run)
+    return ran
+
+
+def test_the_tables_fill_and_keys_pause_and_resume_the_run() -> None:
+    with live_run() as (nexus, server):
+        app = PlexaApp(connector(server))
+
+        async def main() -> None:
+            async with app.run_test(size=SIZE) as pilot:
+                notes = record_notes(app)
+                await wait_until(pilot, lambda: all_shown(app, "running"), "3 running actors")
+                links = app.query_one("#links", DataTable)
+                assert {str(k.value) for k in links.rows} == {
+                    "camera.frames->traces.frames",
+                    "traces.traces->monitor.traces",
+                }
+
+                await pilot.press("p")
+                await wait_until(
+                    pilot,
+                    lambda: set(nexus_states(nexus).values()) == {"paused"},
+                    "the nexus to pause every actor",
+                )
+                await wait_until(pilot, lambda: all_shown(app, "paused"), "the table: paused")
+                await wait_until(pilot, lambda: any(n.startswith("pause: ok") for n in notes), "ok")
+
+                await pilot.press("r")
+                await wait_until(pilot, lambda: all_shown(app, "running"), "the table: running")
+                assert set(nexus_states(nexus).values()) == {"running"}
+
+                # Shift acts on the selected actor only: the cursor starts on the first row.
+                assert app.selected_actor() == "camera"
+                await pilot.press("P")
+                want = {"camera": "paused", "traces": "running", "monitor": "running"}
+                await wait_until(pilot, lambda: shown_states(app) == want, "camera paused")
+                assert nexus_states(nexus) == want
+                await pilot.press("R")
+                await wait_until(pilot, lambda: all_shown(app, "running"), "camera resumed")
+
+                # A refused command is reported, and the run goes on.
+                await pilot.press("t")
+                await wait_until(pilot, lambda: any("setup refused" in n for n in notes), "refusal")
+
+                # The monitor logs its rate once a second.
+                await wait_until(
+                    pilot,
+                    lambda: any(" monitor INFO " in line for line in log_lines(app)),
+                    "a log record from monitor",
+                )
+                assert "logs ≥ INFO" in app.sub_title
+                await pilot.press("l")
+                assert "logs ≥ WARNING" in app.sub_title
+                assert not any(" INFO " in line for line in log_lines(app))
+                for _ in range(3):
+                    await pilot.press("l")
+                assert "logs ≥ INFO" in app.sub_title
+                assert any(" monitor INFO " in line for line in log_lines(app))
+
+                assert app.query_one("#spark").data[-1] > 0  # type: ignore[attr-defined]
+
+        asyncio.run(main())
+        assert set(nexus_states(nexus).values()) == {"running"}
+
+
+def test_screenshot_shows_actors_columns_and_keys() -> None:
+    # A full golden SVG would differ on every run (rates, latencies, uptime, log times), so
+    # this checks the stable parts of the rendered screen: names, headers and the footer.
+    with live_run() as (_, server):
+        app = PlexaApp(connector(server))
+
+        async def main() -> str:
+            async with app.run_test(size=SIZE) as pilot:
+                await wait_until(pilot, lambda: all_shown(app, "running"), "3 running actors")
+                await pilot.pause(0.2)
+                return app.export_screenshot()
+
+        svg = html.unescape(asyncio.run(main())).replace("\xa0", " ")
+    assert svg.startswith("<svg")
+    for text in (
+        *ACTORS,
+        "plexa: imaging",
+        "traces.traces->monitor.traces",
+        *("actor", "state", "in/s", "out/s", "p50 µs", "p99 µs", "restarts"),
+        *("link", "policy", "depth", "dropped", "lost", "msgs/s"),
+        *("pause", "resume", "pause sel", "setup", "stop", "log level", "detach", "quit run"),
+    ):
+        assert text in svg, text
+
+
+def test_detaching_leaves_the_run_going() -> None:
+    with live_run() as (nexus, server):
+        app = PlexaApp(connector(server))
+
+        async def main() -> None:
+            async with app.run_test(size=SIZE) as pilot:
+                await wait_until(pilot, lambda: all_shown(app, "running"), "3 running actors")
+                await pilot.press("q")
+                await wait_until(pilot, lambda: not app.is_running, "the app to exit")
+
+        asyncio.run(main())
+        assert not server.quit_requested
+        with connector(server)() as client:
+            status = client.status()
+            assert status["run"]["state"] == "running"
+            assert set(nexus_states(nexus).values()) == {"running"}
+            before = status["actors"]["monitor"]["msgs_in"]
+            wait_for(
+                lambda: client.status()["actors"]["monitor"]["msgs_in"] > before + 10,
+                5.0,
+                "messages to keep flowing after the UI left",
+            )
+
+
+def test_shift_q_quits_the_run() -> None:
+    with live_run() as (_, server):
+        app = PlexaApp(connector(server))
+
+        async def main() -> None:
+            async with app.run_test(size=SIZE) as pilot:
+                await wait_until(pilot, lambda: all_shown(app, "running"), "3 running actors")
+                await pilot.press("Q")
+                await wait_until(pilot, lambda: not app.is_running, "the app to exit")
+
+        asyncio.run(main())
+        assert server.quit_requested
+
+
+def test_run_tui_drives_the_nexus_until_the_app_is_left(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def script(pilot: Pilot[Any]) -> None:
+        app = pilot.app
+        assert isinstance(app, PlexaApp)
+        await wait_until(pilot, lambda: all_shown(app, "running"), "3 running actors")
+        await pilot.press("p")  # only answered if run_tui's thread drives the server
+        await wait_until(pilot, lambda: all_shown(app, "paused"), "the table: paused")
+        await pilot.press("q")
+
+    ran = drive_with(monkeypatch, script)
+    with live_run(drive=False) as (nexus, server):
+        run_tui(server=server, until=lambda: False)
+        assert len(ran) == 1 and not server.quit_requested
+        assert set(nexus_states(nexus).values()) == {"paused"}
+
+
+def test_run_tui_returns_when_the_run_ends(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen = threading.Event()
+
+    async def script(pilot: Pilot[Any]) -> None:
+        app = pilot.app
+        assert isinstance(app, PlexaApp)
+        await wait_until(pilot, lambda: all_shown(app, "running"), "3 running actors")
+        seen.set()  # until() turns true: the app must leave by itself
+        await wait_until(pilot, lambda: not app.is_running, "the app to exit", timeout=5)
+
+    drive_with(monkeypatch, script)
+    with live_run(drive=False) as (_, server):
+        run_tui(server=server, until=seen.is_set)
+    assert seen.is_set()
+
+
+def test_run_client_attaches_to_the_only_live_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(PlexaError, match="no running pipeline"):
+        run_client("nothing-by-this-name")
+
+    async def script(pilot: Pilot[Any]) -> None:
+        app = pilot.app
+        assert isinstance(app, PlexaApp)
+        await wait_until(pilot, lambda: all_shown(app, "running"), "3 running actors")
+        await pilot.press("q")
+
+    ran = drive_with(monkeypatch, script)
+    with live_run() as (nexus, _):
+        run_client(None)
+        run_client("imaging")
+        assert len(ran) == 2
+        assert set(nexus_states(nexus).values()) == {"running"}
+    with pytest.raises(PlexaError, match="running: none"):
+        run_client(None)
