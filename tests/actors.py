@@ -166,3 +166,27 @@ class Chatty(plexa.Actor):
         self.log.info("line %d from %s", self.n, self.name)
         self.n += 1
         time.sleep(self.every)
+
+
+class Counter(plexa.Actor):
+    """Counts messages (and the highest number seen); optionally slow."""
+
+    def setup(self, delay: float = 0.0) -> None:
+        self.delay = delay
+        self.count = 0
+
+    @plexa.on("inp")
+    def got(self, msg: Any) -> None:
+        self.count += 1
+        if self.delay:
+            time.sleep(self.delay)
+
+
+class Relay(plexa.Actor):
+    """Passes every message on."""
+
+    outputs = plexa.ports("out")
+
+    @plexa.on("inp")
+    def got(self, msg: Any) -> None:
+        self.outputs.out.put(msg)

@@ -434,7 +434,8 @@ class Nexus:
                     "traceback": failure.traceback,
                 },
             )
-        actor.state = ActorState.FAILED
+        if actor.proc is None:  # otherwise the exit decides: restart or fail for good
+            actor.state = ActorState.FAILED
 
     @property
     def report_path(self) -> Path:
@@ -556,6 +557,8 @@ class Nexus:
             if gone > 0:
                 row[LinkField.DROPPED] += gone
             row[LinkField.CONSUMED] = sent
+            if link.policy.value == "block":
+                row[LinkField.HOLD] = 1  # the new consumer lets the producer go once subscribed
             row[LinkField.DETACHED] = 0
 
     def _detach_links(self, name: str) -> None:
@@ -599,18 +602,23 @@ class Nexus:
             return Phase.STOP
         return Phase.RUN
 
+    def _raise_if_failed(self) -> None:
+        """With ``on_failure: stop``, an actor that failed for good ends whatever was awaited."""
+        if self.failed and self.spec.settings.on_failure.value == "stop":
+            failed = [
+                a.failure
+                for a in self.actors.values()
+                if a.state is ActorState.FAILED and a.failure is not None
+            ]
+            raise ActorFailed("\n".join(str(f) for f in failed), {f.actor: f for f in failed})
+
     def _wait(
         self, cond: Callable[[], bool], timeout: float, what: str, *, fail_fast: bool = True
     ) -> None:
         deadline = time.monotonic() + timeout
         while not cond():
-            if fail_fast and self.failed and self.spec.settings.on_failure.value == "stop":
-                failed = [
-                    a.failure
-                    for a in self.actors.values()
-                    if a.state is ActorState.FAILED and a.failure is not None
-                ]
-                raise ActorFailed("\n".join(str(f) for f in failed), {f.actor: f for f in failed})
+            if fail_fast:
+                self._raise_if_failed()
             left = deadline - time.monotonic()
             if left <= 0:
                 raise Timeout(f"timed out after {timeout} s waiting for {what}")
@@ -633,14 +641,20 @@ class Nexus:
         if unreachable:
             raise InvalidTransition(f"{signal_.value}: not connected: {', '.join(unreachable)}")
         self._wait(
-            lambda: all(i in self._replies for i in ids.values()),
+            lambda: all(i in self._replies or self.actors[n].proc is None for n, i in ids.items()),
             timeout,
             f"replies to {signal_.value}",
         )
-        refused = {n: self._replies[i].error for n, i in ids.items() if not self._replies[i].ok}
+        refused = {
+            n: self._replies[i].error
+            for n, i in ids.items()
+            if i in self._replies and not self._replies[i].ok
+        }
         if refused:
             raise InvalidTransition("; ".join(f"{n}: {why}" for n, why in refused.items()))
-        self._wait(lambda: all(self.actors[n].state in states for n in names), timeout, what)
+        settled = states | {ActorState.FAILED, ActorState.RESTARTING}  # supervision's business
+        self._wait(lambda: all(self.actors[n].state in settled for n in names), timeout, what)
+        self._raise_if_failed()
 
     def _select(self, actors: Iterable[str] | None) -> list[str]:
         names = list(self.actors) if actors is None else list(actors)

@@ -63,6 +63,9 @@ class ControlServer:
             "resume": self._lifecycle(lambda req: self.nexus.resume(_actors(req))),
             "stop": self._lifecycle(lambda req: self.nexus.stop(_actors(req))),
             "quit": self._quit,
+            "revive": self._lifecycle(lambda req: self.nexus.revive(_one_actor(req))),
+            "kill": self._lifecycle(lambda req: self.nexus.kill(_one_actor(req))),
+            "report": lambda req: self.nexus.failure_report(),
         }
         nexus.add_source(self.control, self._on_control)
         nexus.listeners.append(self.publish)
@@ -212,3 +215,9 @@ class ControlServer:
 
 def _actors(req: proto.Request) -> list[str] | None:
     return [req.actor] if req.actor else None
+
+
+def _one_actor(req: proto.Request) -> str:
+    if not req.actor:
+        raise InvalidTransition(f"{req.command} needs an actor: plexa ctl NAME {req.command} ACTOR")
+    return req.actor

@@ -27,6 +27,7 @@ from plexa import _protocol as proto
 from plexa._cleanup import list_runs
 from plexa._client import Client, find_run
 from plexa._nexus import format_log
+from plexa._server import ControlServer
 from plexa.errors import PlexaError
 
 __all__ = ["PlexaApp", "run_client", "run_tui"]
@@ -40,25 +41,11 @@ COMMAND_TIMEOUT = 60.0
 QUIET_S = 5.0
 """With no event for this long (metrics come twice a second) the app pings the run."""
 
-ACTOR_COLUMNS = (
-    ("actor", 18),
-    ("state", 11),
-    ("in/s", 9),
-    ("out/s", 9),
-    ("p50 µs", 9),
-    ("p99 µs", 9),
-    ("restarts", 8),
-)
-LINK_COLUMNS = (
-    ("link", 30),
-    ("policy", 8),
-    ("depth", 6),
-    ("dropped", 8),
-    ("lost", 6),
-    ("p50 µs", 9),
-    ("p99 µs", 9),
-    ("msgs/s", 9),
-)
+ACTOR_COLUMNS = ("actor", "state", "in/s", "out/s", "p50 µs", "p99 µs", "restarts")
+ACTOR_FIELDS = ("rate_in", "rate_out", "handler_p50_us", "handler_p99_us", "restarts")
+LINK_COLUMNS = ("link", "policy", "depth", "dropped", "lost", "p50 µs", "p99 µs", "msgs/s")
+LINK_FIELDS = ("depth", "dropped", "lost", "latency_p50_us", "latency_p99_us", "rate")
+_WIDTHS = {"actor": 18, "link": 30, "state": 11}
 _STATE_STYLES = {"running": "green", "paused": "yellow", "failed": "bold red", "stopped": "dim"}
 _LEVEL_STYLES = {10: "dim", 30: "yellow", 40: "red", 50: "bold red"}
 
@@ -127,8 +114,8 @@ class PlexaApp(App[None]):
         actors: DataTable[Text | str] = DataTable(id="actors", cursor_type="row")
         links: DataTable[Text | str] = DataTable(id="links", cursor_type="row")
         for table, columns in ((actors, ACTOR_COLUMNS), (links, LINK_COLUMNS)):
-            for label, width in columns:
-                table.add_column(label, width=width, key=label)
+            for label in columns:
+                table.add_column(label, width=_WIDTHS.get(label, 9), key=label)
             yield table
         with Horizontal(id="throughput"):
             yield Static("throughput", id="rate")
@@ -159,16 +146,11 @@ class PlexaApp(App[None]):
     def _receive(self) -> None:
         """Subscribe, hand the snapshot to the UI, then hand over events in small batches."""
         worker = get_current_worker()
-        try:
-            client = self.connect()
-        except PlexaError as exc:
-            self._to_ui(self.notify, f"cannot connect: {exc}", severity="error", markup=False)
-            return
-        with client:
+        with self.connect() as client:
             try:
                 snap = client.subscribe()
             except PlexaError as exc:
-                self._to_ui(self.notify, f"cannot subscribe: {exc}", severity="error")
+                self._to_ui(self.notify, f"cannot subscribe: {exc}", severity="error", markup=False)
                 return
             self._to_ui(self._load_snapshot, snap)
             seq, last = snap["seq"], time.monotonic()
@@ -186,10 +168,9 @@ class PlexaApp(App[None]):
                 elif time.monotonic() - last > QUIET_S:
                     try:
                         client.request("ping", timeout=QUIET_S)
-                        last = time.monotonic()
                     except PlexaError:
                         self._to_ui(self._set_connected, False)
-                        last = time.monotonic()
+                    last = time.monotonic()
 
     def _to_ui(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
         """Run ``fn`` on the UI thread (waiting for it), unless the app has closed."""
@@ -218,7 +199,7 @@ class PlexaApp(App[None]):
                 self._show_header()
             elif event.kind == "failure":
                 self._set_actor_state(data["actor"], "failed")
-                msg = f"{data['actor']} failed ({data['kind']}, {data['phase']}): {data['error']}"
+                msg = f"{data['actor']} failed ({data.get('phase')}): {data.get('error')}"
                 self.notify(msg, severity="error", timeout=10, markup=False)
 
     def _set_connected(self, connected: bool) -> None:
@@ -239,28 +220,11 @@ class PlexaApp(App[None]):
         self.uptime = run.get("uptime_s", 0.0)
         self._show_header()
         actors = {
-            name: [
-                name,
-                _state(a["state"]),
-                _num(a.get("rate_in", 0.0)),
-                _num(a.get("rate_out", 0.0)),
-                _num(a.get("handler_p50_us")),
-                _num(a.get("handler_p99_us")),
-                _num(a.get("restarts", 0)),
-            ]
+            name: [name, _state(a["state"]), *(_num(a.get(f)) for f in ACTOR_FIELDS)]
             for name, a in status["actors"].items()
         }
         links = {
-            name: [
-                name,
-                ln["policy"],
-                _num(ln["depth"]),
-                _num(ln["dropped"]),
-                _num(ln["lost"]),
-                _num(ln["latency_p50_us"]),
-                _num(ln["latency_p99_us"]),
-                _num(ln["rate"]),
-            ]
+            name: [name, ln.get("policy", "?"), *(_num(ln.get(f)) for f in LINK_FIELDS)]
             for name, ln in status["links"].items()
         }
         self._fill(self.query_one("#actors", DataTable), ACTOR_COLUMNS, actors)
@@ -271,15 +235,13 @@ class PlexaApp(App[None]):
         self.query_one("#rate", Static).update(f"out: {total:,.0f} msgs/s")
 
     @staticmethod
-    def _fill(
-        table: DataTable[Any], columns: tuple[tuple[str, int], ...], rows: dict[str, list[Any]]
-    ) -> None:
+    def _fill(table: DataTable[Any], columns: tuple[str, ...], rows: dict[str, list[Any]]) -> None:
         """Update the table in place (keeping the cursor), adding and removing rows."""
         for key in [k for k in table.rows if k.value not in rows]:
             table.remove_row(key)
         for name, cells in rows.items():
             if name in table.rows:
-                for (column, _), cell in zip(columns, cells, strict=True):
+                for column, cell in zip(columns, cells, strict=True):
                     table.update_cell(name, column, cell)
             else:
                 table.add_row(*cells, key=name)
@@ -306,8 +268,7 @@ class PlexaApp(App[None]):
         table = self.query_one("#actors", DataTable)
         if not table.row_count:
             return None
-        key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
-        return key
+        return table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
 
     def action_lifecycle(self, command: str, selected: bool = False) -> None:
         """Send a lifecycle command to every actor, or only to the selected one."""
@@ -365,7 +326,7 @@ def run_client(name: str | None = None) -> None:
     PlexaApp(connect).run()
 
 
-def run_tui(*, server: Any, until: Callable[[], bool]) -> None:
+def run_tui(*, server: ControlServer, until: Callable[[], bool]) -> None:
     """Drive ``server`` (a ControlServer) in a thread and show the UI in this one.
 
     Returns when the UI is left (``q``, or ``Q`` after the run was told to quit) or when the
