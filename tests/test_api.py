@@ -25,7 +25,7 @@ LAYERS = {
         "_protocol",
     },
     "data": {"_links", "_store"},
-    "runtime": {"_runtime", "improv", "testing"},
+    "runtime": {"_runtime", "improv", "testing", "_services", "_pool"},
     "nexus": {"_nexus", "_cleanup", "_status", "_server", "_supervisor"},
     "edges": {"cli", "__main__", "_client", "tui"},
 }

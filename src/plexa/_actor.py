@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from plexa._links import InputPort, OutputPort
     from plexa._store import Store
 
-__all__ = ["Actor", "AsyncActor", "Ports", "on", "ports"]
+__all__ = ["Actor", "AsyncActor", "Ports", "command", "on", "ports"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 P = TypeVar("P")
@@ -33,6 +33,16 @@ def on(port: str) -> Callable[[F], F]:
         return fn
 
     return mark
+
+
+def command(fn: F) -> F:
+    """Mark a method as invocable from outside (``plexa ctl NAME invoke ACTOR METHOD``).
+
+    It runs in the actor's process at its next safe point; its return value (or the
+    exception it raises, with traceback) goes back to the caller.
+    """
+    fn.__plexa_command__ = True  # type: ignore[attr-defined]
+    return fn
 
 
 class Ports(Generic[P]):
@@ -126,10 +136,50 @@ class Actor:
         """Release what ``run`` used; called when the actor stops."""
 
     def safe_point(self) -> None:
-        """Apply pending signals now (pause blocks here); for use inside long steps."""
+        """Apply pending signals now: returns at once when none is pending, blocks while
+        paused, raises :class:`plexa.Aborted` on abort. Call it often inside long steps."""
         hook = self.__dict__.get("_plexa_safe_point")
         if hook is not None:
             hook()
+
+    def progress(self, done: float, total: float | None = None, message: str = "") -> None:
+        """Report progress; published at most once per ``progress_delta`` seconds."""
+        self._plexa_hook("progress", done, total, message)
+
+    def improved(self, result: Any, score: float | None = None) -> None:
+        """Report a better partial result; published at most once per ``improved_delta`` s.
+
+        The last one is kept: a client attaching later sees it, and ``abort`` reports it.
+        """
+        self._plexa_hook("improved", result, score)
+
+    def map(self, fn: Callable[[Any], Any], items: Any) -> list[Any]:
+        """``[fn(x) for x in items]`` over the actor's worker processes (``fn`` must be a
+        module-level function); pause and abort apply while it runs."""
+        return list(self.imap(fn, items))
+
+    def imap(
+        self, fn: Callable[[Any], Any], items: Any, ordered: bool = True, enumerated: bool = False
+    ) -> Iterator[Any]:
+        """Results of ``fn`` over ``items`` as they complete, from a bounded window of work
+        in flight; ``enumerated`` yields ``(index, result)``."""
+        hooks = self.__dict__.get("_plexa_hooks")
+        if hooks is None:  # outside a run (plexa.testing): in this process, in order
+            return iter((i, fn(x)) if enumerated else fn(x) for i, x in enumerate(items))
+        result: Iterator[Any] = hooks.pool().imap(fn, items, ordered=ordered, enumerated=enumerated)
+        return result
+
+    def on_set(self, key: str, value: Any) -> None:
+        """Apply ``plexa ctl NAME set ACTOR KEY VALUE`` (at a safe point). Default: set the
+        attribute ``key``; override to react (e.g. rebuild something)."""
+        setattr(self, key, value)
+
+    def _plexa_hook(self, name: str, *args: Any) -> None:
+        hooks = self.__dict__.get("_plexa_hooks")
+        if hooks is not None:
+            getattr(hooks, name)(*args)
+        else:  # outside a run (plexa.testing): keep them for inspection
+            self.__dict__.setdefault(f"_plexa_{name}_calls", []).append(args)
 
     @classmethod
     def _plexa_create(cls, name: str, options: dict[str, Any]) -> tuple[Actor, dict[str, Any]]:
@@ -138,6 +188,16 @@ class Actor:
 
     def _plexa_attached(self, runtime: Any) -> None:
         """Called once ports, store and logger are attached (a hook for adapters)."""
+
+    @classmethod
+    def commands(cls) -> set[str]:
+        """Names of the methods marked with :func:`command`."""
+        return {
+            attr
+            for klass in cls.__mro__
+            for attr, value in vars(klass).items()
+            if getattr(value, "__plexa_command__", False)
+        }
 
     @classmethod
     def handlers(cls) -> dict[str, str]:

@@ -82,6 +82,17 @@ class Client:
             if resp.id in (req_id, 0):
                 return resp
 
+    def invoke(self, actor: str, method: str, *args: Any, timeout: float = 30.0) -> Any:
+        """Call ``@plexa.command`` ``method`` of ``actor``; raises :class:`RemoteError` with the
+        remote traceback if it raised."""
+        return self.request(
+            "invoke", actor, timeout=timeout + 1, method=method, args=list(args), timeout_s=timeout
+        )
+
+    def set(self, actor: str, key: str, value: Any) -> None:
+        """Change option ``key`` of ``actor`` (applied at its next safe point)."""
+        self.request("set", actor, key=key, value=value)
+
     def status(self) -> dict[str, Any]:
         """The run's status object."""
         status: dict[str, Any] = self.request("status")

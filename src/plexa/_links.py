@@ -404,6 +404,18 @@ class InputPort:
                 return sample
         return None
 
+    def discard(self) -> int:
+        """Drop every queued message, counting each as dropped; returns how many."""
+        count = 0
+        for sub in self._subs:
+            while True:
+                sample = sub.receive()
+                if sample is None:
+                    break
+                sub._account(sample, dropped_after=True)
+                count += 1
+        return count
+
     def has_pending(self) -> bool:
         """True when a message waits on some link of this port."""
         return any(sub.subscriber.has_samples() for sub in self._subs)

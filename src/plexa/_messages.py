@@ -12,12 +12,15 @@ import msgspec
 from plexa._states import ActorState, FailureKind, Phase
 
 __all__ = [
+    "Aborted",
     "Command",
     "Failure",
     "Heartbeat",
     "Hello",
+    "Improved",
     "LogRecord",
     "Message",
+    "Progress",
     "Reply",
     "StateChanged",
     "decode",
@@ -56,6 +59,8 @@ class Reply(msgspec.Struct, frozen=True, tag="reply"):
     """Why not, when refused."""
     value: Any = None
     """A result, when the request has one."""
+    traceback: str = ""
+    """The remote traceback when the request raised in user code."""
 
 
 class StateChanged(msgspec.Struct, frozen=True, tag="state"):
@@ -98,7 +103,53 @@ class Heartbeat(msgspec.Struct, frozen=True, tag="heartbeat"):
     """Safe points passed so far (unchanged while user code is stuck)."""
 
 
-Message = Hello | Command | Reply | StateChanged | Failure | LogRecord | Heartbeat
+class Progress(msgspec.Struct, frozen=True, tag="progress"):
+    """How far the actor's long computation has come."""
+
+    done: float
+    """Work done so far."""
+    total: float | None = None
+    """Total work, when known."""
+    message: str = ""
+    """A short note."""
+    t: float = 0.0
+    """Wall-clock time of the report."""
+
+
+class Improved(msgspec.Struct, frozen=True, tag="improved"):
+    """The actor found a better partial result."""
+
+    result: Any = None
+    """The result (msgpack-able; large results carry only ``summary``)."""
+    score: float | None = None
+    """Its score, when the actor gives one."""
+    summary: str = ""
+    """A short text form of the result."""
+    t: float = 0.0
+    """Wall-clock time."""
+
+
+class Aborted(msgspec.Struct, frozen=True, tag="aborted"):
+    """The actor's work was aborted; ``partial`` is its last improved result, if any."""
+
+    partial: Any = None
+    """The last improved result."""
+    score: float | None = None
+    """Its score."""
+
+
+Message = (
+    Hello
+    | Command
+    | Reply
+    | StateChanged
+    | Failure
+    | LogRecord
+    | Heartbeat
+    | Progress
+    | Improved
+    | Aborted
+)
 
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(Message)

@@ -28,12 +28,12 @@ import zmq
 
 from plexa import _messages as msgs
 from plexa._counters import Counters, LinkField, OutputField
-from plexa._paths import RunPaths, new_run_id
+from plexa._paths import RunPaths, log_dir, new_run_id
 from plexa._spec import PipelineSpec
 from plexa._states import ActorState, FailureKind, Phase, Signal
 from plexa._status import StatusBuilder
 from plexa._supervisor import Supervisor
-from plexa.errors import ActorFailed, InvalidTransition, Timeout
+from plexa.errors import ActorFailed, InvalidTransition, RemoteError, Timeout
 
 __all__ = ["ActorFailure", "Nexus", "QuitReport"]
 
@@ -119,7 +119,9 @@ class Nexus:
     ...     nexus.stop()
     """
 
-    def __init__(self, spec: PipelineSpec, *, on_log: LogSink | None = None) -> None:
+    def __init__(
+        self, spec: PipelineSpec, *, on_log: LogSink | None = None, resume: bool = False
+    ) -> None:
         self.spec = spec
         self.name = spec.name
         """The run's name (what ``plexa ctl NAME`` finds it by)."""
@@ -139,6 +141,10 @@ class Nexus:
         self.failures: list[ActorFailure] = []
         """Every failure so far, including those recovered by a restart."""
         self.supervisor = Supervisor(spec.settings)
+        self.restore = resume
+        """Give actors their last checkpoint at setup (``plexa run --resume``)."""
+        self.latest: dict[str, dict[str, Any]] = {}
+        """Per actor, the latest ``progress``, ``improved`` and ``aborted`` reports."""
         self.started_at = time.monotonic()
         self.stopped_at: float | None = None
         self.state = "created"
@@ -399,7 +405,7 @@ class Nexus:
         if isinstance(msg, msgs.Hello):
             actor.connected = True
             if actor.pending_restart:
-                self._send(name, Signal.SETUP)
+                self._send(name, Signal.SETUP, restore=True)
         elif isinstance(msg, msgs.StateChanged):
             actor.state = msg.state
             self.emit("state", {"actor": name, "state": msg.state.value})
@@ -417,6 +423,13 @@ class Nexus:
             self._fail(ActorFailure(name, msg.kind, msg.phase, msg.error, msg.traceback))
         elif isinstance(msg, msgs.LogRecord):
             self._log(name, msg)
+        elif isinstance(msg, (msgs.Progress, msgs.Improved, msgs.Aborted)):
+            kind = {msgs.Progress: "progress", msgs.Improved: "improved", msgs.Aborted: "aborted"}[
+                type(msg)
+            ]
+            report = {"actor": name, **msgspec.to_builtins(msg)}
+            self.latest.setdefault(name, {})[kind] = report
+            self.emit(kind, report)
 
     def _fail(self, failure: ActorFailure) -> None:
         actor = self.actors[failure.actor]
@@ -569,6 +582,47 @@ class Nexus:
             row[LinkField.DETACHED] = 1
             row[LinkField.HOLD] = 0
 
+    def abort(self, actors: Iterable[str] | None = None) -> None:
+        """Abort the current work of running (or paused) actors: they report their last
+        improved result and end up stopped."""
+        names = self._applicable(actors, Signal.ABORT, {ActorState.RUNNING, ActorState.PAUSED})
+        self._signal(
+            names,
+            Signal.ABORT,
+            {ActorState.STOPPED},
+            self.spec.settings.stop_timeout,
+            "actors to abort",
+        )
+
+    def request(self, name: str, command: str, timeout: float | None = None, **args: Any) -> Any:
+        """Send a request to actor ``name``, applied at its next safe point; returns the
+        value, or raises :class:`RemoteError` with the actor's reason and traceback."""
+        actor = self.actors[self._select([name])[0]]
+        if actor.proc is None or not actor.connected:
+            raise InvalidTransition(f"{command}: {name} is {actor.state.value}")
+        req = self._send(name, command, **args)
+        limit = self.spec.settings.stop_timeout if timeout is None else timeout
+        self._wait(
+            lambda: req in self._replies or actor.proc is None,
+            limit,
+            f"{name} to answer {command}",
+            fail_fast=False,
+        )
+        reply = self._replies.pop(req, None)
+        if reply is None:
+            raise RemoteError(f"{command}: {name} went away before answering")
+        if not reply.ok:
+            raise RemoteError(reply.error, reply.traceback)
+        return reply.value
+
+    def set_option(self, name: str, key: str, value: Any, timeout: float | None = None) -> None:
+        """Change option ``key`` of actor ``name`` (checked against ``setup``'s annotation)."""
+        self.request(name, "set", timeout, key=key, value=value)
+
+    def invoke(self, name: str, method: str, args: Any = None, timeout: float | None = None) -> Any:
+        """Call ``@plexa.command`` ``method`` of actor ``name`` at its next safe point."""
+        return self.request(name, "invoke", timeout, method=method, args=args or [])
+
     def kill(self, name: str) -> None:
         """SIGKILL actor ``name`` on purpose (its restart policy then applies)."""
         actor = self.actors[self._select([name])[0]]
@@ -631,12 +685,13 @@ class Nexus:
         states: set[ActorState],
         timeout: float,
         what: str,
+        **args: Any,
     ) -> None:
         names = list(names)
         gone = [n for n in names if not self.actors[n].connected or self.actors[n].proc is None]
         if gone:
             raise InvalidTransition(f"{signal_.value}: not connected: {', '.join(gone)}")
-        ids = {name: self._send(name, signal_) for name in names}
+        ids = {name: self._send(name, signal_, **args) for name in names}
         unreachable = [n for n, i in ids.items() if i < 0]
         if unreachable:
             raise InvalidTransition(f"{signal_.value}: not connected: {', '.join(unreachable)}")
@@ -681,6 +736,7 @@ class Nexus:
             {ActorState.READY},
             self.spec.settings.setup_timeout,
             "every actor to be ready",
+            restore=self.restore,
         )
         self.state = "ready"
 
@@ -910,6 +966,9 @@ class Nexus:
                 "pid": actor.proc.pid if actor.proc is not None else None,
                 "restarts": actor.restarts,
             }
+            progress = self.latest.get(name, {}).get("progress")
+            if progress is not None:
+                info["progress"] = {k: progress[k] for k in ("done", "total", "message")}
             if actor.failure is not None:
                 info["failure"] = {
                     "kind": actor.failure.kind.value,
@@ -933,15 +992,6 @@ class Nexus:
             }
             return {"run": {**run, "uptime_s": 0.0}, "actors": empty, "links": {}}
         return self._status.build(run, actors, drained, uptime)
-
-
-def log_dir() -> Path:
-    """Where run logs are kept: ``$PLEXA_LOG_DIR``, else ``$XDG_STATE_HOME/plexa/logs``."""
-    env = os.environ.get("PLEXA_LOG_DIR")
-    if env:
-        return Path(env)
-    state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return Path(state) / "plexa" / "logs"
 
 
 _LEVEL_NAMES = {10: "DEBUG", 20: "INFO", 30: "WARNING", 40: "ERROR", 50: "CRITICAL"}

@@ -92,3 +92,22 @@ class RunPaths:
     def log_file(self) -> Path:
         """The merged run log."""
         return self.run_dir / "run.log"
+
+
+def state_dir() -> Path:
+    """Where plexa keeps what outlives a run: ``$XDG_STATE_HOME/plexa`` (or ~/.local/state)."""
+    state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(state) / "plexa"
+
+
+def log_dir() -> Path:
+    """Where run logs and failure reports are kept: ``$PLEXA_LOG_DIR``, else under state_dir."""
+    env = os.environ.get("PLEXA_LOG_DIR")
+    return Path(env) if env else state_dir() / "logs"
+
+
+def data_dir(pipeline: str) -> Path:
+    """Where a pipeline's checkpoints are kept (so that ``--resume`` finds them):
+    ``$PLEXA_DATA_DIR/NAME``, else ``state_dir()/data/NAME``."""
+    env = os.environ.get("PLEXA_DATA_DIR")
+    return (Path(env) if env else state_dir() / "data") / pipeline

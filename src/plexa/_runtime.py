@@ -31,9 +31,10 @@ from plexa._actor import Actor, AsyncActor, Ports
 from plexa._counters import ActorField, Counters, bucket
 from plexa._links import Domain, InputPort, OutputPort, Wake, decode_sample, make_sub
 from plexa._paths import RunPaths
+from plexa._services import ServiceHooks, apply_set, call_command
 from plexa._spec import PipelineSpec
 from plexa._states import ActorState, FailureKind, Phase, Signal
-from plexa.errors import InvalidTransition
+from plexa.errors import Aborted, InvalidTransition
 
 __all__ = ["main"]
 
@@ -116,6 +117,7 @@ class ActorProcess:
         self.inputs: dict[str, InputPort] = {}
         self.outputs: dict[str, OutputPort] = {}
         self.store: Any = None
+        self.hooks = ServiceHooks(spec, self.aspec, self.outbox.send, self.safe_point)
         self._ctl_ready = threading.Event()
         self._done = threading.Event()
 
@@ -213,6 +215,8 @@ class ActorProcess:
         while True:
             cmd = self.next_command()
             self.pending = not self.commands.empty()
+            if self.service_request(cmd):
+                continue
             try:
                 signal_ = Signal(cmd.signal)
             except ValueError:
@@ -224,7 +228,7 @@ class ActorProcess:
             if signal_ is Signal.SETUP and self.state is ActorState.CREATED:
                 self.set_state(ActorState.SETTING_UP)
                 self.reply(cmd)
-                if not self.do_setup():
+                if not self.do_setup(bool(cmd.args.get("restore"))):
                     return 1
                 self.set_state(ActorState.READY)
             elif signal_ is Signal.RUN and self.state in (ActorState.READY, ActorState.STOPPED):
@@ -238,11 +242,13 @@ class ActorProcess:
             else:
                 self.reply(cmd, False, f"{signal_.value} is not allowed while {self.state.value}")
 
-    def do_setup(self) -> bool:
+    def do_setup(self, restore: bool) -> bool:
         try:
             self.attach()
             assert self.actor is not None
             self.actor.setup(**self.setup_options)
+            if restore and self.hooks.restore():
+                self.actor.log.info("restored from the last checkpoint")
         except Exception as exc:
             self.fail(Phase.SETUP, exc)
             return False
@@ -279,6 +285,8 @@ class ActorProcess:
             self.inputs[port] = InputPort(port, self.name, subs, self.counters, self.idle_wait)
         actor.inputs = Ports(dict(self.inputs))
         actor.outputs = Ports(dict(self.outputs))
+        self.hooks.actor = actor
+        actor.__dict__["_plexa_hooks"] = self.hooks
         actor.__dict__["_plexa_safe_point"] = self.safe_point
         actor.__dict__["_plexa_async_safe_point"] = self.async_safe_point
         actor._plexa_attached(self)
@@ -287,10 +295,12 @@ class ActorProcess:
     def safe_point(self) -> None:
         """Apply pending commands; pause blocks here; stop and quit unwind user code."""
         self.row[ActorField.LOOPS] += 1
-        if self.unwind is not None:
-            raise _Unwind(self.unwind)  # user code swallowed the first one
+        if self.unwind is not None:  # user code swallowed the first one
+            raise Aborted() if self.unwind is Signal.ABORT else _Unwind(self.unwind)
         if self.pending:
             self.control()
+        if time.monotonic() >= self.hooks.next_due:
+            self.hooks.at_safe_point()
 
     def idle_wait(self, timeout: float) -> None:
         """Wait for a wake-up (a safe point before and after)."""
@@ -307,16 +317,18 @@ class ActorProcess:
             except queue.Empty:
                 self.pending = False
                 return
+            if self.service_request(cmd):
+                continue
             try:
                 signal_ = Signal(cmd.signal)
             except ValueError:
                 self.reply(cmd, False, f"unknown command {cmd.signal!r}")
                 continue
-            if signal_ in (Signal.STOP, Signal.QUIT):
+            if signal_ in (Signal.STOP, Signal.QUIT, Signal.ABORT):
                 self.reply(cmd)
                 self.pending = not self.commands.empty()
                 self.unwind = signal_
-                raise _Unwind(signal_)
+                raise Aborted() if signal_ is Signal.ABORT else _Unwind(signal_)
             if signal_ is Signal.PAUSE and self.state is ActorState.RUNNING:
                 self.reply(cmd)
                 self.set_state(ActorState.PAUSED)
@@ -336,6 +348,8 @@ class ActorProcess:
         """Block until resume (returns) or stop/quit (unwinds)."""
         while True:
             cmd = self.next_command()
+            if self.service_request(cmd):
+                continue
             try:
                 signal_ = Signal(cmd.signal)
             except ValueError:
@@ -345,10 +359,10 @@ class ActorProcess:
                 self.reply(cmd)
                 self.set_state(ActorState.RUNNING)
                 return
-            if signal_ in (Signal.STOP, Signal.QUIT):
+            if signal_ in (Signal.STOP, Signal.QUIT, Signal.ABORT):
                 self.reply(cmd)
                 self.unwind = signal_
-                raise _Unwind(signal_)
+                raise Aborted() if signal_ is Signal.ABORT else _Unwind(signal_)
             self.reply(cmd, False, f"{signal_.value} is not allowed while paused")
 
     async def async_safe_point(self) -> None:
@@ -364,6 +378,7 @@ class ActorProcess:
         """Run until stop (returns None) or quit (returns the exit code)."""
         assert self.actor is not None
         self.unwind = None
+        self.hooks.start_checkpoints()
         self.set_state(ActorState.RUNNING)
         how = Signal.STOP
         try:
@@ -373,14 +388,26 @@ class ActorProcess:
                 self.run_loop(self.actor)
         except _Unwind as unwind:
             how = unwind.signal
+        except Aborted:
+            how = Signal.ABORT
         except Exception as exc:
             self.fail(Phase.RUN, exc)
             return 1
         self.set_state(ActorState.STOPPING)
         self.unwind = None
         try:
-            self.drain()
+            if how is Signal.ABORT:
+                best = self.hooks.best
+                self.outbox.send(
+                    msgs.Aborted(best.result if best else None, best.score if best else None)
+                )
+                for port in self.inputs.values():
+                    port.discard()
+            else:
+                self.drain()
             self.actor.stop()
+            self.hooks.flush()
+            self.hooks.checkpoint()
         except _Unwind:
             pass
         except Exception as exc:
@@ -484,7 +511,26 @@ class ActorProcess:
                 self.actor.run_step()
 
     # ----- teardown -------------------------------------------------------------------------
+    def service_request(self, cmd: msgs.Command) -> bool:
+        """Handle ``set`` and ``invoke`` (at a safe point); False for anything else."""
+        if cmd.signal not in ("set", "invoke"):
+            return False
+        if self.actor is None:
+            self.reply(cmd, False, f"{cmd.signal} is not allowed while {self.state.value}")
+            return True
+        if cmd.signal == "set":
+            why = apply_set(self.actor, str(cmd.args.get("key")), cmd.args.get("value"))
+            self.reply(cmd, not why, why)
+        else:
+            ok, value, error, tb = call_command(
+                self.actor, str(cmd.args.get("method")), cmd.args.get("args", [])
+            )
+            if cmd.id >= 0:
+                self.outbox.send(msgs.Reply(cmd.id, ok, error, value, tb))
+        return True
+
     def teardown(self) -> None:
+        self.hooks.close()
         for port in self.inputs.values():
             port.close()
         for out in self.outputs.values():

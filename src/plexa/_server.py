@@ -66,6 +66,16 @@ class ControlServer:
             "revive": self._lifecycle(lambda req: self.nexus.revive(_one_actor(req))),
             "kill": self._lifecycle(lambda req: self.nexus.kill(_one_actor(req))),
             "report": lambda req: self.nexus.failure_report(),
+            "abort": self._lifecycle(lambda req: self.nexus.abort(_actors(req))),
+            "set": lambda req: self.nexus.set_option(
+                _one_actor(req), str(req.args.get("key")), req.args.get("value")
+            ),
+            "invoke": lambda req: self.nexus.invoke(
+                _one_actor(req),
+                str(req.args.get("method")),
+                req.args.get("args"),
+                float(req.args.get("timeout_s", 30.0)),
+            ),
         }
         nexus.add_source(self.control, self._on_control)
         nexus.listeners.append(self.publish)
@@ -180,7 +190,7 @@ class ControlServer:
             "config": msgspec.to_builtins(spec),
             "status": self.nexus.status(),
             "logs": list(self.nexus.recent_logs)[-100:],
-            "latest": dict(getattr(self.nexus, "latest", {})),
+            "latest": self.nexus.latest,
         }
 
     # ----- events -----------------------------------------------------------------------------

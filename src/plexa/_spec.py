@@ -90,6 +90,14 @@ class ActorSpec(msgspec.Struct, frozen=True, kw_only=True):
     """Window, in seconds, over which ``max_restarts`` is counted."""
     backoff: float = 0.1
     """Seconds before the first restart; doubles with each further restart in the window."""
+    progress_delta: float = 1.0
+    """At most one progress report per this many seconds."""
+    improved_delta: float = 1.0
+    """At most one improved result per this many seconds."""
+    checkpoint_delta: float = 30.0
+    """Seconds between checkpoints of an actor with ``get_state`` (0: only on stop)."""
+    workers: int = 0
+    """Worker processes for ``map``/``imap`` (0: one per core)."""
     inputs: tuple[str, ...] = ()
     """Input ports the class declares."""
     outputs: tuple[str, ...] = ()

@@ -31,6 +31,7 @@ class Signal(enum.StrEnum):
     RESUME = "resume"
     STOP = "stop"
     QUIT = "quit"
+    ABORT = "abort"
 
 
 class FailureKind(enum.StrEnum):

@@ -43,8 +43,10 @@ def _load(file: Path) -> Any:
 def _status_table(status: dict[str, Any]) -> Table:
     run = status["run"]
     table = Table(title=f"{run['name']}  {run['state']}  {run['uptime_s']:.1f} s", expand=False)
-    for col in ("actor", "state", "pid", "in/s", "out/s", "in", "out"):
-        table.add_column(col, justify="right" if col not in ("actor", "state") else "left")
+    for col in ("actor", "state", "pid", "in/s", "out/s", "in", "out", "progress"):
+        table.add_column(
+            col, justify="right" if col not in ("actor", "state", "progress") else "left"
+        )
     for name, a in status["actors"].items():
         table.add_row(
             name,
@@ -54,8 +56,21 @@ def _status_table(status: dict[str, Any]) -> Table:
             f"{a['rate_out']:.0f}",
             str(a["msgs_in"]),
             str(a["msgs_out"]),
+            _progress_bar(a.get("progress")),
         )
     return table
+
+
+def _progress_bar(progress: dict[str, Any] | None, width: int = 20) -> str:
+    """``[#######.............]  35%  message`` (or ``done`` alone without a total)."""
+    if not progress:
+        return ""
+    done, total, note = progress["done"], progress.get("total"), progress.get("message", "")
+    if not total:
+        return f"{done:g} {note}".strip()
+    frac = max(0.0, min(1.0, done / total))
+    filled = int(frac * width)
+    return f"[{'#' * filled}{'.' * (width - filled)}] {frac:4.0%} {note}".rstrip()
 
 
 def _check_name_free(name: str) -> None:
@@ -76,6 +91,7 @@ def _serve(
     as_json: bool,
     console: bool,
     tui: bool = False,
+    resume: bool = False,
 ) -> None:
     """Shared by ``run`` and ``server``: start, serve clients, stop, quit, report."""
     from plexa._nexus import Nexus
@@ -95,7 +111,7 @@ def _serve(
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_term)
-    nexus = Nexus(spec, on_log=None if tui else show_log)
+    nexus = Nexus(spec, on_log=None if tui else show_log, resume=resume)
     server = ControlServer(nexus, bind=bind)
     nexus.name = run_name
     summary: dict[str, Any] = {}
@@ -171,10 +187,14 @@ def run(
         str | None, typer.Option(help="Run name for plexa ctl (default: the file's name).")
     ] = None,
     tui: Annotated[bool, typer.Option("--tui", help="Show the terminal UI.")] = False,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Give actors with checkpoints their last state.")
+    ] = False,
 ) -> None:
     """Run a pipeline in the foreground until Ctrl-C or --duration; exit 1 if an actor failed."""
     _serve(
         file,
+        resume=resume,
         name=name,
         bind="127.0.0.1",
         duration=duration,

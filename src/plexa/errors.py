@@ -16,6 +16,8 @@ The tree::
     ├── RemoteError            an error raised in another process, with its traceback
     └── Timeout                a deadline passed
 
+    Aborted (a BaseException)  raised at a safe point when the actor's work is aborted
+
 ``Timeout`` also derives from the builtin ``TimeoutError`` and ``KeyNotFound`` from
 ``KeyError`` so generic handlers keep working.
 """
@@ -26,6 +28,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 __all__ = [
+    "Aborted",
     "ActorFailed",
     "ConfigError",
     "ConfigIssue",
@@ -134,3 +137,10 @@ class RemoteError(PlexaError):
 
 class Timeout(PlexaError, TimeoutError):
     """A deadline passed before the awaited condition came true."""
+
+
+class Aborted(BaseException):
+    """Raised at a safe point when the actor's current work is aborted.
+
+    A ``BaseException`` so that ``except Exception`` in user code cannot swallow it.
+    """

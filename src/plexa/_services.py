@@ -1,0 +1,245 @@
+"""Long computations inside an actor: progress, improved results, checkpoints, set, invoke.
+
+The runtime owns one :class:`ServiceHooks` per actor process; the actor's ``progress``,
+``improved``, ``map``/``imap`` reach it, and the runtime calls :meth:`at_safe_point` at each
+safe point so that rate-limited reports and due checkpoints go out there.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+import traceback
+import typing
+from typing import Any
+
+import msgspec
+import numpy as np
+
+from plexa import _messages as msgs
+from plexa._actor import Actor
+from plexa._paths import data_dir
+from plexa._spec import ActorSpec, PipelineSpec
+
+__all__ = ["ServiceHooks", "apply_set", "call_command", "to_wire"]
+
+MAX_WIRE = 64 * 1024
+"""Results larger than this (encoded) travel as a summary only."""
+
+
+def _enc_hook(obj: Any) -> Any:
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, np.generic):
+        return obj.item()
+    raise NotImplementedError(f"cannot send {type(obj).__name__}")
+
+
+_encoder = msgspec.msgpack.Encoder(enc_hook=_enc_hook)
+
+
+def to_wire(value: Any) -> tuple[Any, str]:
+    """``value`` in a form a control message can carry (or None), and a short summary."""
+    summary = repr(value)
+    if len(summary) > 200:
+        summary = summary[:197] + "..."
+    try:
+        data = _encoder.encode(value)
+    except (NotImplementedError, TypeError, OverflowError):
+        return None, summary
+    if len(data) > MAX_WIRE:
+        return None, summary
+    return msgspec.msgpack.decode(data), summary
+
+
+class ServiceHooks:
+    """Rate limits, checkpoints and the worker pool of one actor process."""
+
+    def __init__(self, spec: PipelineSpec, aspec: ActorSpec, send: Any, safe_point: Any) -> None:
+        self.spec = spec
+        self.aspec = aspec
+        self.send = send
+        self.safe_point = safe_point
+        self.actor: Actor | None = None
+        self._next_progress = 0.0
+        self._pending_progress: msgs.Progress | None = None
+        self._next_improved = 0.0
+        self._pending_improved: msgs.Improved | None = None
+        self.best: msgs.Improved | None = None
+        self._ckpt_store: Any = None
+        self._next_ckpt = float("inf")
+        self._pool: Any = None
+        self.next_due = float("inf")
+        """Earliest time :meth:`at_safe_point` has something to do."""
+
+    # ----- progress and improved ------------------------------------------------------------
+    def progress(self, done: float, total: float | None, message: str) -> None:
+        msg = msgs.Progress(
+            float(done), None if total is None else float(total), message, time.time()
+        )
+        now = time.monotonic()
+        if now >= self._next_progress:
+            self._next_progress = now + self.aspec.progress_delta
+            self._pending_progress = None
+            self.send(msg)
+        else:
+            self._pending_progress = msg
+            self.next_due = min(self.next_due, self._next_progress)
+
+    def improved(self, result: Any, score: float | None) -> None:
+        wire, summary = to_wire(result)
+        msg = msgs.Improved(wire, None if score is None else float(score), summary, time.time())
+        self.best = msg
+        now = time.monotonic()
+        if now >= self._next_improved:
+            self._next_improved = now + self.aspec.improved_delta
+            self._pending_improved = None
+            self.send(msg)
+        else:
+            self._pending_improved = msg
+            self.next_due = min(self.next_due, self._next_improved)
+
+    def at_safe_point(self) -> None:
+        """Send reports held back by the rate limits, and take a checkpoint when one is due."""
+        now = time.monotonic()
+        self.next_due = self._next_ckpt
+        if self._pending_progress is not None:
+            if now >= self._next_progress:
+                msg, self._pending_progress = self._pending_progress, None
+                self._next_progress = now + self.aspec.progress_delta
+                self.send(msg)
+            else:
+                self.next_due = min(self.next_due, self._next_progress)
+        if self._pending_improved is not None:
+            if now >= self._next_improved:
+                msg2, self._pending_improved = self._pending_improved, None
+                self._next_improved = now + self.aspec.improved_delta
+                self.send(msg2)
+            else:
+                self.next_due = min(self.next_due, self._next_improved)
+        if now >= self._next_ckpt:
+            self.checkpoint()
+
+    def flush(self) -> None:
+        """Send whatever the rate limits still hold (at stop)."""
+        for msg in (self._pending_progress, self._pending_improved):
+            if msg is not None:
+                self.send(msg)
+        self._pending_progress = self._pending_improved = None
+
+    # ----- checkpoints ------------------------------------------------------------------------
+    @property
+    def checkpointing(self) -> bool:
+        """True when the actor defines ``get_state`` and ``set_state``."""
+        return self.actor is not None and all(
+            callable(getattr(self.actor, m, None)) for m in ("get_state", "set_state")
+        )
+
+    def _store(self) -> Any:
+        if self._ckpt_store is None:
+            from plexa._store import Store
+
+            path = data_dir(self.spec.name) / "checkpoints"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._ckpt_store = Store(path, 1 << 30, create=True)
+        return self._ckpt_store
+
+    def start_checkpoints(self) -> None:
+        """Arm periodic checkpoints (the first is skipped: it is only the start state)."""
+        if self.checkpointing and self.aspec.checkpoint_delta > 0:
+            self._next_ckpt = time.monotonic() + self.aspec.checkpoint_delta
+            self.next_due = min(self.next_due, self._next_ckpt)
+
+    def checkpoint(self) -> None:
+        """Write the actor's state now; one LMDB transaction, so never half-written."""
+        if not self.checkpointing:
+            return
+        assert self.actor is not None
+        state = self.actor.get_state()  # type: ignore[attr-defined]
+        self._store().put({"state": state, "t": time.time()}, key=self.aspec.name)
+        if self.aspec.checkpoint_delta > 0:
+            self._next_ckpt = time.monotonic() + self.aspec.checkpoint_delta
+
+    def restore(self) -> bool:
+        """Give the actor its last checkpoint back; True if there was one."""
+        if not self.checkpointing:
+            return False
+        assert self.actor is not None
+        store = self._store()
+        if self.aspec.name not in store:
+            return False
+        saved = store.get(self.aspec.name)
+        self.actor.set_state(saved["state"])  # type: ignore[attr-defined]
+        return True
+
+    # ----- pool -------------------------------------------------------------------------------
+    def pool(self) -> Any:
+        """The actor's worker pool (started on first use)."""
+        if self._pool is None:
+            from plexa._pool import WorkerPool
+
+            self._pool = WorkerPool(self.aspec.workers or None, safe_point=self.safe_point)
+        return self._pool
+
+    def close(self) -> None:
+        """Stop the workers and close the checkpoint store."""
+        if self._pool is not None:
+            with contextlib.suppress(Exception):
+                self._pool.close()
+            self._pool = None
+        if self._ckpt_store is not None:
+            self._ckpt_store.close()
+            self._ckpt_store = None
+
+
+_SIMPLE = {
+    int: (int,),
+    float: (int, float),
+    str: (str,),
+    bool: (bool,),
+    list: (list,),
+    tuple: (list, tuple),
+    dict: (dict,),
+}
+
+
+def apply_set(actor: Actor, key: str, value: Any) -> str:
+    """Check ``value`` against the type of ``setup``'s ``key`` option and apply it; returns
+    an empty string, or why it was refused."""
+    params = type(actor).setup_signature().parameters
+    if key not in params or key == "self":
+        known = ", ".join(p for p in params if p != "self") or "none"
+        return f"set: {key!r} is not an option of {type(actor).__name__}.setup (options: {known})"
+    try:
+        hints = typing.get_type_hints(type(actor).setup)
+    except Exception:
+        hints = {}
+    want = hints.get(key)
+    origin = typing.get_origin(want) or want
+    allowed = _SIMPLE.get(origin) if isinstance(origin, type) else None
+    if allowed is not None and (
+        not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed)
+    ):
+        return (
+            f"set: {key} expects {getattr(want, '__name__', want)}, "
+            f"got {type(value).__name__} {value!r}"
+        )
+    actor.on_set(key, value)
+    return ""
+
+
+def call_command(actor: Actor, method: str, args: Any) -> tuple[bool, Any, str, str]:
+    """Run ``@plexa.command`` method ``method``; returns (ok, value, error, traceback)."""
+    if method not in type(actor).commands():
+        known = ", ".join(sorted(type(actor).commands())) or "none"
+        return False, None, f"invoke: {method!r} is not a @plexa.command (commands: {known})", ""
+    positional = args if isinstance(args, list) else []
+    keywords = args if isinstance(args, dict) else {}
+    try:
+        value = getattr(actor, method)(*positional, **keywords)
+    except Exception as exc:
+        return False, None, f"{type(exc).__name__}: {exc}", traceback.format_exc()
+    wire, summary = to_wire(value)
+    if wire is None and value is not None:
+        return True, summary, "", ""
+    return True, wire, "", ""
