@@ -190,3 +190,67 @@ class Relay(plexa.Actor):
     @plexa.on("inp")
     def got(self, msg: Any) -> None:
         self.outputs.out.put(msg)
+
+
+class LongFit(plexa.Actor):
+    """A long computation: steps of many small chunks with a safe point after each."""
+
+    def setup(
+        self, total: int = 10**9, chunk_s: float = 0.001, improve_every: int = 25, rate: float = 1.0
+    ) -> None:
+        self.i = 0
+        self.total = total
+        self.chunk_s = chunk_s
+        self.improve_every = improve_every
+        self.rate = rate
+
+    def run_step(self) -> None:
+        for _ in range(200):
+            time.sleep(self.chunk_s)
+            self.i += 1
+            self.progress(self.i, self.total, f"chunk {self.i}")
+            if self.i % self.improve_every == 0:
+                self.improved({"i": self.i}, score=float(self.i))
+            self.safe_point()
+
+    def get_state(self) -> dict[str, int]:
+        return {"i": self.i}
+
+    def set_state(self, state: dict[str, int]) -> None:
+        self.i = state["i"]
+
+    @plexa.command
+    def where(self) -> int:
+        return self.i
+
+    @plexa.command
+    def explode(self) -> None:
+        raise RuntimeError("kaboom")
+
+
+def square(x: int) -> int:
+    """A pool task."""
+    return x * x
+
+
+def slow_square(x: int) -> int:
+    """A slow pool task."""
+    time.sleep(0.2)
+    return x * x
+
+
+class Mapper(plexa.Actor):
+    """Runs ``imap`` over many slow tasks, reporting each result as progress."""
+
+    def setup(self, n: int = 1000) -> None:
+        self.n = n
+        self.results: list[int] = []
+
+    def run_step(self) -> None:
+        for i, value in self.imap(slow_square, range(self.n), enumerated=True):
+            self.results.append(value)
+            self.progress(len(self.results), self.n)
+        time.sleep(0.01)
+
+    def stop(self) -> None:
+        self.store.put(self.results, key=f"result:{self.name}")

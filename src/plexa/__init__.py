@@ -6,12 +6,14 @@ with ``plexa run FILE`` or from Python with :class:`Nexus`.
 
 from __future__ import annotations
 
-from plexa._actor import Actor, AsyncActor, on, ports
+from plexa._actor import Actor, AsyncActor, command, on, ports
+from plexa._client import Client, connect
 from plexa._config import load, loads, validate
 from plexa._nexus import ActorFailure, Nexus, QuitReport
 from plexa._spec import ActorSpec, LinkSpec, PipelineSpec, Policy, Restart, Settings
 from plexa._states import ActorState, FailureKind, Phase, Signal
 from plexa.errors import (
+    Aborted,
     ActorFailed,
     ConfigError,
     InvalidTransition,
@@ -28,12 +30,14 @@ from plexa.errors import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "Aborted",
     "Actor",
     "ActorFailed",
     "ActorFailure",
     "ActorSpec",
     "ActorState",
     "AsyncActor",
+    "Client",
     "ConfigError",
     "FailureKind",
     "InvalidTransition",
@@ -55,6 +59,8 @@ __all__ = [
     "Timeout",
     "WouldBlock",
     "__version__",
+    "command",
+    "connect",
     "load",
     "loads",
     "on",

@@ -30,7 +30,18 @@ __all__ = ["format_issues", "load", "loads", "resolve_class", "validate"]
 E = TypeVar("E", bound=enum.StrEnum)
 
 TOP_KEYS = ("name", "settings", "actors", "connections")
-ACTOR_KEYS = ("class", "options", "restart", "max_restarts", "restart_window", "backoff")
+ACTOR_KEYS = (
+    "class",
+    "options",
+    "restart",
+    "max_restarts",
+    "restart_window",
+    "backoff",
+    "progress_delta",
+    "improved_delta",
+    "checkpoint_delta",
+    "workers",
+)
 IMPROV_KEYS = ("package", *ACTOR_KEYS)
 LINK_KEYS = ("to", "policy", "capacity")
 SETTING_KEYS: tuple[str, ...] = Settings.__struct_fields__
@@ -337,6 +348,11 @@ class _Checker:
         max_restarts = self.number(f"{path}.max_restarts", get("max_restarts"), "an integer >= 0")
         window = self.number(f"{path}.restart_window", get("restart_window"), "a positive number")
         backoff = self.number(f"{path}.backoff", get("backoff"), "a number >= 0")
+        service = {
+            key: self.number(f"{path}.{key}", get(key), "a number >= 0")
+            for key in ("progress_delta", "improved_delta", "checkpoint_delta")
+        }
+        workers = self.number(f"{path}.workers", get("workers"), "an integer >= 0")
         if not isinstance(cls_name, str) or not cls_name:
             hint = "e.g. class: 'pkg.module:Class'"
             self.add(path if cls_name is None else f"{path}.class", "needs a 'class'", hint)
@@ -357,6 +373,10 @@ class _Checker:
             max_restarts=max_restarts,
             restart_window=float(window),
             backoff=float(backoff),
+            progress_delta=float(service["progress_delta"] or 0.0),
+            improved_delta=float(service["improved_delta"] or 0.0),
+            checkpoint_delta=float(service["checkpoint_delta"] or 0.0),
+            workers=int(workers or 0),
             inputs=cls.declared_inputs(),
             outputs=cls.declared_outputs(),
             line=self.line(path),

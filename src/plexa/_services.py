@@ -107,14 +107,14 @@ class ServiceHooks:
             if now >= self._next_progress:
                 msg, self._pending_progress = self._pending_progress, None
                 self._next_progress = now + self.aspec.progress_delta
-                self.send(msg)
+                self.send(msgspec.structs.replace(msg, t=time.time()))
             else:
                 self.next_due = min(self.next_due, self._next_progress)
         if self._pending_improved is not None:
             if now >= self._next_improved:
                 msg2, self._pending_improved = self._pending_improved, None
                 self._next_improved = now + self.aspec.improved_delta
-                self.send(msg2)
+                self.send(msgspec.structs.replace(msg2, t=time.time()))
             else:
                 self.next_due = min(self.next_due, self._next_improved)
         if now >= self._next_ckpt:
