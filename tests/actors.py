@@ -247,7 +247,7 @@ class Mapper(plexa.Actor):
         self.results: list[int] = []
 
     def run_step(self) -> None:
-        for i, value in self.imap(slow_square, range(self.n), enumerated=True):
+        for _, value in self.imap(slow_square, range(self.n), enumerated=True):
             self.results.append(value)
             self.progress(len(self.results), self.n)
         time.sleep(0.01)

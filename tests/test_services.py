@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import subprocess
@@ -82,7 +83,7 @@ def test_progress_and_improved_arrive_no_more_often_than_their_deltas() -> None:
     for kind, delta in (("progress", 0.2), ("improved", 0.3)):
         stamps = seen[kind]
         assert len(stamps) >= 3, kind
-        gaps = [b - a for a, b in zip(stamps, stamps[1:], strict=False)]
+        gaps = [b - a for a, b in itertools.pairwise(stamps)]
         assert min(gaps) >= delta * 0.95, (kind, min(gaps))
 
 
@@ -113,7 +114,7 @@ def test_set_checks_the_type_and_invoke_returns_values_or_the_remote_traceback()
             nexus.invoke("fit", "explode")
         assert "RuntimeError: kaboom" in str(err.value)
         assert "in explode" in err.value.traceback
-        with pytest.raises(plexa.RemoteError, match="not a @plexa.command"):
+        with pytest.raises(plexa.RemoteError, match=r"not a @plexa\.command"):
             nexus.invoke("fit", "setup")
 
 
