@@ -295,7 +295,7 @@ class OutputPort:
         except BaseException:
             sample.delete()
             raise
-        self._send(sample, _payload.ARRAY, len(meta), nbytes)
+        self._send(sample, _payload.ARRAY, len(meta), size)
 
     def close(self) -> None:
         """Release the publisher."""
@@ -344,12 +344,12 @@ class _Sub:
         if sample is None:
             return None
         if self.policy is Policy.LATEST:
-            while True:
-                newer = self.receive()
-                if newer is None:
-                    break
+            while self.subscriber.has_samples():  # keep only the newest, holding one at a time
                 self._account(sample, dropped_after=True)
-                sample = newer
+                del sample
+                sample = self.receive()
+                if sample is None:
+                    return None
         self._account(sample)
         return sample
 

@@ -211,10 +211,11 @@ class Nexus:
         self._write_record()
         paths.spec_file.write_bytes(msgspec.json.encode(self.spec))
         (paths.run_dir / "sys_path.json").write_text(json.dumps([p for p in sys.path if p]))
+        paths.shm_dir.mkdir(mode=0o700)
+        owner = {"pid": os.getpid(), "create_time": psutil.Process().create_time()}
+        (paths.shm_dir / "owner.json").write_text(json.dumps(owner))  # before anything else
         self.counters = Counters(self.spec, paths.counters_file, create=True)
         self._status = StatusBuilder(self.spec, self.counters)
-        owner = {"pid": os.getpid(), "create_time": psutil.Process().create_time()}
-        (paths.shm_dir / "owner.json").write_text(json.dumps(owner))
         self._store = Store(paths.store_dir, self.spec.settings.store_size, create=True)
         self._domain = Domain(paths, "nexus")
         self._ctx = zmq.Context()
@@ -505,7 +506,7 @@ class Nexus:
         """An actor process ended without being asked to: record why, restart or give up."""
         actor.proc = None
         actor.connected = False
-        if actor.failure is None:
+        if actor.failure is None and code != 0:  # exiting 0 on its own is not a failure
             if code < 0:
                 kind = FailureKind.KILLED if -code == signal.SIGKILL else FailureKind.CRASHED
                 error = f"killed by {signal.Signals(-code).name}"
@@ -518,9 +519,9 @@ class Nexus:
             self.spec.actors[actor.name], failure.kind if failure is not None else None
         )
         if delay is None or self._closed:
-            actor.state = ActorState.FAILED
+            actor.state = ActorState.FAILED if failure is not None else ActorState.EXITED
             self._detach_links(actor.name)
-            self.emit("state", {"actor": actor.name, "state": "failed"})
+            self.emit("state", {"actor": actor.name, "state": actor.state.value})
             return
         actor.state = ActorState.RESTARTING
         self.supervisor.schedule(actor.name, delay)
@@ -868,10 +869,14 @@ class Nexus:
             ):
                 with contextlib.suppress(Exception):
                     self.stop()
+            for actor in self.actors.values():
+                actor.pending_restart = False
+                self.supervisor.of(actor.name).restart_at = None
             live = [a for a in self.actors.values() if a.proc is not None and a.proc.poll() is None]
             for actor in live:
                 actor.quitting = True
-                self._send(actor.name, Signal.QUIT)
+                if not actor.connected or self._send(actor.name, Signal.QUIT) < 0:
+                    self._killpg(actor, signal.SIGTERM)  # still starting: nothing to ask
             timeout = self.spec.settings.stop_timeout
             left = self._await_exit(live, timeout)
             graceful = [a.name for a in live if a not in left]
@@ -980,7 +985,7 @@ class Nexus:
         run = {
             "name": self.name,
             "id": self.paths.run_id,
-            "state": "failed" if self.failures else self.state,
+            "state": "failed" if self.failed else self.state,
             "busy": self.busy,
         }
         if self._status is None and self._final_status is not None:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 __all__ = ["SHM_ROOT", "RunPaths", "new_run_id", "runtime_root"]
 
-SHM_ROOT = Path(os.environ.get("PLEXA_SHM_DIR", "/dev/shm"))
+SHM_ROOT = Path("/dev/shm")  # where iceoryx2 puts its segments too
 IOX_PREFIX = "plx"
 
 

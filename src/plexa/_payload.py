@@ -94,6 +94,8 @@ def decode(kind: int, meta_len: int, ptr: int, size: int, anchor: object) -> Any
             code, ndim = _DESC.unpack_from(meta)
             shape = struct.unpack_from(f"<{ndim}Q", meta, _DESC.size)
             cached = (np.dtype(code.rstrip(b"\0").decode()), tuple(shape))
+            if len(_dtype_cache) > 256:
+                _dtype_cache.clear()
             _dtype_cache[meta] = cached
         dtype, shape = cached
         count = 1

@@ -105,6 +105,8 @@ class ActorProcess:
         self.state = ActorState.CREATED
         self.commands: queue.SimpleQueue[msgs.Command] = queue.SimpleQueue()
         self.pending = False
+        self.stopping = False
+        """While draining and in ``stop()``, commands wait for the actor to be stopped."""
         self.unwind: Signal | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
         self.ctx: zmq.Context[Any] = zmq.Context()
@@ -297,7 +299,7 @@ class ActorProcess:
         self.row[ActorField.LOOPS] += 1
         if self.unwind is not None:  # user code swallowed the first one
             raise Aborted() if self.unwind is Signal.ABORT else _Unwind(self.unwind)
-        if self.pending:
+        if self.pending and not self.stopping:
             self.control()
         if time.monotonic() >= self.hooks.next_due:
             self.hooks.at_safe_point()
@@ -395,6 +397,7 @@ class ActorProcess:
             return 1
         self.set_state(ActorState.STOPPING)
         self.unwind = None
+        self.stopping = True
         try:
             if how is Signal.ABORT:
                 best = self.hooks.best
@@ -408,11 +411,11 @@ class ActorProcess:
             self.actor.stop()
             self.hooks.flush()
             self.hooks.checkpoint()
-        except _Unwind:
-            pass
         except Exception as exc:
             self.fail(Phase.STOP, exc)
             return 1
+        finally:
+            self.stopping = False
         self.set_state(ActorState.STOPPED)
         return 0 if how is Signal.QUIT else None
 
@@ -470,10 +473,11 @@ class ActorProcess:
             try:
                 while not task.done():
                     await asyncio.wait({task}, timeout=0.05)
+                    self.row[ActorField.LOOPS] += 1  # the loop turns: not hung
                     if self.pending and not task.done():
                         try:
                             self.control()
-                        except _Unwind:
+                        except (_Unwind, Aborted):
                             task.cancel()
                             with contextlib.suppress(asyncio.CancelledError):
                                 await task

@@ -32,11 +32,17 @@ out = Console()
 _LEVELS = {10: "DEBUG", 20: "INFO", 30: "WARNING", 40: "ERROR", 50: "CRITICAL"}
 
 
+def _say(text: str) -> None:
+    """A plain line on stderr (no wrapping: file:line messages stay one per line)."""
+    sys.stderr.write(text + "\n")
+    sys.stderr.flush()
+
+
 def _load(file: Path) -> Any:
     try:
         return load(file)
     except ConfigError as exc:
-        err.print(format_issues(exc.issues), markup=False, highlight=False)
+        _say(format_issues(exc.issues))
         raise typer.Exit(2) from None
 
 
@@ -143,18 +149,21 @@ def _serve(
                     _status_table(nexus.status()), console=err, refresh_per_second=4, transient=True
                 )
                 live.start()
-            while not server.quit_requested and not done():
-                nexus.poll(0.1)
-                server.tick()
-                if live is not None:
-                    live.update(_status_table(nexus.status()))
+            try:
+                while not server.quit_requested and not done():
+                    nexus.poll(0.1)
+                    server.tick()
+                    if live is not None:
+                        live.update(_status_table(nexus.status()))
+            except KeyboardInterrupt:
+                interrupted = True  # Ctrl-C ends the run gracefully: stop, drain, quit
         with contextlib.suppress(InvalidTransition):
             nexus.stop()
     except KeyboardInterrupt:
         interrupted = True
     except PlexaError as exc:
         if not nexus.failed:
-            err.print(f"error: {exc}", markup=False, highlight=False)
+            _say(f"error: {exc}")
     finally:
         if live is not None:
             live.stop()
@@ -165,7 +174,7 @@ def _serve(
             report = nexus.quit()
     summary["run"]["state"] = "failed" if report.failures else "stopped"
     for failure in report.failures:
-        err.print(str(failure), markup=False, highlight=False)
+        _say(str(failure))
     if report.terminated or report.killed:
         err.print(f"stop ladder: SIGTERM {list(report.terminated)}, SIGKILL {list(report.killed)}")
     if as_json:
@@ -261,9 +270,9 @@ def ctl(
                 else json.dumps(resp.value, indent=2)
             )
     else:
-        err.print(f"refused: {resp.error}", markup=False, highlight=False)
+        _say(f"refused: {resp.error}")
         if resp.traceback:
-            err.print(resp.traceback, markup=False, highlight=False)
+            _say(resp.traceback.rstrip())
     if not resp.ok:
         raise typer.Exit(1)
 

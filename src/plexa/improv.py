@@ -9,6 +9,7 @@ improv's YAML spelling (``package:`` + ``class:``, ``Generator.q_out: [Processor
 from __future__ import annotations
 
 import queue
+import time
 from typing import Any
 
 from plexa._actor import Actor as _PlexaActor
@@ -110,7 +111,8 @@ class Actor(_PlexaActor):
         """Prepare the actor (improv passes no arguments)."""
 
     def runStep(self) -> None:
-        """One step of work; called in a loop while running."""
+        """One step of work; called in a loop while running (default: idle briefly)."""
+        time.sleep(0.01)
 
     def run_step(self) -> None:
         self.runStep()
