@@ -330,6 +330,23 @@ def logs(
 
 
 @app.command()
+def client(
+    name: Annotated[str | None, typer.Argument(help="Run name or id (default: the only live run).")] = None,
+) -> None:
+    """Attach the terminal UI to a running pipeline; detaching leaves it running."""
+    try:
+        from plexa.tui import run_client
+    except ImportError:
+        _say("error: the terminal UI needs textual: pip install 'plexa[tui]'")
+        raise typer.Exit(2) from None
+    try:
+        run_client(name)
+    except PlexaError as exc:
+        _say(f"error: {exc}")
+        raise typer.Exit(1) from None
+
+
+@app.command()
 def validate(file: Annotated[Path, typer.Argument(help="Pipeline YAML file.")]) -> None:
     """Check a pipeline file; print "ok" or every problem (exit 0 or 2)."""
     _load(file)
