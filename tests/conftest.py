@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import sys
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 
 HERE = Path(__file__).parent
-_RUN_ENTRY = re.compile(r"^(plexa-[0-9a-f]{8}$|plx[0-9a-f]{8}_)")
+_RUN_ENTRY = re.compile(r"^(plexa-([0-9a-f]{8})$|plx([0-9a-f]{8})_)")
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
@@ -21,8 +22,25 @@ os.environ.setdefault("PLEXA_LOG_DIR", f"/tmp/plexa-test-logs-{os.getpid()}")
 
 
 def plexa_shm() -> set[str]:
-    """Entries in /dev/shm that plexa runs create."""
-    return {p for p in os.listdir("/dev/shm") if _RUN_ENTRY.match(p)}
+    """Entries in /dev/shm of this test session's runs (or of no known run: leaks).
+
+    Runs of other sessions on the machine (another checkout's tests, a benchmark) carry
+    another runtime root in their owner record and are left out.
+    """
+    root = os.environ["PLEXA_RUNTIME_DIR"]
+    found = set()
+    for entry in os.listdir("/dev/shm"):
+        match = _RUN_ENTRY.match(entry)
+        if not match:
+            continue
+        owner = Path("/dev/shm") / f"plexa-{match.group(2) or match.group(3)}" / "owner.json"
+        try:
+            if json.loads(owner.read_text()).get("root") != root:
+                continue
+        except (OSError, ValueError):
+            pass
+        found.add(entry)
+    return found
 
 
 def wait_for(cond: Callable[[], object], timeout: float = 5.0, what: str = "condition") -> None:

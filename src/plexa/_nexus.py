@@ -212,7 +212,11 @@ class Nexus:
         paths.spec_file.write_bytes(msgspec.json.encode(self.spec))
         (paths.run_dir / "sys_path.json").write_text(json.dumps([p for p in sys.path if p]))
         paths.shm_dir.mkdir(mode=0o700)
-        owner = {"pid": os.getpid(), "create_time": psutil.Process().create_time()}
+        owner = {
+            "pid": os.getpid(),
+            "create_time": psutil.Process().create_time(),
+            "root": str(paths.root),
+        }
         (paths.shm_dir / "owner.json").write_text(json.dumps(owner))  # before anything else
         self.counters = Counters(self.spec, paths.counters_file, create=True)
         self._status = StatusBuilder(self.spec, self.counters)
