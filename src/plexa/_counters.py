@@ -7,8 +7,9 @@ and a producer reads its consumers' positions to apply ``block`` backpressure.
 
 from __future__ import annotations
 
-import contextlib
-import enum
+import ctypes
+import mmap
+import os
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,7 @@ from plexa._spec import PipelineSpec
 __all__ = ["ActorField", "Counters", "LinkField", "OutputField", "bucket", "percentile"]
 
 
-class OutputField(enum.IntEnum):
+class OutputField:
     """Per output port; written by the producer."""
 
     SENT = 0
@@ -27,7 +28,7 @@ class OutputField(enum.IntEnum):
     EPOCH = 2
 
 
-class LinkField(enum.IntEnum):
+class LinkField:
     """Per link; CONSUMED, RECEIVED, DROPPED, LOST written by the consumer."""
 
     CONSUMED = 0
@@ -46,7 +47,7 @@ class LinkField(enum.IntEnum):
     waits; the new consumer clears it once it is subscribed."""
 
 
-class ActorField(enum.IntEnum):
+class ActorField:
     """Per actor; written by the actor process."""
 
     MSGS_IN = 0
@@ -83,20 +84,35 @@ def percentile(hist: npt.NDArray[np.int64], q: float) -> float | None:
     return round(1.024 * 2 ** (k - 0.5), 1)
 
 
+Row = ctypes.Array[ctypes.c_int64]
+"""One row of counters: a ctypes int64 array over the shared mapping (fast scalar access)."""
+
+
 class Counters:
-    """The counters of one run, mapped from ``path``."""
+    """The counters of one run, mapped from ``path``.
+
+    Rows are ctypes arrays over the mapping: a scalar update costs ~0.15 us there against
+    ~1 us on a numpy memmap row, and links update several per message.
+    """
 
     def __init__(self, spec: PipelineSpec, path: Path, *, create: bool = False) -> None:
         self.outputs = sorted({link.output for link in spec.links})
         self.links = [link.name for link in spec.links]
         self.actors = list(spec.actors)
-        rows = len(self.outputs) + len(self.links) + len(self.actors)
-        shape = (max(rows, 1), _WIDTH)
-        if create:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self.array: npt.NDArray[np.int64] = np.memmap(path, np.int64, "w+", shape=shape)
-        else:
-            self.array = np.memmap(path, np.int64, "r+", shape=shape)
+        rows = max(len(self.outputs) + len(self.links) + len(self.actors), 1)
+        size = rows * _WIDTH * 8
+        flags = os.O_RDWR | (os.O_CREAT | os.O_TRUNC if create else 0)
+        fd = os.open(path, flags, 0o600)
+        try:
+            if create:
+                os.ftruncate(fd, size)
+            self._mm = mmap.mmap(fd, size)
+        finally:
+            os.close(fd)
+        self.array: npt.NDArray[np.int64] = np.frombuffer(self._mm, np.int64).reshape(rows, _WIDTH)
+        self._rows = [
+            (ctypes.c_int64 * _WIDTH).from_buffer(self._mm, i * _WIDTH * 8) for i in range(rows)
+        ]
         self._out_base = 0
         self._link_base = len(self.outputs)
         self._actor_base = self._link_base + len(self.links)
@@ -113,29 +129,23 @@ class Counters:
         """Row number of actor ``actor``."""
         return self._actor_base + self.actors.index(actor)
 
-    def output_row(self, output: str) -> npt.NDArray[np.int64]:
+    def output_row(self, output: str) -> Row:
         """The slots of output port ``SRC.port``."""
-        row: npt.NDArray[np.int64] = self.array[self._out_base + self.outputs.index(output)]
-        return row
+        return self._rows[self.output_index(output)]
 
-    def link_row(self, link: str) -> npt.NDArray[np.int64]:
+    def link_row(self, link: str) -> Row:
         """The slots of link ``SRC.port->DST.port``."""
-        row: npt.NDArray[np.int64] = self.array[self._link_base + self.links.index(link)]
-        return row
+        return self._rows[self.link_index(link)]
 
-    def actor_row(self, actor: str) -> npt.NDArray[np.int64]:
+    def actor_row(self, actor: str) -> Row:
         """The slots of actor ``actor``."""
-        row: npt.NDArray[np.int64] = self.array[self._actor_base + self.actors.index(actor)]
-        return row
+        return self._rows[self.actor_index(actor)]
 
     def snapshot(self) -> npt.NDArray[np.int64]:
         """A private copy of every counter."""
         return np.array(self.array)
 
     def close(self) -> None:
-        """Unmap the counters."""
-        mm = getattr(self.array, "_mmap", None)
-        del self.array
-        if mm is not None:
-            with contextlib.suppress(BufferError):
-                mm.close()
+        """Drop this process's references to the mapping (it is unmapped once unused)."""
+        self._rows = []
+        self.array = np.zeros((0, _WIDTH), np.int64)
