@@ -331,7 +331,9 @@ def logs(
 
 @app.command()
 def client(
-    name: Annotated[str | None, typer.Argument(help="Run name or id (default: the only live run).")] = None,
+    name: Annotated[
+        str | None, typer.Argument(help="Run name or id (default: the only live run).")
+    ] = None,
 ) -> None:
     """Attach the terminal UI to a running pipeline; detaching leaves it running."""
     try:
