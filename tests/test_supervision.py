@@ -229,3 +229,29 @@ def test_memory_stays_flat_under_overload_with_every_policy() -> None:
     assert status["links"]["b.out->slow_b.inp"]["dropped"] > 1000
     assert status["links"]["c.out->slow_c.inp"]["dropped"] > 1000
     assert late - early < 16 * 2**20, f"grew by {(late - early) / 2**20:.1f} MiB"
+
+
+def test_a_short_stop_below_the_hang_timeout_is_not_a_failure() -> None:
+    spec = spec_of("""
+        settings: {hang_timeout: 2.0}
+        actors:
+          src: {class: "actors:Source", options: {count: 100000000, rate_hz: 200}}
+          dst: {class: "actors:Counter"}
+        connections:
+          src.out: [dst.inp]
+    """)
+    with Nexus(spec) as nexus:
+        nexus.start()
+        nexus.setup()
+        nexus.run()
+        nexus.wait_until(lambda st: st["actors"]["dst"]["msgs_in"] > 20, 10)
+        for actor in nexus.actors.values():
+            assert actor.proc is not None
+            os.killpg(actor.proc.pid, signal.SIGSTOP)
+        nexus.poll(0.4)
+        for actor in nexus.actors.values():
+            assert actor.proc is not None
+            os.killpg(actor.proc.pid, signal.SIGCONT)
+        before = nexus.status()["actors"]["dst"]["msgs_in"]
+        nexus.wait_until(lambda st: st["actors"]["dst"]["msgs_in"] > before + 50, 10)
+        assert nexus.failures == []

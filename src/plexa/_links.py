@@ -25,12 +25,15 @@ import numpy as np
 import numpy.typing as npt
 
 from plexa import _payload
-from plexa._counters import ActorField, Counters, LinkField, OutputField, bucket
+from plexa._counters import HIST_BASE, HIST_BUCKETS, ActorField, Counters, LinkField, OutputField
+
 from plexa._paths import RunPaths
 from plexa._spec import LinkSpec, PipelineSpec, Policy
 from plexa.errors import LinkBroken, PlexaError, Timeout, WouldBlock
 
 __all__ = ["Domain", "InputPort", "LinkStatistics", "OutputPort", "Wake"]
+
+HIST_LAST = HIST_BUCKETS - 1
 
 iox2.set_log_level_from_env_or(iox2.LogLevel.Error)
 
@@ -145,7 +148,10 @@ class Wake:
 
     def wait(self, timeout: float) -> bool:
         """Block until woken or ``timeout`` seconds pass (the GIL is released meanwhile)."""
-        woken = self.listener.timed_wait(iox2.Duration.from_secs_f64(max(timeout, 0.0)))
+        try:
+            woken = self.listener.timed_wait(iox2.Duration.from_secs_f64(max(timeout, 0.0)))
+        except iox2.ListenerWaitError:  # interrupted by a signal (SIGSTOP/SIGCONT, ...)
+            return False
         return bool(woken)
 
     def clear(self) -> None:
@@ -369,7 +375,7 @@ class _Sub:
             if self.metrics:
                 latency = time.monotonic_ns() - header.t_ns
                 row[LinkField.LATENCY_NS] = latency
-                row[bucket(latency)] += 1
+                row[HIST_BASE + min(HIST_LAST, max(latency, 0).__rshift__(10).bit_length())] += 1
         if self.notifier is not None and row[LinkField.WAITING]:
             row[LinkField.WAITING] = 0
             self.notifier.notify()
