@@ -26,7 +26,6 @@ import numpy.typing as npt
 
 from plexa import _payload
 from plexa._counters import HIST_BASE, HIST_BUCKETS, ActorField, Counters, LinkField, OutputField
-
 from plexa._paths import RunPaths
 from plexa._spec import LinkSpec, PipelineSpec, Policy
 from plexa.errors import LinkBroken, PlexaError, Timeout, WouldBlock
