@@ -81,8 +81,10 @@ class Ctl:
 
     def __init__(self, path: Path, *, create: bool = False) -> None:
         self.path = path
-        mode = "w+" if create else "r+"
-        self.array: npt.NDArray[np.int64] = np.memmap(path, np.int64, mode, shape=(_SLOTS,))
+        if create:
+            self.array: npt.NDArray[np.int64] = np.memmap(path, np.int64, "w+", shape=(_SLOTS,))
+        else:
+            self.array = np.memmap(path, np.int64, "r+", shape=(_SLOTS,))
 
     def __getitem__(self, slot: Slot) -> int:
         return int(self.array[slot])
@@ -203,7 +205,8 @@ def _event(iox2: Any, node: Any, name: str) -> Any:
 
 def _view(sample: Any, nbytes: int, dtype: np.dtype[Any], shape: tuple[int, ...]) -> Any:
     buf = (ctypes.c_uint8 * nbytes).from_address(sample.payload_ptr)
-    return np.frombuffer(buf, dtype, nbytes // dtype.itemsize).reshape(shape)
+    flat = np.frombuffer(buf, dtype, nbytes // dtype.itemsize)  # type: ignore[call-overload]
+    return flat.reshape(shape)
 
 
 def run_producer(cfg: RawConfig) -> None:
