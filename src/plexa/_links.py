@@ -14,6 +14,7 @@ as ``lost`` instead of hanging.
 from __future__ import annotations
 
 import ctypes
+import math
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -205,6 +206,7 @@ class OutputPort:
         ]
         self._notifiers = list({link.dst: wake.notifier(link.dst) for link in links}.values())
         self._idle_wait = idle_wait
+        self._layouts: dict[tuple[Any, Any], tuple[np.dtype[Any], int, bytes, int]] = {}
         self.sent = int(self._row[OutputField.SENT])
 
     def _room(self) -> bool:
@@ -282,9 +284,13 @@ class OutputPort:
         If the block raises, nothing is sent.
         """
         shape = (shape,) if isinstance(shape, int) else tuple(shape)
-        dt = np.dtype(dtype)
-        meta = _payload.array_meta(shape, dt)
-        nbytes = int(np.prod(shape)) * dt.itemsize
+        layout = self._layouts.get((shape, dtype))
+        if layout is None:  # computed once per (shape, dtype): this is the per-frame path
+            dt = np.dtype(dtype)
+            count = math.prod(shape)
+            layout = (dt, count, _payload.array_meta(shape, dt), count * dt.itemsize)
+            self._layouts[(shape, dtype)] = layout
+        dt, count, meta, nbytes = layout
         self._wait_room(None)
         size = len(meta) + nbytes + 64
         sample = self._loan(size)
@@ -292,7 +298,6 @@ class OutputPort:
         raw = (ctypes.c_uint8 * size).from_address(ptr)
         memoryview(raw).cast("B")[: len(meta)] = meta
         offset = _payload.data_offset(ptr, len(meta))
-        count = int(np.prod(shape))
         flat = np.frombuffer(raw, dt, count, offset)  # type: ignore[call-overload]
         array: npt.NDArray[Any] = flat.reshape(shape)
         try:
