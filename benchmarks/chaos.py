@@ -535,8 +535,25 @@ def machine() -> str:
     )
     return (
         f"nproc {os.cpu_count()}, Linux {platform.release()}, "
-        f"Python {platform.python_version()}, {versions}"
+        f"Python {platform.python_version()}, {versions}{revision()}"
     )
+
+
+def revision() -> str:
+    """`` (git abc1234)`` for the checked-out commit (``+`` if src/plexa has changes), or ""."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "src/plexa"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+    except OSError:
+        return ""
+    return f" (git {head}{'+' if dirty else ''})" if head else ""
 
 
 def command_line(p: Params) -> str:

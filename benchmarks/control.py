@@ -15,11 +15,12 @@
    lets them run in turn, 0.5 s at a time, until each has run 3 s (after 1 s of warm-up), so
    both see the same machine; which one starts first alternates between runs. A setting's
    throughput is the link's ``received`` count over its slices (``Nexus.status()``); 3 runs,
-   and the cost is ``1 - median(on) / median(off)``.
+   and the cost is ``1 - median(on) / median(off)``. Two more runs with metrics off in both
+   pipelines (an A/A check) show the method's own noise.
 
-``--quick`` does 300 requests and two runs of each setting with 1 s windows. The table is
-printed and written into ``BENCHMARKS.md`` between the ``<!-- control -->`` markers
-(``--no-write`` to skip; ``--quick`` writes only with ``--write``).
+``--quick`` does 300 requests and two runs of each setting with 1 s windows, and no A/A
+check. The table is printed and written into ``BENCHMARKS.md`` between the
+``<!-- control -->`` markers (``--no-write`` to skip; ``--quick`` writes only with ``--write``).
 """
 
 from __future__ import annotations
@@ -74,6 +75,8 @@ class Plan:
     window_s: float
     slice_s: float
     """Each setting's window is made of slices this long, alternating with the other's."""
+    aa_runs: int
+    """Runs with metrics off in both pipelines: the method's own noise."""
     status_calls: int
     quiet_s: float
     """Longest wait for a quiet machine before each measurement."""
@@ -89,6 +92,7 @@ FULL = Plan(
     warm_s=1.0,
     window_s=3.0,
     slice_s=0.5,
+    aa_runs=2,
     status_calls=1000,
     quiet_s=20.0,
     redos=10,
@@ -101,6 +105,7 @@ QUICK = Plan(
     warm_s=0.5,
     window_s=1.0,
     slice_s=0.5,
+    aa_runs=0,
     status_calls=300,
     quiet_s=2.0,
     redos=1,
@@ -361,7 +366,12 @@ def _slice(side: Side, seconds: float) -> None:
 
 
 def paired(
-    flow: Flow, plan: Plan, notes: Notes, status_ns: list[int] | None = None, on_first: bool = True
+    flow: Flow,
+    plan: Plan,
+    notes: Notes,
+    status_ns: list[int] | None = None,
+    on_first: bool = True,
+    same: bool = False,
 ) -> tuple[Sample, Sample, float]:
     """One run of each setting, in fresh processes, measured in alternating slices.
 
@@ -369,11 +379,12 @@ def paired(
     other stays paused, ``window_s / slice_s`` slices each, so that both see the same
     machine; ``on_first`` says which is started (and runs) first. Returns the samples with
     metrics on and off, and the CPU others took (% of a core). Fills ``status_ns`` (from the
-    metrics-on pipeline) if given.
+    metrics-on pipeline) if given. ``same`` turns metrics off in both (an A/A check: what
+    the method reports when there is no difference).
     """
     with contextlib.ExitStack() as stack:
         first = (True, False) if on_first else (False, True)
-        sides = {m: _started(stack, flow, m) for m in first}
+        sides = {m: _started(stack, flow, m and not same) for m in first}
         for side in sides.values():
             _slice(side, plan.warm_s)
             side.received = side.seconds = side.cpu_s = 0
@@ -383,8 +394,8 @@ def paired(
             for m in first if i % 2 == 0 else first[::-1]:
                 _slice(sides[m], plan.slice_s)
         others = watch.others()
-        for metrics, side in sides.items():
-            nx = side.nx
+        for side in sides.values():
+            nx, metrics = side.nx, side.metrics
             nx.resume()
             timed = nx.status()["links"][LINK]["latency_p50_us"] is not None
             if timed != metrics:
@@ -411,13 +422,18 @@ def paired(
 
 
 def measured(
-    flow: Flow, plan: Plan, notes: Notes, status_ns: list[int] | None, on_first: bool
+    flow: Flow,
+    plan: Plan,
+    notes: Notes,
+    status_ns: list[int] | None,
+    on_first: bool,
+    same: bool = False,
 ) -> tuple[Sample, Sample]:
     """One paired run on a quiet machine, run again (within the budget) if disturbed."""
     while True:
         if wait_quiet(plan.quiet_s) >= QUIET_PCT:
             notes.loud += 1
-        on, off, others = paired(flow, plan, notes, status_ns, on_first)
+        on, off, others = paired(flow, plan, notes, status_ns, on_first, same)
         if others <= DISTURBED_PCT or notes.redo_budget <= 0:
             notes.others_pct.append(others)
             return on, off
@@ -435,6 +451,8 @@ class Cost:
     rate_off: float
     cpu_on: float
     cpu_off: float
+    aa: list[float] = field(default_factory=list)
+    """A/A checks: ``1 - a / b`` of two pipelines that both have metrics off."""
 
 
 def metrics_cost(
@@ -454,12 +472,18 @@ def metrics_cost(
                 f" {flow.label}: on {on.rate:,.0f} msg/s, {on.cpu_us:.1f} µs CPU/msg; off "
                 f"{off.rate:,.0f} msg/s, {off.cpu_us:.1f} µs CPU/msg; others {on.others:.0f} %"
             )
+        aa = []
+        for rep in range(plan.aa_runs):
+            a, b = measured(flow, plan, notes, None, rep % 2 == 0, same=True)
+            aa.append(1.0 - a.rate / b.rate)
+            log(f" {flow.label}: A/A check (both off) {a.rate:,.0f} vs {b.rate:,.0f} msg/s")
         notes.runs[flow.label] = {k: [s.rate for s in v] for k, v in runs.items()}
         result[flow.label] = Cost(
             statistics.median(s.rate for s in runs[True]),
             statistics.median(s.rate for s in runs[False]),
             statistics.median(s.cpu_us for s in runs[True]),
             statistics.median(s.cpu_us for s in runs[False]),
+            aa,
         )
     return result, status_ns
 
@@ -504,6 +528,15 @@ def rows_of(rtt: dict[str, list[int]], costs: dict[str, Cost], status_ns: list[i
                 cost <= COST_TARGET,
             )
         )
+        if c.aa:
+            rows.append(
+                Row(
+                    f"A/A check (metrics off in both), {label}",
+                    " and ".join(f"{100 * v:+.1f} %" for v in c.aa),
+                    "—",
+                    None,
+                )
+            )
         extra = c.cpu_on / c.cpu_off - 1.0
         rows.append(
             Row(
@@ -533,8 +566,25 @@ def machine() -> str:
     )
     return (
         f"nproc {os.cpu_count()}, Linux {platform.release()}, "
-        f"Python {platform.python_version()}, {versions}"
+        f"Python {platform.python_version()}, {versions}{revision()}"
     )
+
+
+def revision() -> str:
+    """`` (git abc1234)`` for the checked-out commit (``+`` if src/plexa has changes), or ""."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "src/plexa"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+    except OSError:
+        return ""
+    return f" (git {head}{'+' if dirty else ''})" if head else ""
 
 
 def section(rows: list[Row], plan: Plan, notes: Notes, elapsed: float, quick: bool) -> str:
@@ -568,8 +618,9 @@ def section(rows: list[Row], plan: Plan, notes: Notes, elapsed: float, quick: bo
         "alternates between runs); a setting's throughput is its link's `received` count over "
         "its slices; cost = "
         "1 - median(on) / median(off); CPU per message is the user + system time of both "
-        "actor processes over the window divided by the messages received (less sensitive to "
-        f"other processes taking the CPU than throughput is). Runs (msg/s): {runs_text}. "
+        "actor processes over the window divided by the messages received. The A/A check runs "
+        "the same method with `metrics: false` in both pipelines: what it reports when there "
+        f"is no difference, i.e. its noise. Runs (msg/s): {runs_text}. "
         "The machine is shared: each measurement waited up to "
         f"{plan.quiet_s:g} s for other processes to use less than {QUIET_PCT:g} % of a core "
         f"({notes.loud} started anyway), a run during which they took more than "
