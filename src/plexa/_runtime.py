@@ -224,12 +224,8 @@ class ActorProcess:
         while True:
             cmd = self.next_command()
             self.pending = not self.commands.empty()
-            if self.service_request(cmd):
-                continue
-            try:
-                signal_ = Signal(cmd.signal)
-            except ValueError:
-                self.reply(cmd, False, f"unknown command {cmd.signal!r}")
+            signal_ = self.signal_of(cmd)
+            if signal_ is None:
                 continue
             if signal_ is Signal.QUIT:
                 self.reply(cmd)
@@ -326,12 +322,8 @@ class ActorProcess:
             except queue.Empty:
                 self.pending = False
                 return
-            if self.service_request(cmd):
-                continue
-            try:
-                signal_ = Signal(cmd.signal)
-            except ValueError:
-                self.reply(cmd, False, f"unknown command {cmd.signal!r}")
+            signal_ = self.signal_of(cmd)
+            if signal_ is None:
                 continue
             if signal_ in (Signal.STOP, Signal.QUIT, Signal.ABORT):
                 self.reply(cmd)
@@ -357,12 +349,8 @@ class ActorProcess:
         """Block until resume (returns) or stop/quit (unwinds)."""
         while True:
             cmd = self.next_command()
-            if self.service_request(cmd):
-                continue
-            try:
-                signal_ = Signal(cmd.signal)
-            except ValueError:
-                self.reply(cmd, False, f"unknown command {cmd.signal!r}")
+            signal_ = self.signal_of(cmd)
+            if signal_ is None:
                 continue
             if signal_ is Signal.RESUME:
                 self.reply(cmd)
@@ -537,6 +525,17 @@ class ActorProcess:
                 self.actor.run_step()
 
     # ----- teardown -------------------------------------------------------------------------
+    def signal_of(self, cmd: msgs.Command) -> Signal | None:
+        """The lifecycle signal ``cmd`` carries, or None once it has been answered here
+        (a ``set``/``invoke`` request, carried out now; or an unknown command, refused)."""
+        if self.service_request(cmd):
+            return None
+        try:
+            return Signal(cmd.signal)
+        except ValueError:
+            self.reply(cmd, False, f"unknown command {cmd.signal!r}")
+            return None
+
     def service_request(self, cmd: msgs.Command) -> bool:
         """Handle ``set`` and ``invoke`` (at a safe point); False for anything else."""
         if cmd.signal not in ("set", "invoke"):
