@@ -35,10 +35,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
-import importlib.metadata
 import json
 import os
-import platform
 import random
 import signal
 import statistics
@@ -54,10 +52,12 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))  # actor classes are "benchmarks.chaos_actors:..."; the
     # nexus forwards sys.path to the actor processes
 
+from benchmarks import _report  # noqa: E402
+
 import plexa  # noqa: E402
 from plexa import ActorState  # noqa: E402
 
-BENCHMARKS_MD = REPO / "BENCHMARKS.md"
+BENCHMARKS_MD = _report.BENCHMARKS_MD
 BEGIN, END = "<!-- chaos -->", "<!-- /chaos -->"
 SHM = Path("/dev/shm")
 ACTORS = ("src", "mid", "sink", "mid2", "sink2")
@@ -528,34 +528,6 @@ def render(r: Result) -> str:
     return "\n".join(lines)
 
 
-def machine() -> str:
-    """One line describing the machine and the versions measured."""
-    versions = ", ".join(
-        f"{pkg} {importlib.metadata.version(pkg)}" for pkg in ("iceoryx2", "numpy", "plexa")
-    )
-    return (
-        f"nproc {os.cpu_count()}, Linux {platform.release()}, "
-        f"Python {platform.python_version()}, {versions}{revision()}"
-    )
-
-
-def revision() -> str:
-    """`` (git abc1234)`` for the checked-out commit (``+`` if src/plexa has changes), or ""."""
-    try:
-        head = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--", "src/plexa"],
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-        ).stdout.strip()
-    except OSError:
-        return ""
-    return f" (git {head}{'+' if dirty else ''})" if head else ""
-
-
 def command_line(p: Params) -> str:
     """The options of this run."""
     words = [f"--seconds {p.seconds:g}", f"--rate {p.rate_hz:g}", f"--seed {p.seed}"]
@@ -575,7 +547,7 @@ def section(r: Result, bad: list[str]) -> str:
     injected = [f for f in r.faults if f.injected]
     verdict = "**passed**" if not bad else "**failed**"
     notes = [
-        f"Measured {date} on {machine()}.",
+        f"Measured {date} on {_report.machine()}.",
         "",
         f"`python benchmarks/chaos.py {command_line(p)}` "
         f"({r.elapsed:.0f} s, run `{r.run_id}`): {verdict}. "
@@ -617,17 +589,6 @@ def section(r: Result, bad: list[str]) -> str:
             "it, so an actor that was idle or waiting for room when it was paused fails.",
         ]
     return f"{BEGIN}\n## Chaos: faults under load\n\n" + "\n".join(notes) + f"\n{END}"
-
-
-def write_section(text: str) -> None:
-    """Replace (or append) the chaos section of BENCHMARKS.md, leaving the others alone."""
-    current = BENCHMARKS_MD.read_text() if BENCHMARKS_MD.exists() else "# plexa benchmarks\n"
-    start, stop = current.find(BEGIN), current.find(END)
-    if start >= 0 and stop > start:
-        updated = current[:start] + text + current[stop + len(END) :]
-    else:
-        updated = current.rstrip("\n") + "\n\n" + text + "\n"
-    BENCHMARKS_MD.write_text(updated)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -682,7 +643,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print("passed: nothing lost, every fault detected and recovered, nothing left behind")
     if not args.no_write:
-        write_section(section(r, bad))
+        _report.write_section(section(r, bad), BEGIN, END)
         print(f"wrote the chaos section of {BENCHMARKS_MD}")
     return 1 if lost else (2 if handling else 0)
 

@@ -29,10 +29,8 @@ import argparse
 import contextlib
 import dataclasses
 import datetime as dt
-import importlib.metadata
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -48,10 +46,11 @@ if str(REPO) not in sys.path:
     # forwards sys.path to the actor processes
 
 import psutil  # noqa: E402
+from benchmarks import _report  # noqa: E402
 
 import plexa  # noqa: E402
 
-BENCHMARKS_MD = REPO / "BENCHMARKS.md"
+BENCHMARKS_MD = _report.BENCHMARKS_MD
 BEGIN, END = "<!-- control -->", "<!-- /control -->"
 IMAGING = REPO / "examples" / "imaging.yaml"
 LINK = "producer.out->consumer.inp"
@@ -558,35 +557,6 @@ def render(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
-def machine() -> str:
-    """One line describing the machine and the versions measured."""
-    versions = ", ".join(
-        f"{pkg} {importlib.metadata.version(pkg)}"
-        for pkg in ("iceoryx2", "numpy", "pyzmq", "plexa")
-    )
-    return (
-        f"nproc {os.cpu_count()}, Linux {platform.release()}, "
-        f"Python {platform.python_version()}, {versions}{revision()}"
-    )
-
-
-def revision() -> str:
-    """`` (git abc1234)`` for the checked-out commit (``+`` if src/plexa has changes), or ""."""
-    try:
-        head = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--", "src/plexa"],
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-        ).stdout.strip()
-    except OSError:
-        return ""
-    return f" (git {head}{'+' if dirty else ''})" if head else ""
-
-
 def section(rows: list[Row], plan: Plan, notes: Notes, elapsed: float, quick: bool) -> str:
     """The BENCHMARKS.md section between the control markers."""
     date = dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
@@ -598,7 +568,7 @@ def section(rows: list[Row], plan: Plan, notes: Notes, elapsed: float, quick: bo
     worst = max(notes.others_pct, default=0.0)
     runs_text = "; ".join(spreads)
     text = [
-        f"Measured {date} on {machine()}.",
+        f"Measured {date} on {_report.machine(('iceoryx2', 'numpy', 'pyzmq', 'plexa'))}.",
         "",
         render(rows),
         "",
@@ -633,17 +603,6 @@ def section(rows: list[Row], plan: Plan, notes: Notes, elapsed: float, quick: bo
     return f"{BEGIN}\n{title}\n\n" + "\n".join(text) + f"\n{END}"
 
 
-def write_section(text: str) -> None:
-    """Replace (or append) the control section of BENCHMARKS.md, leaving the others alone."""
-    current = BENCHMARKS_MD.read_text() if BENCHMARKS_MD.exists() else "# plexa benchmarks\n"
-    start, stop = current.find(BEGIN), current.find(END)
-    if start >= 0 and stop > start:
-        updated = current[:start] + text + current[stop + len(END) :]
-    else:
-        updated = current.rstrip("\n") + "\n\n" + text + "\n"
-    BENCHMARKS_MD.write_text(updated)
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; 0 when every measurement ran (targets met or not)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -671,11 +630,11 @@ def main(argv: list[str] | None = None) -> int:
     elapsed = time.perf_counter() - started
     print()
     print(render(rows))
-    print(f"\n{machine()}; {elapsed:.0f} s")
+    print(f"\n{_report.machine(('iceoryx2', 'numpy', 'pyzmq', 'plexa'))}; {elapsed:.0f} s")
     for problem in notes.problems:
         print(f"WARNING: {problem}")
     if not args.no_write and (args.write or not args.quick):
-        write_section(section(rows, plan, notes, elapsed, args.quick))
+        _report.write_section(section(rows, plan, notes, elapsed, args.quick), BEGIN, END)
         print(f"wrote the control section of {BENCHMARKS_MD}")
     return 1 if notes.problems else 0
 

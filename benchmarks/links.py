@@ -21,10 +21,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
-import importlib.metadata
 import json
 import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -44,12 +42,13 @@ if str(REPO) not in sys.path:
 
 import numpy as np  # noqa: E402
 import psutil  # noqa: E402
+from benchmarks import _report  # noqa: E402
 from benchmarks._raw import Ctl, RawConfig, Slot  # noqa: E402
 
 T = TypeVar("T")
 SHM = Path("/dev/shm")
 RAW_SCRIPT = Path(__file__).resolve().with_name("_raw.py")
-BENCHMARKS_MD = REPO / "BENCHMARKS.md"
+BENCHMARKS_MD = _report.BENCHMARKS_MD
 BEGIN, END = "<!-- links -->", "<!-- /links -->"
 LINK = "producer.out->consumer.inp"
 
@@ -703,28 +702,11 @@ def render(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
-def machine() -> str:
-    """One line describing the machine and the versions measured."""
-    cpu = ""
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    versions = ", ".join(
-        f"{pkg} {importlib.metadata.version(pkg)}" for pkg in ("iceoryx2", "numpy", "plexa")
-    )
-    return (
-        f"nproc {os.cpu_count()}{f' ({cpu})' if cpu else ''}, Linux {platform.release()}, "
-        f"Python {platform.python_version()}, {versions}"
-    )
-
-
 def section(rows: list[Row], plan: Plan, idle_detail: str, ws: Workspace, elapsed: float) -> str:
     """The BENCHMARKS.md section between the links markers."""
     date = dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
     notes = [
-        f"Measured {date} on {machine()}.",
+        f"Measured {date} on {_report.machine()}.",
         "",
         render(rows),
         "",
@@ -767,17 +749,6 @@ def section(rows: list[Row], plan: Plan, idle_detail: str, ws: Workspace, elapse
     return f"{BEGIN}\n## Links: plexa vs raw iceoryx2\n\n{body}\n{END}"
 
 
-def write_section(text: str) -> None:
-    """Replace (or add) the links section of BENCHMARKS.md, leaving other sections alone."""
-    current = BENCHMARKS_MD.read_text() if BENCHMARKS_MD.exists() else "# plexa benchmarks\n"
-    start, stop = current.find(BEGIN), current.find(END)
-    if start >= 0 and stop > start:
-        updated = current[:start] + text + current[stop + len(END) :]
-    else:
-        updated = current.rstrip("\n") + "\n\n" + text + "\n"
-    BENCHMARKS_MD.write_text(updated)
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; returns 0 when every measurement ran (targets met or not)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -817,7 +788,7 @@ def main(argv: list[str] | None = None) -> int:
     elapsed = time.perf_counter() - started
     print()
     print(render(rows))
-    print(f"\n{machine()}; {elapsed:.0f} s")
+    print(f"\n{_report.machine()}; {elapsed:.0f} s")
     if ws.loaded:
         print(
             f"WARNING: {ws.loaded} measurements started on a busy machine "
@@ -832,7 +803,7 @@ def main(argv: list[str] | None = None) -> int:
     if remaining:
         print(f"WARNING: still in /dev/shm: {', '.join(str(p) for p in remaining)}")
     if (not args.quick or args.write) and not args.no_write:
-        write_section(section(rows, plan, idle_detail, ws, elapsed))
+        _report.write_section(section(rows, plan, idle_detail, ws, elapsed), BEGIN, END)
         print(f"wrote {BENCHMARKS_MD}")
     return 1 if any(r.plexa == "failed" or r.raw == "failed" for r in rows) else 0
 
