@@ -9,6 +9,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -41,6 +42,21 @@ def plexa_shm() -> set[str]:
             pass
         found.add(entry)
     return found
+
+
+def started(spec: Any, **kw: Any) -> Any:
+    """A nexus for ``spec``, started, set up and running (quit again if any of that fails)."""
+    from plexa import Nexus
+
+    nexus = Nexus(spec, **kw)
+    try:
+        nexus.start()
+        nexus.setup()
+        nexus.run()
+    except BaseException:
+        nexus.quit()
+        raise
+    return nexus
 
 
 def wait_for(cond: Callable[[], object], timeout: float = 5.0, what: str = "condition") -> None:

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import plexa
+from conftest import started
 from plexa.examples.imaging import RoiTraces
 from plexa.examples.minimal import Generator, Processor
 from plexa.testing import ActorHarness
@@ -14,10 +15,7 @@ from plexa.testing import ActorHarness
 def test_improvs_minimal_pipeline_runs_in_improvs_spelling() -> None:
     spec = plexa.load("examples/minimal.yaml")
     assert spec.links[0].name == "Generator.q_out->Processor.q_in"
-    with plexa.Nexus(spec) as nexus:
-        nexus.start()
-        nexus.setup()
-        nexus.run()
+    with started(spec) as nexus:
         nexus.wait_until(lambda st: st["actors"]["Processor"]["msgs_in"] >= 30, 20)
         nexus.stop()
         link = nexus.status()["links"]["Generator.q_out->Processor.q_in"]
@@ -70,10 +68,7 @@ def test_an_async_actor_sends_and_stops_when_its_run_returns() -> None:
         """,
         source="async.yaml",
     )
-    with plexa.Nexus(spec) as nexus:
-        nexus.start()
-        nexus.setup()
-        nexus.run()
+    with started(spec) as nexus:
         nexus.wait_until(lambda st: st["actors"]["sink"]["msgs_in"] >= 40, 20)
         nexus.wait_until(lambda st: st["actors"]["tick"]["state"] == "stopped", 5)
         nexus.stop()
@@ -91,10 +86,7 @@ def test_an_async_actor_pauses_at_its_checkpoint() -> None:
         """,
         source="async.yaml",
     )
-    with plexa.Nexus(spec) as nexus:
-        nexus.start()
-        nexus.setup()
-        nexus.run()
+    with started(spec) as nexus:
         nexus.wait_until(lambda st: st["actors"]["sink"]["msgs_in"] >= 5, 20)
         nexus.pause(["tick"])
         held = nexus.status()["actors"]["tick"]["msgs_out"]

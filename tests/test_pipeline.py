@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 import plexa
+from conftest import started
 from plexa import ActorState, InvalidTransition, Nexus
 
 
@@ -165,10 +166,7 @@ def test_pause_holds_messages_and_resume_continues() -> None:
         connections:
           src.out: [dst.inp]
     """)
-    with Nexus(spec) as nexus:
-        nexus.start()
-        nexus.setup()
-        nexus.run()
+    with started(spec) as nexus:
         nexus.wait_until(lambda st: st["actors"]["dst"]["msgs_in"] > 10, 10)
         nexus.pause()
         before = nexus.status()["actors"]["dst"]["msgs_in"]
@@ -213,10 +211,7 @@ def test_quit_walks_the_ladder_for_an_actor_stuck_in_user_code() -> None:
         actors:
           stuck: {class: "actors:Stubborn"}
     """)
-    with Nexus(spec) as nexus:
-        nexus.start()
-        nexus.setup()
-        nexus.run()
+    with started(spec) as nexus:
         report = nexus.quit()
     assert report.terminated == ("stuck",)
     assert not report.clean

@@ -10,11 +10,11 @@ import sys
 import textwrap
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 import plexa
+from conftest import started
 from plexa import ActorState, Nexus
 from plexa._store import Store
 
@@ -31,14 +31,6 @@ def spec_of(
     if settings:
         text = f"settings: {settings}\n" + text
     return plexa.loads(text, source="services.yaml")
-
-
-def started(spec: plexa.PipelineSpec, **kw: Any) -> Nexus:
-    nexus = Nexus(spec, **kw)
-    nexus.start()
-    nexus.setup()
-    nexus.run()
-    return nexus
 
 
 def progress_of(nexus: Nexus) -> float:

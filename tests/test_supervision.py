@@ -11,6 +11,7 @@ import psutil
 import pytest
 
 import plexa
+from conftest import started
 from plexa import ActorState, FailureKind, Nexus
 
 
@@ -79,10 +80,7 @@ def test_a_stopped_process_is_reported_hung_within_the_configured_time() -> None
         connections:
           src.out: [dst.inp]
     """)
-    with Nexus(spec) as nexus:
-        nexus.start()
-        nexus.setup()
-        nexus.run()
+    with started(spec) as nexus:
         dst = nexus.actors["dst"]
         assert dst.proc is not None
         os.kill(dst.proc.pid, signal.SIGSTOP)
@@ -102,10 +100,7 @@ def test_max_restarts_is_honoured_then_the_actor_fails_for_good() -> None:
           bad: {class: "actors:Fails", options: {phase: run}, restart: on-failure,
                 max_restarts: 2, backoff: 0.05}
     """)
-    with Nexus(spec) as nexus:
-        nexus.start()
-        nexus.setup()
-        nexus.run()
+    with started(spec) as nexus:
         bad = nexus.actors["bad"]
         drive_until(nexus, lambda: bad.state is ActorState.FAILED, 15, "bad to give up")
         assert bad.restarts == 2
@@ -122,10 +117,7 @@ def test_revive_brings_back_a_failed_actor_and_it_runs_again() -> None:
         connections:
           src.out: {to: [dst.inp], policy: block}
     """)
-    with Nexus(spec) as nexus:
-        nexus.start()
-        nexus.setup()
-        nexus.run()
+    with started(spec) as nexus:
         dst = nexus.actors["dst"]
         nexus.kill("dst")
         assert dst.state is ActorState.FAILED  # restart: never
@@ -148,10 +140,7 @@ def test_a_lossless_publisher_resumes_after_its_subscriber_is_sigkilled() -> Non
         connections:
           src.out: {to: [dst.inp], policy: block, capacity: 4}
     """)
-    with Nexus(spec) as nexus:
-        nexus.start()
-        nexus.setup()
-        nexus.run()
+    with started(spec) as nexus:
         nexus.wait_until(lambda st: st["links"]["src.out->dst.inp"]["received"] > 200, 10)
         dst = nexus.actors["dst"]
         assert dst.proc is not None
@@ -175,10 +164,7 @@ def test_kill_on_request_is_reported_and_the_policy_applies() -> None:
         actors:
           a: {class: "actors:Chatty", restart: always, backoff: 0.05}
     """)
-    with Nexus(spec) as nexus:
-        nexus.start()
-        nexus.setup()
-        nexus.run()
+    with started(spec) as nexus:
         nexus.kill("a")
         a = nexus.actors["a"]
         drive_until(nexus, lambda: a.state is ActorState.RUNNING, 5, "a to be restarted")
@@ -216,10 +202,7 @@ def test_memory_stays_flat_under_overload_with_every_policy() -> None:
           b.out: {to: [slow_b.inp], policy: drop_oldest, capacity: 16}
           c.out: {to: [slow_c.inp], policy: latest, capacity: 16}
     """)
-    with Nexus(spec) as nexus:
-        nexus.start()
-        nexus.setup()
-        nexus.run()
+    with started(spec) as nexus:
         nexus.poll(5.0)  # warm-up: every queue is full from here on
         early = _rss(nexus)
         nexus.poll(25.0)
@@ -240,10 +223,7 @@ def test_a_short_stop_below_the_hang_timeout_is_not_a_failure() -> None:
         connections:
           src.out: [dst.inp]
     """)
-    with Nexus(spec) as nexus:
-        nexus.start()
-        nexus.setup()
-        nexus.run()
+    with started(spec) as nexus:
         nexus.wait_until(lambda st: st["actors"]["dst"]["msgs_in"] > 20, 10)
         for actor in nexus.actors.values():
             assert actor.proc is not None
