@@ -17,7 +17,7 @@ import numpy.typing as npt
 
 from plexa._spec import PipelineSpec
 
-__all__ = ["ActorField", "Counters", "LinkField", "OutputField", "bucket", "percentile"]
+__all__ = ["ActorField", "Counters", "LinkField", "OutputField", "bucket", "percentile", "received"]
 
 
 class OutputField:
@@ -29,11 +29,13 @@ class OutputField:
 
 
 class LinkField:
-    """Per link; CONSUMED, RECEIVED, DROPPED, LOST written by the consumer."""
+    """Per link; CONSUMED, DROPPED, LOST written by the consumer."""
 
     CONSUMED = 0
     """Sequence number the consumer expects next (every message below it is accounted for)."""
     RECEIVED = 1
+    """Derived, never written: ``CONSUMED - DROPPED - LOST``, filled in by
+    :meth:`Counters.snapshot` (one counter write less per message)."""
     DROPPED = 2
     LOST = 3
     DETACHED = 4
@@ -48,21 +50,24 @@ class LinkField:
 
 
 class ActorField:
-    """Per actor; written by the actor process."""
+    """Per actor; written by the actor process. (Its messages in and out are the counts of
+    its links and output ports: see ``_status``.)"""
 
-    MSGS_IN = 0
-    MSGS_OUT = 1
-    LOOPS = 2
-    """Incremented at every safe point: a stuck actor stops counting."""
-    HANDLER_NS = 3
-    """Total time spent in handlers or steps."""
-    HANDLER_CALLS = 4
+    HANDLER_NS = 0
+    """Total time spent in the timed handler calls or steps (one in 8)."""
+    HANDLER_CALLS = 1
 
 
 HIST_BASE = 16
 """First column of each row's histogram (link latency, actor handler time)."""
 HIST_BUCKETS = 32
 _WIDTH = HIST_BASE + HIST_BUCKETS
+
+
+def received(row: Row) -> int:
+    """Messages a link's consumer has taken and not dropped (see ``LinkField.RECEIVED``)."""
+    consumed = int(row[LinkField.CONSUMED])
+    return consumed - int(row[LinkField.DROPPED]) - int(row[LinkField.LOST])
 
 
 def bucket(ns: int) -> int:
@@ -142,8 +147,17 @@ class Counters:
         return self._rows[self.actor_index(actor)]
 
     def snapshot(self) -> npt.NDArray[np.int64]:
-        """A private copy of every counter."""
-        return np.array(self.array)
+        """A private copy of every counter, ``RECEIVED`` of every link filled in.
+
+        The copy runs in address order, so ``CONSUMED`` is read before ``DROPPED`` and
+        ``LOST``, which consumers update before ``CONSUMED``: ``RECEIVED`` never overshoots.
+        """
+        snap = np.array(self.array)
+        links = snap[self._link_base : self._actor_base]
+        links[:, LinkField.RECEIVED] = (
+            links[:, LinkField.CONSUMED] - links[:, LinkField.DROPPED] - links[:, LinkField.LOST]
+        )
+        return snap
 
     def close(self) -> None:
         """Drop this process's references to the mapping (it is unmapped once unused)."""

@@ -16,8 +16,7 @@ from __future__ import annotations
 import ctypes
 import math
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,14 +25,16 @@ import numpy as np
 import numpy.typing as npt
 
 from plexa import _payload
-from plexa._counters import HIST_BASE, HIST_BUCKETS, ActorField, Counters, LinkField, OutputField
+from plexa._counters import Counters, LinkField, OutputField, bucket, received
 from plexa._paths import RunPaths
 from plexa._spec import LinkSpec, PipelineSpec, Policy
 from plexa.errors import LinkBroken, PlexaError, Timeout, WouldBlock
 
-__all__ = ["Domain", "InputPort", "LinkStatistics", "OutputPort", "Wake"]
+__all__ = ["EMPTY", "Domain", "InputPort", "LinkStatistics", "Loan", "OutputPort", "Wake"]
 
-HIST_LAST = HIST_BUCKETS - 1
+SAMPLE_MASK = 7
+"""Latency and handler time are measured on one message (or step) in 8: the percentiles
+stay representative and the per-message cost small. Counts are always exact."""
 
 iox2.set_log_level_from_env_or(iox2.LogLevel.Error)
 
@@ -43,14 +44,20 @@ _INITIAL_SLICE = 64 * 1024
 
 
 class Header(ctypes.Structure):
-    """The user header of every sample."""
+    """The user header of every sample (the service's declared type)."""
 
     _fields_ = (
         ("seq", ctypes.c_uint64),
         ("t_ns", ctypes.c_uint64),
-        ("kind", ctypes.c_uint32),
-        ("meta_len", ctypes.c_uint32),
+        ("layout", ctypes.c_uint64),
+        ("meta_len", ctypes.c_uint64),
     )
+
+
+Words = ctypes.c_uint64 * 4
+"""How the header is read and written: the same bytes as :class:`Header`, through the
+ctypes array code that the counters use too (fewer cold code paths after a wake-up)."""
+SEQ, T_NS, LAYOUT, META_LEN = range(4)
 
 
 @dataclass(frozen=True)
@@ -198,7 +205,6 @@ class OutputPort:
             .create()
         )
         self._row = counters.output_row(f"{actor}.{name}")
-        self._actor_row = counters.actor_row(actor)
         self._blocking = [
             (counters.link_row(link.name), link.capacity, wake.notifier(link.dst))
             for link in links
@@ -206,7 +212,9 @@ class OutputPort:
         ]
         self._notifiers = list({link.dst: wake.notifier(link.dst) for link in links}.values())
         self._idle_wait = idle_wait
-        self._layouts: dict[tuple[Any, Any], tuple[np.dtype[Any], int, bytes, int]] = {}
+        self._layouts: dict[
+            tuple[Any, Any], tuple[tuple[int, ...], np.dtype[Any], bytes, int, int]
+        ] = {}
         self.sent = int(self._row[OutputField.SENT])
 
     def _room(self) -> bool:
@@ -234,28 +242,34 @@ class OutputPort:
                 raise Timeout(f"output {self.actor}.{self.name}: no room within {timeout} s")
             self._idle_wait(left)
 
-    def _loan(self, size: int) -> Any:
+    def _loan(self, size: int, layout: int, meta_len: int) -> Any:
+        """A sample of ``size`` bytes whose header already says what it holds."""
         try:
-            return self._publisher.loan_slice_uninit(size)
+            sample = self._publisher.loan_slice_uninit(size)
         except Exception as exc:
             raise LinkBroken(
                 f"output {self.actor}.{self.name}: cannot loan {size} bytes: {exc}"
             ) from exc
+        header = Words.from_address(sample.user_header_ptr)
+        header[LAYOUT] = layout
+        header[META_LEN] = meta_len
+        return sample
 
-    def _send(self, sample: Any, kind: int, meta_len: int, nbytes: int) -> None:
-        header = Header.from_address(sample.user_header_ptr)
-        header.seq = self.sent
-        header.t_ns = time.monotonic_ns()
-        header.kind = kind
-        header.meta_len = meta_len
+    def _send(self, sample: Any, nbytes: int) -> None:
+        """Number the sample, send it, wake the consumers; the bookkeeping comes after the
+        wake-up so that it does not delay the message."""
+        sent = self.sent
+        header = Words.from_address(sample.user_header_ptr)
+        header[SEQ] = sent
+        if not sent & SAMPLE_MASK:  # consumers time one message in 8 (LinkField.LATENCY_NS)
+            header[T_NS] = time.monotonic_ns()
         sample.assume_init().send()
-        self.sent += 1
-        row = self._row
-        row[OutputField.SENT] = self.sent
-        row[OutputField.BYTES] += nbytes
-        self._actor_row[ActorField.MSGS_OUT] += 1
         for notifier in self._notifiers:
             notifier.notify()
+        self.sent = sent + 1
+        row = self._row
+        row[OutputField.SENT] = sent + 1
+        row[OutputField.BYTES] += nbytes
 
     def put(self, obj: object, timeout: float | None = None) -> None:
         """Send ``obj`` to every linked input, waiting for room on ``block`` links."""
@@ -270,53 +284,89 @@ class OutputPort:
 
     def _put(self, obj: object) -> None:
         enc = _payload.encode(obj)
-        sample = self._loan(enc.nbytes)
+        sample = self._loan(enc.nbytes, enc.layout, len(enc.meta))
         _payload.write(enc, sample.payload_ptr, enc.nbytes)
-        self._send(sample, enc.kind, len(enc.meta), enc.nbytes)
+        self._send(sample, enc.nbytes)
 
-    @contextmanager
-    def loan(
-        self, shape: tuple[int, ...] | int, dtype: npt.DTypeLike = np.uint8
-    ) -> Iterator[npt.NDArray[Any]]:
+    def loan(self, shape: tuple[int, ...] | int, dtype: npt.DTypeLike = np.uint8) -> Loan:
         """Write a frame straight into shared memory; it is sent when the block ends.
 
         ``with self.outputs.frames.loan((512, 512), np.uint16) as frame: frame[:] = ...``.
         If the block raises, nothing is sent.
         """
-        shape = (shape,) if isinstance(shape, int) else tuple(shape)
         layout = self._layouts.get((shape, dtype))
         if layout is None:  # computed once per (shape, dtype): this is the per-frame path
+            dims = (shape,) if isinstance(shape, int) else tuple(shape)
             dt = np.dtype(dtype)
-            count = math.prod(shape)
-            layout = (dt, count, _payload.array_meta(shape, dt), count * dt.itemsize)
+            nbytes = math.prod(dims) * dt.itemsize
+            meta = _payload.array_meta(dims, dt)
+            size = len(meta) + nbytes + _payload.ALIGN
+            layout = (dims, dt, meta, _payload.layout_key(meta), size)
             self._layouts[(shape, dtype)] = layout
-        dt, count, meta, nbytes = layout
-        self._wait_room(None)
-        size = len(meta) + nbytes + 64
-        sample = self._loan(size)
-        ptr = sample.payload_ptr
-        raw = (ctypes.c_uint8 * size).from_address(ptr)
-        memoryview(raw).cast("B")[: len(meta)] = meta
-        offset = _payload.data_offset(ptr, len(meta))
-        flat = np.frombuffer(raw, dt, count, offset)  # type: ignore[call-overload]
-        array: npt.NDArray[Any] = flat.reshape(shape)
-        try:
-            yield array
-        except BaseException:
-            sample.delete()
-            raise
-        self._send(sample, _payload.ARRAY, len(meta), size)
+        return Loan(self, *layout)
 
     def close(self) -> None:
         """Release the publisher."""
         self._publisher.delete()
 
 
+class Loan:
+    """A frame being written in place (``with port.loan(shape, dtype) as frame``)."""
+
+    __slots__ = ("_dtype", "_key", "_meta", "_port", "_sample", "_shape", "_size")
+
+    def __init__(
+        self,
+        port: OutputPort,
+        shape: tuple[int, ...],
+        dtype: np.dtype[Any],
+        meta: bytes,
+        key: int,
+        size: int,
+    ) -> None:
+        self._port = port
+        self._shape = shape
+        self._dtype = dtype
+        self._meta = meta
+        self._key = key
+        self._size = size
+        self._sample: Any = None
+
+    def __enter__(self) -> npt.NDArray[Any]:
+        port = self._port
+        port._wait_room(None)
+        size = self._size
+        meta = self._meta
+        sample = self._sample = port._loan(size, self._key, len(meta))
+        ptr = sample.payload_ptr
+        ctypes.memmove(ptr, meta, len(meta))
+        buf = (ctypes.c_uint8 * size).from_address(ptr)
+        offset = _payload.data_offset(ptr, len(meta))
+        return np.ndarray(self._shape, self._dtype, buf, offset)  # type: ignore[arg-type]
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        sample, self._sample = self._sample, None
+        if exc_type is None:
+            self._port._send(sample, self._size)
+        else:
+            sample.delete()
+
+
+EMPTY: Any = object()
+"""What :meth:`InputPort.take` returns when no message is queued (a message may be None)."""
+
+
 class _Sub:
-    """One link as its consumer holds it."""
+    """One link as its consumer holds it.
+
+    The consumer is the only writer of its link's counters while it lives, so it keeps the
+    next expected sequence number in ``expected`` and writes ``CONSUMED`` without reading it.
+    """
 
     __slots__ = (
-        "capacity",
+        "expected",
+        "has_samples",
+        "latest",
         "link",
         "metrics",
         "notifier",
@@ -331,58 +381,100 @@ class _Sub:
     ) -> None:
         self.link = link
         self.policy = link.policy
-        self.capacity = link.capacity
+        self.latest = link.policy is Policy.LATEST
         self.subscriber = service.subscriber_builder().buffer_size(link.capacity).create()
+        self.has_samples = self.subscriber.has_samples
         self.row = counters.link_row(link.name)
         self.out_row = counters.output_row(link.output)
+        self.expected = int(self.row[LinkField.CONSUMED])
         self.notifier = notifier
         self.metrics = True
 
     def receive(self) -> Any:
+        """The next sample, unaccounted, or None."""
         try:
             return self.subscriber.receive()
         except Exception as exc:
-            raise PlexaError(
-                f"link {self.link.name}: cannot take another message ({exc}); handlers may "
-                f"keep at most {MAX_BORROWED - 1} received arrays alive: call .copy() on "
-                "the ones you keep"
-            ) from exc
+            raise self._borrow_error(exc) from exc
+
+    def _borrow_error(self, exc: Exception) -> PlexaError:
+        return PlexaError(
+            f"link {self.link.name}: cannot take another message ({exc}); handlers may "
+            f"keep at most {MAX_BORROWED - 1} received arrays alive: call .copy() on "
+            "the ones you keep"
+        )
 
     def take(self) -> Any:
-        """The next message's sample, with its accounting done, or None."""
-        sample = self.receive()
-        if sample is None:
-            return None
-        if self.policy is Policy.LATEST:
-            while self.subscriber.has_samples():  # keep only the newest, holding one at a time
-                self._account(sample, dropped_after=True)
-                del sample
-                sample = self.receive()
-                if sample is None:
-                    return None
-        self._account(sample)
-        return sample
+        """The next message, accounted for and decoded, or :data:`EMPTY`.
 
-    def _account(self, sample: Any, dropped_after: bool = False) -> None:
+        This is the path between a consumer's wake-up and its handler, run on caches gone
+        cold while the consumer slept: one header read, one counter write (two on a
+        ``block`` link), the payload view.
+        """
+        try:
+            sample = self.subscriber.receive()
+        except Exception as exc:
+            raise self._borrow_error(exc) from exc
+        if sample is None:
+            return EMPTY
+        if self.latest and self.has_samples():
+            sample = self._newest(sample)
+            if sample is None:
+                return EMPTY
+        header = Words.from_address(sample.user_header_ptr)
+        seq = header[SEQ]
+        if seq != self.expected:
+            self._gap(seq)
+        self.expected = seq + 1
         row = self.row
-        header = Header.from_address(sample.user_header_ptr)
-        seq = header.seq
-        expected = int(row[LinkField.CONSUMED])
-        if seq > expected:
-            field = LinkField.LOST if self.policy is Policy.BLOCK else LinkField.DROPPED
-            row[field] += seq - expected
         row[LinkField.CONSUMED] = seq + 1
-        if dropped_after:
-            row[LinkField.DROPPED] += 1
-        else:
-            row[LinkField.RECEIVED] += 1
-            if self.metrics and not seq & 7:  # one message in 8: see _runtime.SAMPLE_MASK
-                latency = time.monotonic_ns() - header.t_ns
-                row[LinkField.LATENCY_NS] = latency
-                row[HIST_BASE + min(HIST_LAST, max(latency, 0).__rshift__(10).bit_length())] += 1
         if self.notifier is not None and row[LinkField.WAITING]:
             row[LinkField.WAITING] = 0
             self.notifier.notify()
+        if not seq & SAMPLE_MASK and self.metrics:
+            self._time(header[T_NS])
+        return _payload.decode(header[LAYOUT], header[META_LEN], sample)
+
+    def _newest(self, sample: Any) -> Any:
+        """``latest``: drop every queued message but the newest, which is returned (or None).
+        One sample is held at a time, so kept views do not run out the borrow limit."""
+        while self.has_samples():
+            self.drop(sample)
+            sample = None  # released before the next one is taken
+            sample = self.receive()
+            if sample is None:
+                return None
+        return sample
+
+    def drop(self, sample: Any) -> None:
+        """Account for ``sample`` as taken off the queue and dropped."""
+        seq = Words.from_address(sample.user_header_ptr)[SEQ]
+        if seq != self.expected:
+            self._gap(seq)
+        self.expected = seq + 1
+        row = self.row
+        row[LinkField.DROPPED] += 1
+        row[LinkField.CONSUMED] = seq + 1
+        if self.notifier is not None and row[LinkField.WAITING]:
+            row[LinkField.WAITING] = 0
+            self.notifier.notify()
+
+    def _gap(self, seq: int) -> None:
+        """Messages before ``seq`` never arrived: dropped on drop policies, lost on ``block``.
+
+        Counted before ``CONSUMED`` moves past them, so a reader that takes ``CONSUMED``
+        first never sees more received than there were (see :meth:`Counters.snapshot`).
+        """
+        missing = seq - self.expected
+        if missing > 0:
+            field = LinkField.LOST if self.policy is Policy.BLOCK else LinkField.DROPPED
+            self.row[field] += missing
+
+    def _time(self, t_ns: int) -> None:
+        latency = time.monotonic_ns() - t_ns
+        row = self.row
+        row[LinkField.LATENCY_NS] = latency
+        row[bucket(latency)] += 1
 
     def close(self) -> None:
         self.subscriber.delete()
@@ -391,28 +483,26 @@ class _Sub:
 class InputPort:
     """An input port fed by one or more links (fan-in); messages are taken round-robin."""
 
-    def __init__(
-        self, name: str, actor: str, subs: list[_Sub], counters: Counters, idle_wait: IdleWait
-    ) -> None:
+    def __init__(self, name: str, actor: str, subs: list[_Sub], idle_wait: IdleWait) -> None:
         self.name = name
         self.actor = actor
         self._subs = subs
         self._next = 0
-        self._actor_row = counters.actor_row(actor)
         self._idle_wait = idle_wait
+        if len(subs) == 1:
+            self.take = subs[0].take  # type: ignore[method-assign]
 
-    def take_sample(self) -> Any:
-        """The next sample from any link of this port, or None."""
+    def take(self) -> Any:
+        """The next message from any link of this port, or :data:`EMPTY`."""
         subs = self._subs
         n = len(subs)
         for i in range(n):
             sub = subs[(self._next + i) % n]
-            sample = sub.take()
-            if sample is not None:
+            obj = sub.take()
+            if obj is not EMPTY:
                 self._next = (self._next + i + 1) % n
-                self._actor_row[ActorField.MSGS_IN] += 1
-                return sample
-        return None
+                return obj
+        return EMPTY
 
     def discard(self) -> int:
         """Drop every queued message, counting each as dropped; returns how many."""
@@ -422,20 +512,20 @@ class InputPort:
                 sample = sub.receive()
                 if sample is None:
                     break
-                sub._account(sample, dropped_after=True)
+                sub.drop(sample)
                 count += 1
         return count
 
     def has_pending(self) -> bool:
         """True when a message waits on some link of this port."""
-        return any(sub.subscriber.has_samples() for sub in self._subs)
+        return any(sub.has_samples() for sub in self._subs)
 
     def get_nowait(self) -> Any:
         """The next message, or :class:`WouldBlock` if none is queued."""
-        sample = self.take_sample()
-        if sample is None:
+        obj = self.take()
+        if obj is EMPTY:
             raise WouldBlock(f"input {self.actor}.{self.name} is empty")
-        return decode_sample(sample)
+        return obj
 
     def get(self, timeout: float | None = None) -> Any:
         """The next message, waiting up to ``timeout`` seconds (None: forever).
@@ -445,9 +535,9 @@ class InputPort:
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            sample = self.take_sample()
-            if sample is not None:
-                return decode_sample(sample)
+            obj = self.take()
+            if obj is not EMPTY:
+                return obj
             left = 0.1 if deadline is None else deadline - time.monotonic()
             if left <= 0:
                 raise Timeout(f"input {self.actor}.{self.name}: nothing within {timeout} s")
@@ -458,7 +548,7 @@ class InputPort:
         return {
             sub.link.name: LinkStatistics(
                 sent=int(sub.out_row[OutputField.SENT]),
-                received=int(sub.row[LinkField.RECEIVED]),
+                received=received(sub.row),
                 dropped=int(sub.row[LinkField.DROPPED]),
                 lost=int(sub.row[LinkField.LOST]),
             )
@@ -469,18 +559,6 @@ class InputPort:
         """Release the subscribers."""
         for sub in self._subs:
             sub.close()
-
-
-def decode_sample(sample: Any) -> Any:
-    """The message in ``sample`` as a Python object (arrays as read-only shared views)."""
-    header = Header.from_address(sample.user_header_ptr)
-    return _payload.decode(
-        header.kind,
-        header.meta_len,
-        sample.payload_ptr,
-        sample.header.number_of_elements,
-        sample,
-    )
 
 
 def make_sub(

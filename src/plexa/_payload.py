@@ -1,11 +1,14 @@
 """How a Python object is laid out in a link's shared-memory sample, and read back in place.
 
-Two layouts, told apart by ``kind`` in the sample header:
+Two layouts, told apart by the ``layout`` key in the sample header:
 
-* ``ARRAY``: a numpy array with a plain dtype: a small descriptor, then the raw data at a
-  64-byte aligned offset. Read back as a read-only view, no copy.
-* ``PICKLE``: anything else, as pickle protocol 5 with its out-of-band buffers after the
-  pickle stream, each 64-byte aligned, so arrays nested in dicts or lists are not copied either.
+* an array (``layout`` != 0): a numpy array with a plain dtype: a small descriptor, then the
+  raw data at a 64-byte aligned offset. Read back as a read-only view, no copy. ``layout`` is
+  a 64-bit hash of the descriptor, so a consumer that has seen the layout before finds its
+  shape and dtype with one integer lookup instead of parsing the descriptor again.
+* a pickle (``layout`` == 0): anything else, as pickle protocol 5 with its out-of-band
+  buffers after the pickle stream, each 64-byte aligned, so arrays nested in dicts or lists
+  are not copied either.
 
 Views handed out keep the sample they point into alive (it is anchored on the ctypes buffer
 every view derives from), so a view can never show another message's data.
@@ -14,49 +17,65 @@ every view derives from), so a view can never show another message's data.
 from __future__ import annotations
 
 import ctypes
+import hashlib
 import pickle
 import struct
 from typing import Any
 
 import numpy as np
 
-__all__ = ["ARRAY", "PICKLE", "Encoded", "decode", "encode", "write"]
+from plexa.errors import PlexaError
 
-ARRAY = 1
-PICKLE = 2
-_ALIGN = 64
+__all__ = ["ALIGN", "PICKLE", "Encoded", "array_meta", "decode", "encode", "layout_key", "write"]
+
+PICKLE = 0
+"""The ``layout`` of a pickled payload."""
+ALIGN = 64
 _DESC = struct.Struct("<8sI")
-_LEN = struct.Struct("<Q")
-_dtype_cache: dict[bytes, tuple[np.dtype[Any], tuple[int, ...]]] = {}
 
 
 def _pad(ptr: int, offset: int) -> int:
     """Smallest offset >= ``offset`` at which ``ptr + offset`` is 64-byte aligned."""
-    return offset + (-(ptr + offset) % _ALIGN)
+    return offset + (-(ptr + offset) % ALIGN)
 
 
 class Encoded:
-    """An object ready to be written: its kind, descriptor bytes and raw buffers."""
+    """An object ready to be written: its layout key, descriptor bytes and raw buffers."""
 
-    __slots__ = ("buffers", "kind", "meta", "nbytes")
+    __slots__ = ("buffers", "layout", "meta", "nbytes")
 
-    def __init__(self, kind: int, meta: bytes, buffers: list[memoryview]) -> None:
-        self.kind = kind
+    def __init__(self, layout: int, meta: bytes, buffers: list[memoryview]) -> None:
+        self.layout = layout
         self.meta = meta
         self.buffers = buffers
-        self.nbytes = len(meta) + sum(b.nbytes + _ALIGN for b in buffers) + _ALIGN
+        self.nbytes = len(meta) + sum(b.nbytes + ALIGN for b in buffers) + ALIGN
 
 
 def array_meta(shape: tuple[int, ...], dtype: np.dtype[Any]) -> bytes:
-    """The descriptor of an ``ARRAY`` payload."""
+    """The descriptor of an array payload."""
     return _DESC.pack(dtype.str.encode(), len(shape)) + struct.pack(f"<{len(shape)}Q", *shape)
+
+
+def layout_key(meta: bytes) -> int:
+    """The nonzero 64-bit key of an array descriptor (the same in every process)."""
+    digest = hashlib.blake2b(meta, digest_size=8).digest()
+    return int.from_bytes(digest, "little") | 1
+
+
+_keys: dict[bytes, int] = {}
 
 
 def encode(obj: object) -> Encoded:
     """Lay ``obj`` out for a sample without copying array data."""
     if type(obj) is np.ndarray and obj.dtype.kind in "biufcmM" and obj.flags.c_contiguous:
         data = memoryview(obj).cast("B")  # type: ignore[arg-type]
-        return Encoded(ARRAY, array_meta(obj.shape, obj.dtype), [data])
+        meta = array_meta(obj.shape, obj.dtype)
+        key = _keys.get(meta)
+        if key is None:
+            if len(_keys) > 256:
+                _keys.clear()
+            key = _keys[meta] = layout_key(meta)
+        return Encoded(key, meta, [data])
     raw: list[pickle.PickleBuffer] = []
     stream = pickle.dumps(obj, protocol=5, buffer_callback=raw.append)
     views = [b.raw() for b in raw]
@@ -78,37 +97,58 @@ def write(enc: Encoded, ptr: int, size: int) -> None:
 
 
 def data_offset(ptr: int, meta_len: int) -> int:
-    """Where an ``ARRAY`` payload's data starts."""
+    """Where an array payload's data starts."""
     return _pad(ptr, meta_len)
 
 
-def decode(kind: int, meta_len: int, ptr: int, size: int, anchor: object) -> Any:
-    """Read the payload at ``ptr`` as an object; arrays are read-only views kept alive by
-    ``anchor`` (the received sample)."""
+_Layout = tuple[tuple[int, ...], np.dtype[Any], type[ctypes.Array[ctypes.c_uint8]]]
+_layouts: dict[int, _Layout] = {}
+
+
+def decode(layout: int, meta_len: int, sample: Any) -> Any:
+    """The message in a received ``sample``: arrays as read-only views into it, which keep
+    it alive; anything else unpickled (its out-of-band buffers are views too).
+
+    This runs once per message between a consumer's wake-up and its handler, on caches
+    that have gone cold while the consumer slept, so the array path is kept to a few steps.
+    """
+    ptr = sample.payload_ptr
+    if not layout:
+        return _unpickle(meta_len, ptr, sample)
+    found = _layouts.get(layout)
+    if found is None:
+        found = _learn(layout, meta_len, ptr)
+    shape, dtype, buf_type = found
+    buf = buf_type.from_address(ptr + meta_len + (-(ptr + meta_len) % ALIGN))
+    buf._plexa_sample = sample  # type: ignore[attr-defined]
+    return np.ndarray(shape, dtype, memoryview(buf).toreadonly())
+
+
+def _learn(layout: int, meta_len: int, ptr: int) -> _Layout:
+    """Parse an array descriptor not seen before and remember it under its key."""
+    meta = ctypes.string_at(ptr, meta_len)
+    if layout_key(meta) != layout:
+        raise PlexaError(f"corrupt array descriptor in a received message: {meta!r}")
+    code, ndim = _DESC.unpack_from(meta)
+    shape = tuple(struct.unpack_from(f"<{ndim}Q", meta, _DESC.size))
+    dtype = np.dtype(code.rstrip(b"\0").decode())
+    nbytes = dtype.itemsize
+    for dim in shape:
+        nbytes *= dim
+    if len(_layouts) > 256:
+        _layouts.clear()
+    found = _layouts[layout] = (shape, dtype, ctypes.c_uint8 * nbytes)
+    return found
+
+
+def _unpickle(meta_len: int, ptr: int, sample: Any) -> Any:
+    size = sample.header.number_of_elements
     buf = (ctypes.c_uint8 * size).from_address(ptr)
-    buf._plexa_sample = anchor  # type: ignore[attr-defined]
-    if kind == ARRAY:
-        meta = bytes(buf[:meta_len]) if meta_len <= 64 else bytes(memoryview(buf)[:meta_len])
-        cached = _dtype_cache.get(meta)
-        if cached is None:
-            code, ndim = _DESC.unpack_from(meta)
-            shape = struct.unpack_from(f"<{ndim}Q", meta, _DESC.size)
-            cached = (np.dtype(code.rstrip(b"\0").decode()), tuple(shape))
-            if len(_dtype_cache) > 256:
-                _dtype_cache.clear()
-            _dtype_cache[meta] = cached
-        dtype, shape = cached
-        count = 1
-        for dim in shape:
-            count *= dim
-        arr = np.frombuffer(buf, dtype, count, _pad(ptr, meta_len)).reshape(shape)  # type: ignore[call-overload]
-        arr.flags.writeable = False
-        return arr
+    buf._plexa_sample = sample
     mv = memoryview(buf).cast("B").toreadonly()
     (nbuf,) = struct.unpack_from("<I", mv, 0)
     lengths = struct.unpack_from(f"<{nbuf}Q", mv, 4)
-    stream_start = 4 + 8 * nbuf
-    stream = mv[stream_start:meta_len]
+    stream = mv[4 + 8 * nbuf : meta_len]
     views = []
     offset = meta_len
     for length in lengths:

@@ -28,8 +28,8 @@ import zmq
 
 from plexa import _messages as msgs
 from plexa._actor import Actor, AsyncActor, Ports
-from plexa._counters import HIST_BASE, HIST_BUCKETS, ActorField, Counters, bucket
-from plexa._links import Domain, InputPort, OutputPort, Wake, decode_sample, make_sub
+from plexa._counters import ActorField, Counters, bucket
+from plexa._links import EMPTY, SAMPLE_MASK, Domain, InputPort, OutputPort, Wake, make_sub
 from plexa._paths import RunPaths
 from plexa._services import ServiceHooks, apply_set, call_command
 from plexa._spec import PipelineSpec
@@ -38,13 +38,7 @@ from plexa.errors import Aborted, InvalidTransition
 
 __all__ = ["main"]
 
-HANDLER_NS = ActorField.HANDLER_NS
-HANDLER_CALLS = ActorField.HANDLER_CALLS
-HIST_LAST = HIST_BUCKETS - 1
-SAMPLE_MASK = 7
-"""Handler and step time are measured on one call in 8: the
-percentiles stay representative and the per-message cost stays small."""
-
+NEVER = float("inf")
 SPIN_S = 50e-6
 """How long an idle loop polls before it blocks (a blocking wake-up costs ~65 us here)."""
 
@@ -112,6 +106,8 @@ class ActorProcess:
         self.state = ActorState.CREATED
         self.commands: queue.SimpleQueue[msgs.Command] = queue.SimpleQueue()
         self.pending = False
+        self.loops = 0
+        """Safe points passed (sent with every heartbeat: a stuck actor stops counting)."""
         self.stopping = False
         """While draining and in ``stop()``, commands wait for the actor to be stopped."""
         self.unwind: Signal | None = None
@@ -163,7 +159,7 @@ class ActorProcess:
                 now = time.monotonic()
                 if now >= next_beat:
                     next_beat = now + interval
-                    dealer.send(msgs.encode(msgs.Heartbeat(int(self.row[ActorField.LOOPS]))))
+                    dealer.send(msgs.encode(msgs.Heartbeat(self.loops)))
                 if os.getppid() != parent:
                     if not orphaned_at:
                         orphaned_at = now
@@ -287,7 +283,7 @@ class ActorProcess:
         for port in self.aspec.inputs:
             links = [lk for lk in self.spec.links_to(self.name) if lk.dst_port == port]
             subs = [make_sub(lk, self.domain, self.spec, self.counters, self.wake) for lk in links]
-            self.inputs[port] = InputPort(port, self.name, subs, self.counters, self.idle_wait)
+            self.inputs[port] = InputPort(port, self.name, subs, self.idle_wait)
         actor.inputs = Ports(dict(self.inputs))
         actor.outputs = Ports(dict(self.outputs))
         self.hooks.actor = actor
@@ -299,12 +295,13 @@ class ActorProcess:
     # ----- safe points --------------------------------------------------------------------
     def safe_point(self) -> None:
         """Apply pending commands; pause blocks here; stop and quit unwind user code."""
-        self.row[ActorField.LOOPS] += 1
+        self.loops += 1
         if self.unwind is not None:  # user code swallowed the first one
             raise Aborted() if self.unwind is Signal.ABORT else _Unwind(self.unwind)
         if self.pending and not self.stopping:
             self.control()
-        if time.monotonic() >= self.hooks.next_due:
+        due = self.hooks.next_due
+        if due != NEVER and time.monotonic() >= due:  # no clock read for plain actors
             self.hooks.at_safe_point()
 
     def idle_wait(self, timeout: float) -> None:
@@ -364,7 +361,7 @@ class ActorProcess:
 
     async def async_safe_point(self) -> None:
         """The async actor's safe point: pause awaits resume without blocking the loop."""
-        self.row[ActorField.LOOPS] += 1
+        self.loops += 1
         while self.pending:
             # paused() blocks the thread, which is what pause means for the actor.
             await asyncio.sleep(0)
@@ -415,63 +412,58 @@ class ActorProcess:
         return 0 if how is Signal.QUIT else None
 
     def run_loop(self, actor: Actor) -> None:
-        handlers = [
+        """Call ``run_step`` and the handlers, a safe point between turns, until a signal
+        unwinds; idle when neither had anything to do."""
+        handled = [
             (self.inputs[port], getattr(actor, method))
             for port, method in type(actor).handlers().items()
             if port in self.inputs
         ]
+        handlers = [(port.take, handler) for port, handler in handled]
+        pending = [port.has_pending for port, _ in handled]
         stepper = actor.run_step if type(actor).has_run_step() else None
-        row = self.row
-        metrics = self.spec.settings.metrics
-
-        steps = 0
-
-        def timed(fn: Any, *args: Any) -> None:
-            nonlocal steps
-            steps += 1
-            if not metrics or steps & SAMPLE_MASK:
-                fn(*args)
-                return
-            t0 = time.perf_counter_ns()
-            fn(*args)
-            took = time.perf_counter_ns() - t0
-            row[ActorField.HANDLER_NS] += took
-            row[ActorField.HANDLER_CALLS] += 1
-            row[bucket(took)] += 1
-
-        clock = time.perf_counter_ns
-        tick = 0
+        timed = self.spec.settings.metrics
+        safe_point = self.safe_point
+        calls = 0
         while True:
-            self.safe_point()
-            busy = False
+            safe_point()
+            busy = stepper is not None
             if stepper is not None:
-                timed(stepper)
+                calls += 1
+                if timed and not calls & SAMPLE_MASK:
+                    self.timed(stepper)
+                else:
+                    stepper()
+            for take, handler in handlers:
+                obj = take()
+                if obj is EMPTY:
+                    continue
                 busy = True
-            for port, handler in handlers:
-                sample = port.take_sample()
-                if sample is not None:
-                    obj = decode_sample(sample)
-                    del sample
-                    tick += 1
-                    if metrics and not tick & SAMPLE_MASK:  # inline: the per-message path
-                        t0 = clock()
-                        handler(obj)
-                        took = clock() - t0
-                        row[HANDLER_NS] += took
-                        row[HANDLER_CALLS] += 1
-                        row[HIST_BASE + min(HIST_LAST, (took >> 10).bit_length())] += 1
-                    else:
-                        handler(obj)
-                    del obj
-                    busy = True
+                calls += 1
+                if timed and not calls & SAMPLE_MASK:
+                    self.timed(handler, obj)
+                else:
+                    handler(obj)
+                del obj  # the message's sample goes back to its link now
             if not busy:
-                self.idle(handlers)
+                self.idle(pending)
 
-    def idle(self, handlers: list[tuple[InputPort, Any]]) -> None:
+    def timed(self, fn: Any, *args: Any) -> None:
+        """Call ``fn`` and add its duration to the handler-time counters."""
+        clock = time.perf_counter_ns
+        t0 = clock()
+        fn(*args)
+        took = clock() - t0
+        row = self.row
+        row[ActorField.HANDLER_NS] += took
+        row[ActorField.HANDLER_CALLS] += 1
+        row[bucket(took)] += 1
+
+    def idle(self, pending: list[Any]) -> None:
         """Nothing to do: spin briefly (cheap wake-up), then block on the wake listener."""
         end = time.perf_counter() + SPIN_S
         while time.perf_counter() < end:
-            if self.pending or any(port.has_pending() for port, _ in handlers):
+            if self.pending or any(has() for has in pending):
                 return
         assert self.wake is not None
         self.wake.wait(0.5)
@@ -483,7 +475,7 @@ class ActorProcess:
             try:
                 while not task.done():
                     await asyncio.wait({task}, timeout=0.05)
-                    self.row[ActorField.LOOPS] += 1  # the loop turns: not hung
+                    self.loops += 1  # the loop turns: not hung
                     if self.pending and not task.done():
                         try:
                             self.control()
@@ -511,10 +503,8 @@ class ActorProcess:
         while progressed and time.monotonic() < deadline:
             progressed = False
             for port, handler in handlers:
-                sample = port.take_sample()
-                if sample is not None:
-                    obj = decode_sample(sample)
-                    del sample
+                obj = port.take()
+                if obj is not EMPTY:
                     handler(obj)
                     del obj
                     progressed = True

@@ -37,6 +37,16 @@ class StatusBuilder:
         self.counters = counters
         self._prev: tuple[float, npt.NDArray[np.int64]] | None = None
         self._window: tuple[float, npt.NDArray[np.int64]] | None = None
+        # An actor's messages in and out are its links' and output ports' counts: rows of
+        # the links into it and of its linked output ports.
+        self._ins = {
+            name: [counters.link_index(link.name) for link in spec.links_to(name)]
+            for name in spec.actors
+        }
+        self._outs = {
+            name: sorted({counters.output_index(link.output) for link in spec.links_from(name)})
+            for name in spec.actors
+        }
 
     def _advance(self, now: float, snap: npt.NDArray[np.int64]) -> None:
         if self._prev is None:
@@ -64,12 +74,13 @@ class StatusBuilder:
             hist = (delta[i] if delta is not None and delta[i][HIST_BASE:].sum() else row)[
                 HIST_BASE : HIST_BASE + HIST_BUCKETS
             ]
+            ins, outs = self._ins[name], self._outs[name]
             entry = {
                 **info,
-                "msgs_in": int(row[ActorField.MSGS_IN]),
-                "msgs_out": int(row[ActorField.MSGS_OUT]),
-                "rate_in": _rate(delta, dt, i, ActorField.MSGS_IN),
-                "rate_out": _rate(delta, dt, i, ActorField.MSGS_OUT),
+                "msgs_in": int(snap[ins, LinkField.RECEIVED].sum()),
+                "msgs_out": int(snap[outs, OutputField.SENT].sum()),
+                "rate_in": _rate(delta, dt, ins, LinkField.RECEIVED),
+                "rate_out": _rate(delta, dt, outs, OutputField.SENT),
                 "handler_mean_us": round(int(row[ActorField.HANDLER_NS]) / calls / 1e3, 1)
                 if calls
                 else None,
@@ -110,7 +121,7 @@ class StatusBuilder:
         return {"run": {**run, "uptime_s": round(uptime, 3)}, "actors": out_actors, "links": links}
 
 
-def _rate(delta: npt.NDArray[np.int64] | None, dt: float, row: int, col: int) -> float:
+def _rate(delta: npt.NDArray[np.int64] | None, dt: float, rows: int | list[int], col: int) -> float:
     if delta is None or dt <= 0:
         return 0.0
-    return round(float(delta[row][col]) / dt, 1)
+    return round(float(delta[rows, col].sum()) / dt, 1)
