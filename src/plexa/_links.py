@@ -43,6 +43,20 @@ MAX_BORROWED = 4
 _INITIAL_SLICE = 64 * 1024
 
 
+def slot_size(size: int) -> int:
+    """The sample size loaned for a message of ``size`` bytes.
+
+    A publisher's samples grow to the largest message sent (iceoryx2's best-fit allocation,
+    a new shared-memory segment each time). Sizes above the initial 64 KB are rounded up to
+    a sixteenth of their power of two, so a stream of growing messages reallocates a few
+    times per doubling, and a stream of equal frames wastes at most 1/16 of each.
+    """
+    if size <= _INITIAL_SLICE:
+        return size
+    step = 1 << (size.bit_length() - 4)
+    return -(-size // step) * step
+
+
 class Header(ctypes.Structure):
     """The user header of every sample (the service's declared type)."""
 
@@ -91,7 +105,11 @@ class Domain:
         )
 
     def output_service(self, spec: PipelineSpec, output: str) -> Any:
-        """Open (or create) the service behind output port ``SRC.port``, sized from the spec."""
+        """Open (or create) the service behind output port ``SRC.port``, sized from the spec.
+
+        Its shared memory holds, per subscriber, ``capacity`` queued plus ``MAX_BORROWED``
+        held samples, each as large as the largest message (see :func:`slot_size`).
+        """
         links = [link for link in spec.links if link.output == output]
         capacity = max((link.capacity for link in links), default=1)
         return (
@@ -102,7 +120,7 @@ class Domain:
             .history_size(0)
             .subscriber_max_buffer_size(capacity)
             .subscriber_max_borrowed_samples(MAX_BORROWED)
-            .max_subscribers(2 * len(links) + 1)
+            .max_subscribers(len(links) + 1)  # one spare: a restarted consumer's new port
             .max_publishers(2)
             .max_nodes(2 * len(links) + 4)
             .open_or_create()
@@ -200,7 +218,7 @@ class OutputPort:
         self._publisher = (
             service.publisher_builder()
             .initial_max_slice_len(_INITIAL_SLICE)
-            .allocation_strategy(iox2.AllocationStrategy.PowerOfTwo)
+            .allocation_strategy(iox2.AllocationStrategy.BestFit)
             .max_loaned_samples(2)
             .create()
         )
@@ -243,9 +261,9 @@ class OutputPort:
             self._idle_wait(left)
 
     def _loan(self, size: int, layout: int, meta_len: int) -> Any:
-        """A sample of ``size`` bytes whose header already says what it holds."""
+        """A sample of at least ``size`` bytes whose header already says what it holds."""
         try:
-            sample = self._publisher.loan_slice_uninit(size)
+            sample = self._publisher.loan_slice_uninit(slot_size(size))
         except Exception as exc:
             raise LinkBroken(
                 f"output {self.actor}.{self.name}: cannot loan {size} bytes: {exc}"
