@@ -110,7 +110,7 @@ class RawConfig:
     capacity: int
     """Subscriber queue size (the link capacity)."""
     work: str = "ends"
-    """Consumer work per message: ``ends``, ``sum`` or ``latency``."""
+    """Consumer work per message: ``ends``, ``sum``, ``mean`` or ``latency``."""
     rate_hz: float = 0.0
     """Producer send rate; 0 means as fast as the consumer takes them."""
     lossless: str = "retry"
@@ -153,6 +153,8 @@ def consume(arr: npt.NDArray[Any], work: str) -> Any:
     """The consumer's work on one message (the same function in raw and plexa consumers)."""
     if work == "sum":
         return arr.sum()
+    if work == "mean":
+        return arr.mean()
     flat = arr.reshape(-1)
     return int(flat[0]) + int(flat[-1])
 

@@ -3,8 +3,9 @@
 ``python benchmarks/links.py [--quick]`` measures, in one run:
 
 1. throughput (messages/s, GB/s) of 100-byte messages, 512 KB and 8 MB frames, lossless,
-   with a consumer that reads each frame's two ends or sums it, and a producer that fills a
-   loaned buffer (plexa ``loan``, raw ``loan_slice_uninit``) or, in plexa, ``put``\\ s an array;
+   with a consumer that reads each frame's two ends, sums it, or takes its mean (the
+   reference imaging pipeline), and a producer that fills a loaned buffer (plexa ``loan``,
+   raw ``loan_slice_uninit``) or, in plexa, ``put``\\ s an array;
 2. one-way latency p50/p99 at a fixed rate (producer stamps ``time.monotonic_ns()``);
 3. the CPU an idle 3-actor plexa pipeline burns (all actor processes plus the nexus).
 
@@ -76,7 +77,7 @@ class Plan:
 
 
 FULL = Plan(
-    reps=3, warm=0.5, window=1.5, latency_s=2.5, rate_hz=200.0, idle_s=5.0, quiet_s=4.0, redo_s=20.0
+    reps=5, warm=0.5, window=1.5, latency_s=2.5, rate_hz=200.0, idle_s=5.0, quiet_s=4.0, redo_s=20.0
 )
 QUICK = Plan(
     reps=1, warm=0.3, window=0.5, latency_s=1.0, rate_hz=200.0, idle_s=1.5, quiet_s=0.3, redo_s=0.0
@@ -112,6 +113,7 @@ FLOWS = (
         "512 KB, read ends", *FRAME_512K, capacity=4, work="ends", modes=("loan", "put"), target=0.8
     ),
     Flow("512 KB, sum", *FRAME_512K, capacity=4, work="sum", modes=("loan", "put"), target=0.8),
+    Flow("512 KB, mean", *FRAME_512K, capacity=4, work="mean", modes=("loan", "put"), target=0.8),
     Flow("8 MB, read ends", *FRAME_8M, capacity=4, work="ends", modes=("loan", "put"), target=0.8),
     Flow("8 MB, sum", *FRAME_8M, capacity=4, work="sum", modes=("loan", "put"), target=0.8),
 )
