@@ -12,7 +12,8 @@ import plexa
 
 
 class Source(plexa.Actor):
-    """Sends ``count`` messages (ints, or arrays of ``size`` bytes carrying their number)."""
+    """Sends ``count`` messages (dicts, or arrays of ``size`` bytes carrying their number:
+    1-D when put, 2-D when loaned)."""
 
     outputs = plexa.ports("out")
 
@@ -32,7 +33,7 @@ class Source(plexa.Actor):
         if self.period:
             time.sleep(self.period)
         if self.size and self.loan:
-            with self.outputs.out.loan((self.size // 8,), np.int64) as buf:
+            with self.outputs.out.loan([self.size // 64, 8], np.int64) as buf:  # a list works
                 buf[:] = self.sent
         elif self.size:
             self.outputs.out.put(np.full(self.size // 8, self.sent, dtype=np.int64))
@@ -52,7 +53,7 @@ class Sink(plexa.Actor):
     @plexa.on("inp")
     def got(self, msg: Any) -> None:
         if isinstance(msg, np.ndarray):
-            self.seen.append(int(msg[0]))
+            self.seen.append(int(msg.flat[0]))
             if len(self.views) < 3:
                 self.views.append(_describe(msg))
         else:

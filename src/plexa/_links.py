@@ -306,15 +306,19 @@ class OutputPort:
         _payload.write(enc, sample.payload_ptr, enc.nbytes)
         self._send(sample, enc.nbytes)
 
-    def loan(self, shape: tuple[int, ...] | int, dtype: npt.DTypeLike = np.uint8) -> Loan:
+    def loan(
+        self, shape: tuple[int, ...] | list[int] | int, dtype: npt.DTypeLike = np.uint8
+    ) -> Loan:
         """Write a frame straight into shared memory; it is sent when the block ends.
 
         ``with self.outputs.frames.loan((512, 512), np.uint16) as frame: frame[:] = ...``.
         If the block raises, nothing is sent.
         """
+        if not isinstance(shape, tuple | int):
+            shape = tuple(shape)  # a list, say: the cache needs a hashable key
         layout = self._layouts.get((shape, dtype))
         if layout is None:  # computed once per (shape, dtype): this is the per-frame path
-            dims = (shape,) if isinstance(shape, int) else tuple(shape)
+            dims = (shape,) if isinstance(shape, int) else shape
             dt = np.dtype(dtype)
             nbytes = math.prod(dims) * dt.itemsize
             meta = _payload.array_meta(dims, dt)

@@ -422,7 +422,7 @@ class ActorProcess:
         handlers = [(port.take, handler) for port, handler in handled]
         pending = [port.has_pending for port, _ in handled]
         stepper = actor.run_step if type(actor).has_run_step() else None
-        timed = self.spec.settings.metrics
+        metrics = self.spec.settings.metrics
         safe_point = self.safe_point
         calls = 0
         while True:
@@ -430,7 +430,7 @@ class ActorProcess:
             busy = stepper is not None
             if stepper is not None:
                 calls += 1
-                if timed and not calls & SAMPLE_MASK:
+                if metrics and not calls & SAMPLE_MASK:
                     self.timed(stepper)
                 else:
                     stepper()
@@ -440,7 +440,7 @@ class ActorProcess:
                     continue
                 busy = True
                 calls += 1
-                if timed and not calls & SAMPLE_MASK:
+                if metrics and not calls & SAMPLE_MASK:
                     self.timed(handler, obj)
                 else:
                     handler(obj)
