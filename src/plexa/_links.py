@@ -236,16 +236,23 @@ class OutputPort:
         self.sent = int(self._row[OutputField.SENT])
 
     def _room(self) -> bool:
+        """True if every ``block`` link has room for one more message.
+
+        If one has not, ask its consumer for a wake-up once it has taken half the queue
+        (``WAITING`` holds the ``CONSUMED`` count to wake at), not at the first free slot:
+        the producer then sends a burst per wake-up, and a consumer that is the bottleneck
+        makes one notify syscall per half queue instead of one per message.
+        """
         sent = self.sent
         for row, capacity, _ in self._blocking:
             if row[LinkField.DETACHED]:
                 continue
             if row[LinkField.HOLD]:
-                row[LinkField.WAITING] = 1
+                row[LinkField.WAITING] = 1  # any message taken by the new consumer
                 return False
             if sent - int(row[LinkField.CONSUMED]) >= capacity:
-                row[LinkField.WAITING] = 1
-                if sent - int(row[LinkField.CONSUMED]) >= capacity:
+                row[LinkField.WAITING] = sent - capacity + max(1, capacity // 2)
+                if sent - int(row[LinkField.CONSUMED]) >= capacity:  # not taken meanwhile
                     return False
                 row[LinkField.WAITING] = 0
         return True
@@ -274,19 +281,18 @@ class OutputPort:
         return sample
 
     def _send(self, sample: Any, nbytes: int) -> None:
-        """Number the sample, send it, wake the consumers; the bookkeeping comes after the
-        wake-up so that it does not delay the message."""
+        """Number the sample, count it as sent (before a consumer can take it, so no reader
+        sees more taken than sent), send it, wake the consumers, then the rest."""
         sent = self.sent
         header = Words.from_address(sample.user_header_ptr)
         header[SEQ] = sent
         if not sent & SAMPLE_MASK:  # consumers time one message in 8 (LinkField.LATENCY_NS)
             header[T_NS] = time.monotonic_ns()
+        row = self._row
+        row[OutputField.SENT] = self.sent = sent + 1
         sample.assume_init().send()
         for notifier in self._notifiers:
             notifier.notify()
-        self.sent = sent + 1
-        row = self._row
-        row[OutputField.SENT] = sent + 1
         row[OutputField.BYTES] += nbytes
 
     def put(self, obj: object, timeout: float | None = None) -> None:
@@ -450,9 +456,11 @@ class _Sub:
         self.expected = seq + 1
         row = self.row
         row[LinkField.CONSUMED] = seq + 1
-        if self.notifier is not None and row[LinkField.WAITING]:
-            row[LinkField.WAITING] = 0
-            self.notifier.notify()
+        if self.notifier is not None:
+            wake_at = row[LinkField.WAITING]
+            if wake_at and seq + 1 >= wake_at:  # the producer waits for this many taken
+                row[LinkField.WAITING] = 0
+                self.notifier.notify()
         if not seq & SAMPLE_MASK and self.metrics:
             self._time(header[T_NS])
         return _payload.decode(header[LAYOUT], header[META_LEN], sample)
@@ -477,9 +485,11 @@ class _Sub:
         row = self.row
         row[LinkField.DROPPED] += 1
         row[LinkField.CONSUMED] = seq + 1
-        if self.notifier is not None and row[LinkField.WAITING]:
-            row[LinkField.WAITING] = 0
-            self.notifier.notify()
+        if self.notifier is not None:
+            wake_at = row[LinkField.WAITING]
+            if wake_at and seq + 1 >= wake_at:  # the producer waits for this many taken
+                row[LinkField.WAITING] = 0
+                self.notifier.notify()
 
     def _gap(self, seq: int) -> None:
         """Messages before ``seq`` never arrived: dropped on drop policies, lost on ``block``.
