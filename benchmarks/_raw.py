@@ -71,6 +71,8 @@ class Slot(enum.IntEnum):
     """Messages missing from the sequence the consumer saw (consumer)."""
     FIRST_GAP = 10
     """Sequence number at which the first gap started, or -1 (consumer)."""
+    PAUSE = 11
+    """Set by the benchmark: the producer sends nothing while it is set."""
 
 
 _SLOTS = 16
@@ -118,7 +120,8 @@ class RawConfig:
     spin_s: float = 50e-6
     """Consumer spin before blocking, like plexa's runtime."""
     out: str = ""
-    """Where the consumer saves its latency samples (``.npy``), in ``latency`` work."""
+    """Where the consumer saves its latency samples (``.npy``: rows of send time and
+    latency, ns), in ``latency`` work."""
     max_samples: int = 100_000
     """Latency samples kept."""
 
@@ -240,6 +243,10 @@ def run_producer(cfg: RawConfig) -> None:
     sent = 0
     due = time.monotonic()
     while not ctl[Slot.STOP_PRODUCER]:
+        if ctl[Slot.PAUSE]:
+            time.sleep(0.001)
+            due = time.monotonic()  # no burst to catch up after a pause
+            continue
         if period:
             delay = due - time.monotonic()
             if delay > 0:
@@ -280,7 +287,7 @@ def run_consumer(cfg: RawConfig) -> None:
     dtype = np.dtype(cfg.dtype)
     nbytes, shape, work, spin = cfg.nbytes, cfg.shape, cfg.work, cfg.spin_s
     latency = work == "latency"
-    samples = np.zeros(cfg.max_samples if latency else 1, np.int64)
+    samples = np.zeros((cfg.max_samples if latency else 1, 2), np.int64)
     block = iox2.Duration.from_secs_f64(0.1)
     received = expected = 0
     ctl[Slot.FIRST_GAP] = -1
@@ -305,7 +312,9 @@ def run_consumer(cfg: RawConfig) -> None:
         view = _view(sample, nbytes, dtype, shape)
         if latency:
             if received < len(samples):
-                samples[received] = time.monotonic_ns() - read_stamp(view)
+                now = time.monotonic_ns()
+                sent_at = read_stamp(view)
+                samples[received] = sent_at, now - sent_at
         else:
             seq = read_stamp(view)
             if seq != expected:

@@ -67,22 +67,24 @@ class Producer(plexa.Actor):
 class Consumer(plexa.Actor):
     """Handles each frame on ``inp``: reads its ends, sums it, or records its latency.
 
-    With ``work="latency"`` the one-way latencies (ns) are saved to ``out`` (``.npy``) when
-    the actor stops, for the benchmark to read.
+    With ``work="latency"`` the send times and one-way latencies (ns, one row per message)
+    are saved to ``out`` (``.npy``) when the actor stops, for the benchmark to read.
     """
 
     def setup(self, work: str = "ends", out: str = "", max_samples: int = 100_000) -> None:
         self.work = work
         self.out = out
         self.latency = work == "latency"
-        self.samples = np.zeros(max_samples if self.latency else 1, np.int64)
+        self.samples = np.zeros((max_samples if self.latency else 1, 2), np.int64)
         self.count = 0
 
     @plexa.on("inp")
     def got(self, frame: npt.NDArray[Any]) -> None:
         if self.latency:
             if self.count < len(self.samples):
-                self.samples[self.count] = time.monotonic_ns() - read_stamp(frame)
+                now = time.monotonic_ns()
+                sent_at = read_stamp(frame)
+                self.samples[self.count] = sent_at, now - sent_at
         else:
             consume(frame, self.work)
         self.count += 1

@@ -9,10 +9,12 @@
 2. one-way latency p50/p99 at a fixed rate (producer stamps ``time.monotonic_ns()``);
 3. the CPU an idle 3-actor plexa pipeline burns (all actor processes plus the nexus).
 
-Both sides are measured the same way: the consumer's ``received`` count is read twice, a
-timed window apart, after a warm-up (plexa: its link counters through ``Nexus.status()``;
-raw: a shared slot the raw consumer writes). Raw and plexa runs alternate, each repetition
-in fresh processes, and the table shows medians. The full run writes its table into
+Both sides are measured the same way, in turns (:func:`interleave`): raw and plexa run in
+the same repetition, each alone for a short turn while the others are paused, so that both
+see the same machine; the consumer's ``received`` count is read at the start and end of
+each counted turn (plexa: its link counters through ``Nexus.status()``; raw: a shared slot
+the raw consumer writes). Each repetition runs in fresh processes, and the table shows
+medians. The full run writes its table into
 ``BENCHMARKS.md`` between the ``<!-- links -->`` markers; ``--quick`` is a smoke test that
 writes nothing unless ``--write`` is given.
 """
@@ -60,12 +62,14 @@ class Plan:
 
     reps: int
     """Repetitions of every case, each in fresh processes (the table shows medians)."""
-    warm: float
-    """Seconds of traffic before a throughput window opens (or latency samples count)."""
-    window: float
-    """Seconds of a throughput window."""
-    latency_s: float
-    """Seconds of traffic per latency run, warm-up included."""
+    rounds: int
+    """Turns each side of a repetition gets; the first is warm-up and not counted."""
+    slice_s: float
+    """Seconds of one throughput turn."""
+    latency_slice_s: float
+    """Seconds of one latency turn."""
+    settle_s: float
+    """Seconds at the start of every turn that are not counted (the resume settles)."""
     rate_hz: float
     """Send rate of the latency runs."""
     idle_s: float
@@ -77,10 +81,26 @@ class Plan:
 
 
 FULL = Plan(
-    reps=5, warm=0.5, window=1.5, latency_s=2.5, rate_hz=200.0, idle_s=5.0, quiet_s=4.0, redo_s=20.0
+    reps=5,
+    rounds=4,
+    slice_s=0.5,
+    latency_slice_s=1.0,
+    settle_s=0.1,
+    rate_hz=200.0,
+    idle_s=5.0,
+    quiet_s=4.0,
+    redo_s=30.0,
 )
 QUICK = Plan(
-    reps=1, warm=0.3, window=0.5, latency_s=1.0, rate_hz=200.0, idle_s=1.5, quiet_s=0.3, redo_s=0.0
+    reps=1,
+    rounds=2,
+    slice_s=0.3,
+    latency_slice_s=0.5,
+    settle_s=0.1,
+    rate_hz=200.0,
+    idle_s=1.5,
+    quiet_s=0.3,
+    redo_s=0.0,
 )
 
 
@@ -127,28 +147,17 @@ IDLE_TARGET_PCT = 2.0
 
 
 @dataclass
-class Throughput:
-    """One throughput measurement."""
+class Rep:
+    """One repetition of a case: every side measured in turns, in the same processes."""
 
-    msgs: float
-    """Messages per second."""
-    gbps: float
-    """Array data per second, in GB (1e9 bytes)."""
-    lost: int
-    """Messages sent but never handled (must be 0: every link here is lossless)."""
+    values: dict[str, float]
+    """Per side: messages/s (throughput) or p50 latency in µs."""
+    p99: dict[str, float] = field(default_factory=dict)
+    """Per side, latency only: p99 in µs."""
+    lost: dict[str, int] = field(default_factory=dict)
+    """Per side: messages sent but never handled (must be 0: every link here is lossless)."""
     others: float = 0.0
-    """CPU other processes used during the window, in % of one core (see :class:`CpuWatch`)."""
-
-
-@dataclass
-class Latency:
-    """One latency run's percentiles, in microseconds."""
-
-    p50: float
-    p99: float
-    n: int
-    others: float = 0.0
-    """CPU other processes used during the run, in % of one core."""
+    """CPU other processes used during the repetition, in % of one core."""
 
 
 @dataclass
@@ -273,30 +282,6 @@ def _end(proc: subprocess.Popen[bytes], timeout: float) -> None:
         raise RuntimeError(f"raw process {proc.pid} did not end within {timeout} s") from None
 
 
-def run_raw(ws: Workspace, cfg: RawConfig, measure: Callable[[Ctl, list[int]], T]) -> tuple[T, Ctl]:
-    """Start a raw consumer then producer, run ``measure(ctl, pids)`` while they stream,
-    stop both."""
-    ctl = Ctl(Path(cfg.ctl), create=True)
-    procs: list[subprocess.Popen[bytes]] = []
-    try:
-        procs.append(subprocess.Popen([sys.executable, str(RAW_SCRIPT), "consumer", cfg.to_json()]))
-        _wait_for(lambda: bool(ctl[Slot.CONSUMER_READY]), procs, "consumer")
-        procs.append(subprocess.Popen([sys.executable, str(RAW_SCRIPT), "producer", cfg.to_json()]))
-        _wait_for(lambda: bool(ctl[Slot.PRODUCER_READY]), procs, "producer")
-        ctl[Slot.GO] = 1
-        result = measure(ctl, [proc.pid for proc in procs])
-        ctl[Slot.STOP_PRODUCER] = 1  # producer first: the consumer then drains its queue
-        _end(procs[1], 10.0)
-        ctl[Slot.STOP_CONSUMER] = 1
-        _end(procs[0], 10.0)
-        return result, ctl
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait(5)
-
-
 def raw_config(
     ws: Workspace, shape: tuple[int, ...], dtype: str, capacity: int, work: str, **extra: Any
 ) -> RawConfig:
@@ -312,47 +297,6 @@ def raw_config(
         work=work,
         **extra,
     )
-
-
-def raw_throughput(ws: Workspace, flow: Flow, plan: Plan) -> Throughput:
-    """Throughput of raw iceoryx2, lossless (see :mod:`benchmarks._raw` for the setup)."""
-    cfg = raw_config(ws, flow.shape, flow.dtype, flow.capacity, flow.work)
-
-    def measure(ctl: Ctl, pids: list[int]) -> tuple[float, float]:
-        time.sleep(plan.warm)
-        watch = CpuWatch(pids)
-        t0, n0 = time.perf_counter(), ctl[Slot.RECEIVED]
-        time.sleep(plan.window)
-        t1, n1 = time.perf_counter(), ctl[Slot.RECEIVED]
-        return (n1 - n0) / (t1 - t0), watch.others()
-
-    (rate, others), ctl = run_raw(ws, cfg, measure)
-    lost = ctl[Slot.LOST] + ctl[Slot.SENT] - ctl[Slot.RECEIVED]
-    return Throughput(rate, rate * flow.nbytes / 1e9, lost, others)
-
-
-def raw_latency(
-    ws: Workspace, shape: tuple[int, ...], dtype: str, capacity: int, plan: Plan
-) -> Latency:
-    """One-way latency of raw iceoryx2 at ``plan.rate_hz``."""
-    cfg = raw_config(ws, shape, dtype, capacity, "latency", rate_hz=plan.rate_hz)
-    cfg = replace(cfg, out=str(Path(cfg.ctl).with_name("latency.npy")))
-
-    def measure(ctl: Ctl, pids: list[int]) -> float:
-        watch = CpuWatch(pids)
-        time.sleep(plan.latency_s)
-        return watch.others()
-
-    others, _ = run_raw(ws, cfg, measure)
-    return replace(_percentiles(np.load(cfg.out), plan), others=others)
-
-
-def _percentiles(samples_ns: np.ndarray[Any, Any], plan: Plan) -> Latency:
-    kept = samples_ns[int(plan.warm * plan.rate_hz) :] / 1e3
-    if len(kept) == 0:
-        raise RuntimeError("no latency samples")
-    p50, p99 = np.percentile(kept, [50, 99])
-    return Latency(float(p50), float(p99), len(kept))
 
 
 # ----- plexa ---------------------------------------------------------------------------------
@@ -396,74 +340,195 @@ def plexa_run(ws: Workspace, text: str) -> Iterator[Any]:
         )
 
 
-def _received(nx: Any) -> tuple[float, int]:
-    t0 = time.perf_counter()
-    received = int(nx.status()["links"][LINK]["received"])
-    return (t0 + time.perf_counter()) / 2, received
+@contextlib.contextmanager
+def raw_pair(ws: Workspace, cfg: RawConfig) -> Iterator[RawSide]:
+    """A raw consumer and producer streaming (paused at first); both stopped on exit."""
+    ctl = Ctl(Path(cfg.ctl), create=True)
+    ctl[Slot.PAUSE] = 1
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        procs.append(subprocess.Popen([sys.executable, str(RAW_SCRIPT), "consumer", cfg.to_json()]))
+        _wait_for(lambda: bool(ctl[Slot.CONSUMER_READY]), procs, "consumer")
+        procs.append(subprocess.Popen([sys.executable, str(RAW_SCRIPT), "producer", cfg.to_json()]))
+        _wait_for(lambda: bool(ctl[Slot.PRODUCER_READY]), procs, "producer")
+        ctl[Slot.GO] = 1
+        side = RawSide(ctl, [proc.pid for proc in procs])
+        yield side
+        ctl[Slot.STOP_PRODUCER] = 1  # producer first: the consumer then drains its queue
+        _end(procs[1], 10.0)
+        ctl[Slot.STOP_CONSUMER] = 1
+        _end(procs[0], 10.0)
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(5)
 
 
-def plexa_throughput(ws: Workspace, flow: Flow, mode: str, plan: Plan) -> Throughput:
-    """Throughput of a plexa ``block`` link; the producer uses ``loan`` or ``put``."""
-    text = _pipeline(
-        {
-            "producer": {
-                "class": "benchmarks.actors:Producer",
-                "options": {"shape": list(flow.shape), "dtype": flow.dtype, "mode": mode},
-            },
-            "consumer": {"class": "benchmarks.actors:Consumer", "options": {"work": flow.work}},
-        },
-        {"producer.out": {"to": ["consumer.inp"], "policy": "block", "capacity": flow.capacity}},
-    )
-    with plexa_run(ws, text) as nx:
-        nx.poll(plan.warm)
-        watch = CpuWatch(_actor_pids(nx))
-        t0, n0 = _received(nx)
-        nx.poll(plan.window)
-        t1, n1 = _received(nx)
+class RawSide:
+    """A raw pair as one side of an interleaved measurement."""
+
+    name = "raw"
+
+    def __init__(self, ctl: Ctl, pids: list[int]) -> None:
+        self.ctl = ctl
+        self.pids = pids
+
+    def resume(self) -> None:
+        self.ctl[Slot.PAUSE] = 0
+
+    def pause(self) -> None:
+        self.ctl[Slot.PAUSE] = 1
+
+    def count(self) -> int:
+        return self.ctl[Slot.RECEIVED]
+
+    def lost(self) -> int:
+        """After the pair ended: sent but never handled, or missing from the numbering."""
+        return self.ctl[Slot.LOST] + self.ctl[Slot.SENT] - self.ctl[Slot.RECEIVED]
+
+
+class PlexaSide:
+    """A producer/consumer pair of a plexa pipeline as one side of a measurement."""
+
+    def __init__(self, nx: Any, name: str) -> None:
+        self.nx = nx
+        self.name = name
+        self.actors = [f"{name}_p", f"{name}_c"]
+        self.link = f"{name}_p.out->{name}_c.inp"
+        self.pids = [int(nx.status()["actors"][a]["pid"]) for a in self.actors]
+
+    def resume(self) -> None:
+        self.nx.resume(self.actors)
+
+    def pause(self) -> None:
+        self.nx.pause(self.actors)
+
+    def count(self) -> int:
+        return int(self.nx.status()["links"][self.link]["received"])
+
+    def lost(self) -> int:
+        """After stop: sent but not received (dropped, lost or stuck)."""
+        link = self.nx.status()["links"][self.link]
+        return int(link["sent"]) - int(link["received"])
+
+
+Side = RawSide | PlexaSide
+
+
+@dataclass
+class Turns:
+    """What one side did in its counted turns."""
+
+    windows: list[tuple[int, int]] = field(default_factory=list)
+    """``(start, end)`` of each counted turn, in ``time.monotonic_ns()``."""
+    count: int = 0
+    """Messages its consumer handled during them."""
+
+    @property
+    def rate(self) -> float:
+        """Messages per second over the counted turns."""
+        return self.count / (sum(t1 - t0 for t0, t1 in self.windows) / 1e9)
+
+
+def interleave(
+    sides: list[Side], plan: Plan, slice_s: float, wait: Callable[[float], None]
+) -> dict[str, Turns]:
+    """Let each side run alone in turns of ``slice_s`` seconds, ``plan.rounds`` times, so
+    that every side sees the same machine (its speed drifts by up to 2x here within
+    seconds). Each turn is counted after the ``plan.settle_s`` that follows its resume;
+    the first round is warm-up. The order of the sides rotates from round to round.
+    """
+    turns = {side.name: Turns() for side in sides}
+    for turn in range(plan.rounds):
+        for side in sides[turn % len(sides) :] + sides[: turn % len(sides)]:
+            side.resume()
+            wait(plan.settle_s)
+            t0, n0 = time.monotonic_ns(), side.count()
+            wait(slice_s - plan.settle_s)
+            t1, n1 = time.monotonic_ns(), side.count()
+            side.pause()
+            if turn:
+                turns[side.name].windows.append((t0, t1))
+                turns[side.name].count += n1 - n0
+    return turns
+
+
+def _pair(name: str, options: dict[str, Any], consumer: dict[str, Any], capacity: int) -> Any:
+    """The actors and connection of one plexa producer/consumer pair named ``name``."""
+    actors = {
+        f"{name}_p": {"class": "benchmarks.actors:Producer", "options": options},
+        f"{name}_c": {"class": "benchmarks.actors:Consumer", "options": consumer},
+    }
+    link = {f"{name}_p.out": {"to": [f"{name}_c.inp"], "policy": "block", "capacity": capacity}}
+    return actors, link
+
+
+def throughput_rep(ws: Workspace, flow: Flow, plan: Plan) -> Rep:
+    """One repetition of a throughput case: raw and each plexa mode, in turns."""
+    actors: dict[str, Any] = {}
+    links: dict[str, Any] = {}
+    for mode in flow.modes:
+        options = {"shape": list(flow.shape), "dtype": flow.dtype, "mode": mode}
+        a, lk = _pair(mode, options, {"work": flow.work}, flow.capacity)
+        actors.update(a)
+        links.update(lk)
+    cfg = raw_config(ws, flow.shape, flow.dtype, flow.capacity, flow.work)
+    with raw_pair(ws, cfg) as raw, plexa_run(ws, _pipeline(actors, links)) as nx:
+        nx.pause()
+        plexas = [PlexaSide(nx, mode) for mode in flow.modes]
+        sides: list[Side] = [raw, *plexas]
+        watch = CpuWatch([pid for side in sides for pid in side.pids])
+        turns = interleave(sides, plan, plan.slice_s, nx.poll)
         others = watch.others()
+        raw.resume()
+        nx.resume()
         nx.stop()
-        link = nx.status()["links"][LINK]
-    rate = (n1 - n0) / (t1 - t0)
-    lost = int(link["sent"]) - int(link["received"])  # after stop: dropped + lost + stuck
-    return Throughput(rate, rate * flow.nbytes / 1e9, lost, others)
+        lost = {side.name: side.lost() for side in plexas}
+    lost["raw"] = raw.lost()
+    return Rep({name: t.rate for name, t in turns.items()}, lost=lost, others=others)
 
 
-def _actor_pids(nx: Any) -> list[int]:
-    return [int(a["pid"]) for a in nx.status()["actors"].values() if a["pid"]]
-
-
-def plexa_latency(
+def latency_rep(
     ws: Workspace, shape: tuple[int, ...], dtype: str, capacity: int, plan: Plan
-) -> Latency:
-    """One-way latency of a plexa ``block`` link at ``plan.rate_hz`` (``loan`` producer)."""
+) -> Rep:
+    """One repetition of a latency case at ``plan.rate_hz``: raw and plexa ``loan``, in turns.
+
+    Only messages sent inside a counted window are kept.
+    """
     ws.runs += 1
     out = ws.root / f"plexa_latency_{ws.runs}.npy"
     ws.root.mkdir(parents=True, exist_ok=True)
-    text = _pipeline(
-        {
-            "producer": {
-                "class": "benchmarks.actors:Producer",
-                "options": {
-                    "shape": list(shape),
-                    "dtype": dtype,
-                    "mode": "loan",
-                    "rate_hz": plan.rate_hz,
-                    "latency": True,
-                },
-            },
-            "consumer": {
-                "class": "benchmarks.actors:Consumer",
-                "options": {"work": "latency", "out": str(out)},
-            },
-        },
-        {"producer.out": {"to": ["consumer.inp"], "policy": "block", "capacity": capacity}},
-    )
-    with plexa_run(ws, text) as nx:
-        watch = CpuWatch(_actor_pids(nx))
-        nx.poll(plan.latency_s)
+    options = {
+        "shape": list(shape),
+        "dtype": dtype,
+        "mode": "loan",
+        "rate_hz": plan.rate_hz,
+        "latency": True,
+    }
+    actors, links = _pair("plexa", options, {"work": "latency", "out": str(out)}, capacity)
+    cfg = raw_config(ws, shape, dtype, capacity, "latency", rate_hz=plan.rate_hz)
+    cfg = replace(cfg, out=str(Path(cfg.ctl).with_name("latency.npy")))
+    with raw_pair(ws, cfg) as raw, plexa_run(ws, _pipeline(actors, links)) as nx:
+        nx.pause()
+        plexa = PlexaSide(nx, "plexa")
+        watch = CpuWatch([*raw.pids, *plexa.pids])
+        turns = interleave([raw, plexa], plan, plan.latency_slice_s, nx.poll)
         others = watch.others()
+        nx.resume()
         nx.stop()
-    return replace(_percentiles(np.load(out), plan), others=others)
+    p50: dict[str, float] = {}
+    p99: dict[str, float] = {}
+    for name, path in (("raw", cfg.out), ("plexa", str(out))):
+        rows = np.load(path)
+        inside = np.zeros(len(rows), bool)
+        for t0, t1 in turns[name].windows:
+            inside |= (rows[:, 0] >= t0) & (rows[:, 0] < t1)
+        kept = rows[inside, 1] / 1e3
+        if len(kept) == 0:
+            raise RuntimeError(f"no {name} latency samples inside the counted windows")
+        p50[name], p99[name] = (float(x) for x in np.percentile(kept, [50, 99]))
+    return Rep(p50, p99=p99, others=others)
 
 
 def plexa_idle(ws: Workspace, plan: Plan) -> tuple[float, dict[str, float]]:
@@ -589,41 +654,28 @@ def _target_text(target: float, higher_is_better: bool) -> str:
 
 
 def throughput_rows(ws: Workspace, plan: Plan, log: Callable[[str], None]) -> list[Row]:
-    """Every throughput case, raw and plexa runs alternating."""
+    """Every throughput case: ``plan.reps`` repetitions of raw and plexa in turns."""
     rows: list[Row] = []
     for flow in FLOWS:
-        raw: list[float] = []
-        plexa: dict[str, list[float]] = {mode: [] for mode in flow.modes}
-        pairs: dict[str, list[tuple[float, float]]] = {mode: [] for mode in flow.modes}
+        reps: list[Rep] = []
         for rep in range(plan.reps):
-            got = _attempt(ws, f"raw {flow.label}", partial(raw_throughput, ws, flow, plan))
-            if got is not None:
-                raw.append(got.msgs)
-                _check_lost(ws, f"raw {flow.label}", got)
-                log(
-                    f"  {flow.label} rep {rep + 1}: raw {_fmt_rate(got.msgs, flow.nbytes)}"
-                    f" [others {got.others:.0f} %]"
-                )
-            for mode in flow.modes:
-                what = f"plexa {mode} {flow.label}"
-                res = _attempt(ws, what, partial(plexa_throughput, ws, flow, mode, plan))
-                if res is not None:
-                    plexa[mode].append(res.msgs)
-                    if got is not None:
-                        pairs[mode].append((got.msgs, res.msgs))
-                    _check_lost(ws, what, res)
-                    log(
-                        f"  {flow.label} rep {rep + 1}: plexa {mode} "
-                        f"{_fmt_rate(res.msgs, flow.nbytes)} [others {res.others:.0f} %]"
-                    )
-        raw_m = _median(raw)
+            got = _attempt(ws, f"throughput {flow.label}", partial(throughput_rep, ws, flow, plan))
+            if got is None:
+                continue
+            reps.append(got)
+            for side, lost in got.lost.items():
+                if lost:
+                    ws.problems.append(f"{side} {flow.label}: {lost} lost on a lossless link")
+            rates = ", ".join(f"{k} {_fmt_rate(v, flow.nbytes)}" for k, v in got.values.items())
+            log(f"  {flow.label} rep {rep + 1}: {rates} [others {got.others:.0f} %]")
+        raw_m = _median([r.values["raw"] for r in reps])
         for mode in flow.modes:
             rows.append(
                 _ratio_row(
                     f"throughput {flow.label}, plexa {mode}",
                     _fmt_rate(raw_m, flow.nbytes),
-                    _fmt_rate(_median(plexa[mode]), flow.nbytes),
-                    pairs[mode],
+                    _fmt_rate(_median([r.values[mode] for r in reps]), flow.nbytes),
+                    [(r.values["raw"], r.values[mode]) for r in reps],
                     flow.target,
                     higher_is_better=True,
                 )
@@ -631,51 +683,41 @@ def throughput_rows(ws: Workspace, plan: Plan, log: Callable[[str], None]) -> li
     return rows
 
 
-def _check_lost(ws: Workspace, what: str, got: Throughput) -> None:
-    if got.lost:
-        ws.problems.append(f"{what}: {got.lost} messages lost on a lossless link")
-
-
 def latency_rows(ws: Workspace, plan: Plan, log: Callable[[str], None]) -> list[Row]:
-    """p50 and p99 one-way latency at a fixed rate, raw and plexa alternating."""
+    """p50 and p99 one-way latency at a fixed rate: raw and plexa in turns."""
     rows: list[Row] = []
     for label, shape, dtype, capacity in LATENCY_FLOWS:
-        pairs: list[tuple[Latency | None, Latency | None]] = []
+        reps: list[Rep] = []
         for rep in range(plan.reps):
             got = _attempt(
-                ws,
-                f"raw latency {label}",
-                partial(raw_latency, ws, shape, dtype, capacity, plan),
+                ws, f"latency {label}", partial(latency_rep, ws, shape, dtype, capacity, plan)
             )
-            res = _attempt(
-                ws,
-                f"plexa latency {label}",
-                partial(plexa_latency, ws, shape, dtype, capacity, plan),
+            if got is None:
+                continue
+            reps.append(got)
+            log(
+                f"  latency {label} rep {rep + 1}: "
+                + ", ".join(
+                    f"{k} p50 {got.values[k]:.0f} µs p99 {got.p99[k]:.0f} µs" for k in got.values
+                )
+                + f" [others {got.others:.0f} %]"
             )
-            pairs.append((got, res))
-            log(f"  latency {label} rep {rep + 1}: raw {_fmt_lat(got)}, plexa {_fmt_lat(res)}")
         for pct in ("p50", "p99"):
-            raw_m = _median([getattr(r, pct) for r, _ in pairs if r is not None])
-            plexa_m = _median([getattr(p, pct) for _, p in pairs if p is not None])
-            both = [
-                (float(getattr(r, pct)), float(getattr(p, pct)))
-                for r, p in pairs
-                if r is not None and p is not None
-            ]
-            case = f"latency {label} @ {plan.rate_hz:g} Hz, {pct}"
-            raw_s = "failed" if raw_m is None else f"{raw_m:.0f} µs"
-            plexa_s = "failed" if plexa_m is None else f"{plexa_m:.0f} µs"
-            row = _ratio_row(case, raw_s, plexa_s, both, LATENCY_TARGET, higher_is_better=False)
+            per_rep = [r.values if pct == "p50" else r.p99 for r in reps]
+            raw_m = _median([v["raw"] for v in per_rep])
+            plexa_m = _median([v["plexa"] for v in per_rep])
+            row = _ratio_row(
+                f"latency {label} @ {plan.rate_hz:g} Hz, {pct}",
+                "failed" if raw_m is None else f"{raw_m:.0f} µs",
+                "failed" if plexa_m is None else f"{plexa_m:.0f} µs",
+                [(v["raw"], v["plexa"]) for v in per_rep],
+                LATENCY_TARGET,
+                higher_is_better=False,
+            )
             if pct == "p99":  # shown, not held to a target
                 row = replace(row, target="—", met=None)
             rows.append(row)
     return rows
-
-
-def _fmt_lat(lat: Latency | None) -> str:
-    if lat is None:
-        return "failed"
-    return f"p50 {lat.p50:.0f} µs p99 {lat.p99:.0f} µs (n={lat.n}) [others {lat.others:.0f} %]"
 
 
 def idle_row(ws: Workspace, plan: Plan, log: Callable[[str], None]) -> tuple[Row, str]:
@@ -711,15 +753,21 @@ def section(rows: list[Row], plan: Plan, idle_detail: str, ws: Workspace, elapse
         "",
         render(rows),
         "",
-        f"`python benchmarks/links.py` ({elapsed:.0f} s): medians of {plan.reps} repetitions, "
-        "each in fresh processes, raw and plexa runs alternating; plexa/raw is the median of "
-        "the per-repetition ratios (each plexa run against the raw run just before it, which "
-        "cancels slow drifts of the machine's speed); the machine is shared, so a "
-        f"measurement during which other processes took more than {DISTURBED_PCT:g} % of a "
-        f"core was run again and the less disturbed kept ({ws.redone} redone in this run). "
-        "Throughput counts messages "
-        f"handled by the consumer over a {plan.window:g} s window after {plan.warm:g} s of "
-        "warm-up; every link is lossless (plexa `block`, raw `enable_safe_overflow(False)` + "
+        f"`python benchmarks/links.py` ({elapsed:.0f} s). Each case runs {plan.reps} "
+        "repetitions in fresh processes. In a repetition, the raw iceoryx2 pair and the plexa "
+        "pipeline (one producer/consumer pair per plexa mode) are all started, then run alone "
+        f"in turns of {plan.slice_s:g} s (latency: {plan.latency_slice_s:g} s), "
+        f"{plan.rounds} rounds in a rotating order, the others paused (raw: a flag its "
+        "producer checks; plexa: `pause`/`resume` of the pair). The first round is warm-up and "
+        f"the first {plan.settle_s:g} s of every turn is not counted. Taking turns matters on "
+        "this machine: its speed changes by up to 2x from one few-second spell to the next, "
+        "for raw and plexa alike, so runs one after the other compare two different machines. "
+        "The raw and plexa columns are medians over the repetitions; plexa/raw is the median "
+        "of the per-repetition ratios. A repetition during which other processes took more "
+        f"than {DISTURBED_PCT:g} % of a core was run again and the less disturbed kept "
+        f"({ws.redone} redone in this run). "
+        "Throughput counts messages handled by the consumer during its turns; every link is "
+        "lossless (plexa `block`, raw `enable_safe_overflow(False)` + "
         "`RetryUntilDelivered`, the faster of the two raw lossless setups tried here; the raw "
         "producer waits 0.3 s after creating its publisher, see `benchmarks/_raw.py`) with a "
         "queue of 8 (100 B) or 4 (frames). Frames are uint16 "
@@ -727,9 +775,9 @@ def section(rows: list[Row], plan: Plan, idle_detail: str, ws: Workspace, elapse
         "consumer; the producer copies a source frame into each message "
         "(`loan`: into the loaned buffer; `put`: plexa copies the array in) and stamps it. "
         "Both consumers spin 50 µs, then block on an iceoryx2 Listener the producer notifies "
-        f"after every send. Latency: {plan.latency_s:g} s at {plan.rate_hz:g} Hz per run, "
-        f"the first {plan.warm:g} s dropped; `time.monotonic_ns()` stamped into the payload "
-        "after the frame is written. Idle: a `Ticker` source (one 100 B message per second) "
+        f"after every send. Latency: {plan.rate_hz:g} Hz, `time.monotonic_ns()` stamped into "
+        "the payload after the frame is written, the messages sent inside counted turns kept. "
+        "Idle: a `Ticker` source (one 100 B message per second) "
         "→ `Relay` → `Sink`, CPU time (user + system) of the three actor processes and "
         f"the nexus over {plan.idle_s:g} s" + (f" ({idle_detail})." if idle_detail else "."),
     ]
