@@ -18,7 +18,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import iceoryx2 as iox2
 import numpy as np
@@ -230,9 +230,7 @@ class OutputPort:
         ]
         self._notifiers = list({link.dst: wake.notifier(link.dst) for link in links}.values())
         self._idle_wait = idle_wait
-        self._layouts: dict[
-            tuple[Any, Any], tuple[tuple[int, ...], np.dtype[Any], bytes, int, int]
-        ] = {}
+        self._layouts: dict[tuple[Any, Any], FrameLayout] = {}
         self.sent = int(self._row[OutputField.SENT])
 
     def _room(self) -> bool:
@@ -326,56 +324,55 @@ class OutputPort:
         if layout is None:  # computed once per (shape, dtype): this is the per-frame path
             dims = (shape,) if isinstance(shape, int) else shape
             dt = np.dtype(dtype)
-            nbytes = math.prod(dims) * dt.itemsize
             meta = _payload.array_meta(dims, dt)
-            size = len(meta) + nbytes + _payload.ALIGN
-            layout = (dims, dt, meta, _payload.layout_key(meta), size)
+            size = len(meta) + math.prod(dims) * dt.itemsize + _payload.ALIGN
+            layout = FrameLayout(dims, dt, meta, _payload.layout_key(meta), size)
             self._layouts[(shape, dtype)] = layout
-        return Loan(self, *layout)
+        return Loan(self, layout)
 
     def close(self) -> None:
         """Release the publisher."""
         self._publisher.delete()
 
 
+class FrameLayout(NamedTuple):
+    """How a loaned frame of one shape and dtype lies in its sample."""
+
+    shape: tuple[int, ...]
+    dtype: np.dtype[Any]
+    meta: bytes
+    """The array descriptor written before the data."""
+    key: int
+    """The descriptor's layout key (see :mod:`plexa._payload`)."""
+    size: int
+    """Bytes to loan: descriptor, alignment padding, data."""
+
+
 class Loan:
     """A frame being written in place (``with port.loan(shape, dtype) as frame``)."""
 
-    __slots__ = ("_dtype", "_key", "_meta", "_port", "_sample", "_shape", "_size")
+    __slots__ = ("_layout", "_port", "_sample")
 
-    def __init__(
-        self,
-        port: OutputPort,
-        shape: tuple[int, ...],
-        dtype: np.dtype[Any],
-        meta: bytes,
-        key: int,
-        size: int,
-    ) -> None:
+    def __init__(self, port: OutputPort, layout: FrameLayout) -> None:
         self._port = port
-        self._shape = shape
-        self._dtype = dtype
-        self._meta = meta
-        self._key = key
-        self._size = size
+        self._layout = layout
         self._sample: Any = None
 
     def __enter__(self) -> npt.NDArray[Any]:
         port = self._port
         port._wait_room(None)
-        size = self._size
-        meta = self._meta
-        sample = self._sample = port._loan(size, self._key, len(meta))
+        shape, dtype, meta, key, size = self._layout
+        sample = self._sample = port._loan(size, key, len(meta))
         ptr = sample.payload_ptr
         ctypes.memmove(ptr, meta, len(meta))
         buf = (ctypes.c_uint8 * size).from_address(ptr)
         offset = _payload.data_offset(ptr, len(meta))
-        return np.ndarray(self._shape, self._dtype, buf, offset)  # type: ignore[arg-type]
+        return np.ndarray(shape, dtype, buf, offset)  # type: ignore[arg-type]
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
         sample, self._sample = self._sample, None
         if exc_type is None:
-            self._port._send(sample, self._size)
+            self._port._send(sample, self._layout.size)
         else:
             sample.delete()
 
