@@ -255,3 +255,57 @@ class Mapper(plexa.Actor):
 
     def stop(self) -> None:
         self.store.put(self.results, key=f"result:{self.name}")
+
+
+def payloads() -> list[Any]:
+    """Messages of every shape a link must carry, in an order that makes the producer's
+    samples grow twice (past 64 KB, then past 1 MB) and layouts come back after others."""
+    return [
+        np.arange(12, dtype=np.int16).reshape(3, 4),
+        None,
+        np.zeros((0,), np.float32),
+        np.zeros((2, 0, 3)),
+        np.array(3.5),
+        np.arange(5, dtype=">i4"),
+        np.array([True, False]),
+        {"n": 1, "arr": np.arange(3.0), "text": "é"},
+        np.arange(40_000, dtype=np.float64),  # 320 KB: the samples grow
+        "a string",
+        np.arange(12, dtype=np.int16).reshape(3, 4),  # a layout seen before
+        np.full((512, 512, 2), 7, np.uint16),  # 1 MB: they grow again
+        np.arange(4, dtype=np.complex64)[::2],  # not contiguous
+        [np.ones(2), (1, 2)],
+    ]
+
+
+class Payloads(plexa.Actor):
+    """Sends :func:`payloads` once, in order."""
+
+    outputs = plexa.ports("out")
+
+    def setup(self) -> None:
+        self.todo = payloads()
+
+    def run_step(self) -> None:
+        if self.todo:
+            self.outputs.out.put(self.todo.pop(0))
+        else:
+            time.sleep(0.005)
+
+
+class Copier(plexa.Actor):
+    """Keeps a private copy of everything received; results go to the store."""
+
+    def setup(self) -> None:
+        self.got: list[Any] = []
+        self.flags: list[bool] = []
+
+    @plexa.on("inp")
+    def got_one(self, msg: Any) -> None:
+        if isinstance(msg, np.ndarray):
+            self.flags.append(bool(msg.flags.writeable))
+            msg = msg.copy()
+        self.got.append(msg)
+
+    def stop(self) -> None:
+        self.store.put({"got": self.got, "writeable": self.flags}, key=f"result:{self.name}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import textwrap
 from typing import Any
 
+import numpy as np
 import pytest
 
 import plexa
@@ -112,6 +113,35 @@ def test_arrays_arrive_as_read_only_views_into_shared_memory(loan: bool) -> None
         assert view["mapping"].startswith("/dev/shm/plx"), view
         assert view["writeable_flag"] is False
         assert view["writable"] is False
+
+
+def test_every_kind_of_payload_arrives_equal() -> None:
+    from actors import payloads
+
+    spec = spec_of("""
+        actors:
+          src: {class: "actors:Payloads"}
+          dst: {class: "actors:Copier"}
+        connections:
+          src.out: [dst.inp]
+    """)
+    sent = payloads()
+    status, _ = run_to_end(spec, "dst", len(sent))
+    result = status["results"]["result:dst"]
+    assert len(result["got"]) == len(sent)
+    for want, got in zip(sent, result["got"], strict=True):
+        assert type(got) is type(want)
+        if isinstance(want, np.ndarray):
+            assert (got.dtype, got.shape) == (want.dtype, want.shape)
+            assert np.array_equal(got, want)
+        elif isinstance(want, dict):
+            assert got.keys() == want.keys() and np.array_equal(got["arr"], want["arr"])
+            assert (got["n"], got["text"]) == (want["n"], want["text"])
+        elif isinstance(want, list):
+            assert np.array_equal(got[0], want[0]) and got[1] == want[1]
+        else:
+            assert got == want
+    assert not any(result["writeable"])
 
 
 def test_a_kept_view_never_shows_another_message() -> None:

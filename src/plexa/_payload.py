@@ -67,8 +67,11 @@ _keys: dict[bytes, int] = {}
 
 def encode(obj: object) -> Encoded:
     """Lay ``obj`` out for a sample without copying array data."""
-    if type(obj) is np.ndarray and obj.dtype.kind in "biufcmM" and obj.flags.c_contiguous:
-        data = memoryview(obj).cast("B")  # type: ignore[arg-type]
+    if type(obj) is np.ndarray and obj.dtype.kind in "biufcmM":
+        if not obj.flags.c_contiguous:  # a slice, say: one copy here, still a view there
+            obj = np.ascontiguousarray(obj)
+        # (a memoryview cannot cast a shape with a zero in it: an empty array has no bytes)
+        data = memoryview(obj).cast("B") if obj.size else memoryview(b"")  # type: ignore[arg-type]
         meta = array_meta(obj.shape, obj.dtype)
         key = _keys.get(meta)
         if key is None:
