@@ -475,12 +475,17 @@ class _Sub:
 
     def drop(self, sample: Any) -> None:
         """Account for ``sample`` as taken off the queue and dropped."""
-        seq = Words.from_address(sample.user_header_ptr)[SEQ]
+        self.row[LinkField.DROPPED] += 1
+        self._taken(Words.from_address(sample.user_header_ptr)[SEQ])
+
+    def _taken(self, seq: int) -> None:
+        """Message ``seq`` is off the queue: count any gap before it, move ``CONSUMED`` past
+        it (last, see :meth:`_gap`), wake a producer waiting for that room.
+        (:meth:`take` runs the same steps inline: it is the per-message path.)"""
         if seq != self.expected:
             self._gap(seq)
         self.expected = seq + 1
         row = self.row
-        row[LinkField.DROPPED] += 1
         row[LinkField.CONSUMED] = seq + 1
         if self.notifier is not None:
             wake_at = row[LinkField.WAITING]
