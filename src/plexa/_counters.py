@@ -41,8 +41,7 @@ class LinkField:
     DETACHED = 4
     """Set by the nexus while the consumer is gone, so a producer does not wait for it."""
     WAITING = 5
-    """Set by a producer waiting for room on a ``block`` link: the ``CONSUMED`` count at
-    which the consumer must wake it (0: nobody waits)."""
+    """Set by a producer waiting for room; the consumer wakes it after taking a message."""
     LATENCY_NS = 6
     """One-way latency of the last message taken."""
     HOLD = 7
