@@ -179,11 +179,6 @@ class Wake:
             return False
         return bool(woken)
 
-    def clear(self) -> None:
-        """Forget wake-ups already delivered."""
-        while self.listener.try_wait():
-            pass
-
     def close(self) -> None:
         """Release the listener and notifiers."""
         for notifier in self._notifiers.values():
