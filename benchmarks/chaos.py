@@ -358,7 +358,7 @@ def leftovers(run_id: str, run_dir: Path) -> list[str]:
     """Processes and files of run ``run_id`` that still exist."""
     found: list[str] = []
     out = subprocess.run(
-        ["pgrep", "-f", f"plexa._runtime .*{run_id}"], capture_output=True, text=True
+        ["pgrep", "-f", f"plexa.runtime.process .*{run_id}"], capture_output=True, text=True
     ).stdout
     found += [f"process {pid}" for pid in out.split()]
     found += [str(p) for p in sorted(SHM.glob(f"plx{run_id}_*"))]

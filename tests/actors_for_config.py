@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from plexa._actor import Actor, on, ports
+from plexa.core.actor import Actor, on, ports
 
 
 class Source(Actor):

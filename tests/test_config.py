@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from plexa._config import format_issues, load, loads, resolve_class, validate
-from plexa._spec import LinkSpec, OnFailure, Policy, Restart, Settings
+from plexa.core.config import format_issues, load, loads, resolve_class, validate
+from plexa.core.spec import LinkSpec, OnFailure, Policy, Restart, Settings
 from plexa.errors import ConfigError, ConfigIssue
 
 HERE = os.path.dirname(os.path.abspath(__file__))

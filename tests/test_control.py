@@ -15,8 +15,8 @@ import pytest
 import zmq
 
 from conftest import wait_for
-from plexa import _protocol as proto
-from plexa._client import Client, connect
+from plexa.core import protocol as proto
+from plexa.edges.client import Client, connect
 from plexa.errors import RemoteError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -198,7 +198,7 @@ def test_garbage_on_the_control_endpoint_gets_errors_and_the_run_goes_on(served:
         c.request("run")
         record = next(
             r
-            for r in __import__("plexa._cleanup", fromlist=["x"]).list_runs()
+            for r in __import__("plexa.nexus.cleanup", fromlist=["x"]).list_runs()
             if r.name == served.name
         ).record
         good = proto.encode(proto.Request(id=7, token=record["token"], command="status"))

@@ -21,8 +21,8 @@ import psutil
 import pytest
 
 from conftest import wait_for
-from plexa._pool import WorkerPool
 from plexa.errors import Aborted, PlexaError, RemoteError
+from plexa.runtime.pool import WorkerPool
 
 HERE = Path(__file__).parent
 
@@ -305,7 +305,7 @@ def test_a_killed_worker_raises_instead_of_hanging() -> None:
 ACTOR = """
 import sys, threading
 sys.path.insert(0, {tests!r})
-from plexa._pool import WorkerPool
+from plexa.runtime.pool import WorkerPool
 from test_pool import nap, nap_then_pid
 
 def main():

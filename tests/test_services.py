@@ -16,7 +16,7 @@ import pytest
 import plexa
 from conftest import started
 from plexa import ActorState, Nexus
-from plexa._store import Store
+from plexa.data.store import Store
 
 LONG = """
     actors:
@@ -127,7 +127,7 @@ def test_resume_gives_a_new_run_the_last_checkpoint(
 
 _WRITER = """
 import sys, numpy as np
-from plexa._store import Store
+from plexa.data.store import Store
 store = Store(sys.argv[1], 1 << 28, create=True)
 i = 0
 while True:

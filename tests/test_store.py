@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from plexa._store import Store, StoreStatistics, remove_store
+from plexa.data.store import Store, StoreStatistics, remove_store
 from plexa.errors import KeyNotFound, StoreError, StoreFull
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
@@ -172,7 +172,7 @@ def test_a_closed_store_refuses_work(store: Store) -> None:
 def test_a_child_process_gets_what_the_parent_put(store: Store, path: Path) -> None:
     key = store.put({"a": np.arange(10_000, dtype=np.int32)})
     code = (
-        "from plexa._store import Store\n"
+        "from plexa.data.store import Store\n"
         f"s = Store({str(path)!r}, {64 * MB})\n"
         f"v = s.get({key!r})\n"
         "s.put(int(v['a'].sum()), key='sum')\n"

@@ -23,10 +23,10 @@ from textual.widgets import DataTable, RichLog
 
 import plexa
 from conftest import wait_for
-from plexa._client import Client
-from plexa._server import ControlServer
+from plexa.edges.client import Client
+from plexa.edges.tui import PlexaApp, run_client, run_tui
 from plexa.errors import InvalidTransition, PlexaError
-from plexa.tui import PlexaApp, run_client, run_tui
+from plexa.nexus.server import ControlServer
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "imaging.yaml"
 ACTORS = ("camera", "traces", "monitor")

@@ -6,12 +6,11 @@ with ``plexa run FILE`` or from Python with :class:`Nexus`.
 
 from __future__ import annotations
 
-from plexa._actor import Actor, AsyncActor, command, on, ports
-from plexa._client import Client, connect
-from plexa._config import load, loads, validate
-from plexa._nexus import ActorFailure, Nexus, QuitReport
-from plexa._spec import ActorSpec, LinkSpec, PipelineSpec, Policy, Restart, Settings
-from plexa._states import ActorState, FailureKind, Phase, Signal
+from plexa.core.actor import Actor, AsyncActor, command, on, ports
+from plexa.core.config import load, loads, validate
+from plexa.core.lifecycle import ActorState, FailureKind, Phase, Signal
+from plexa.core.spec import ActorSpec, LinkSpec, PipelineSpec, Policy, Restart, Settings
+from plexa.edges.client import Client, connect
 from plexa.errors import (
     Aborted,
     ActorFailed,
@@ -26,6 +25,7 @@ from plexa.errors import (
     Timeout,
     WouldBlock,
 )
+from plexa.nexus.nexus import ActorFailure, Nexus, QuitReport
 
 __version__ = "0.1.0"
 

@@ -1,5 +1,5 @@
 """``python -m plexa`` is the ``plexa`` command."""
 
-from plexa.cli import main
+from plexa.edges.cli import main
 
 main()

@@ -12,8 +12,8 @@ import queue
 import time
 from typing import Any
 
-from plexa._actor import Actor as _PlexaActor
-from plexa._actor import ports
+from plexa.core.actor import Actor as _PlexaActor
+from plexa.core.actor import ports
 from plexa.errors import Timeout
 
 __all__ = ["Actor", "Empty", "ManagedActor", "StoreInterface"]

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from plexa._actor import Actor, Ports
+from plexa.core.actor import Actor, Ports
 from plexa.errors import KeyNotFound, Timeout, WouldBlock
 
 __all__ = ["ActorHarness", "MemoryStore"]

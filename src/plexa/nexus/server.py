@@ -21,9 +21,9 @@ from typing import Any
 import msgspec
 import zmq
 
-from plexa import _protocol as proto
-from plexa._nexus import Nexus
+from plexa.core import protocol as proto
 from plexa.errors import ActorFailed, InvalidTransition, PlexaError, Timeout
+from plexa.nexus.nexus import Nexus
 
 __all__ = ["ControlServer"]
 

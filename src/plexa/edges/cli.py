@@ -16,8 +16,8 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from plexa import _messages as msgs
-from plexa._config import format_issues, load
+from plexa.core import messages as msgs
+from plexa.core.config import format_issues, load
 from plexa.errors import ConfigError, InvalidTransition, PlexaError
 
 app = typer.Typer(
@@ -80,7 +80,7 @@ def _progress_bar(progress: dict[str, Any] | None, width: int = 20) -> str:
 
 
 def _check_name_free(name: str) -> None:
-    from plexa._cleanup import list_runs
+    from plexa.nexus.cleanup import list_runs
 
     if any(r.alive and r.name == name for r in list_runs()):
         err.print(f"error: a pipeline named {name!r} is already running; choose another --name")
@@ -100,8 +100,8 @@ def _serve(
     resume: bool = False,
 ) -> None:
     """Shared by ``run`` and ``server``: start, serve clients, stop, quit, report."""
-    from plexa._nexus import Nexus
-    from plexa._server import ControlServer
+    from plexa.nexus.nexus import Nexus
+    from plexa.nexus.server import ControlServer
 
     spec = _load(file)
     run_name = name or spec.name
@@ -140,7 +140,7 @@ def _serve(
             return failed_stop or (end is not None and time.monotonic() >= end)
 
         if tui:
-            from plexa.tui import run_tui
+            from plexa.edges.tui import run_tui
 
             run_tui(server=server, until=done)
         else:
@@ -244,7 +244,7 @@ def ctl(
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the reply.")] = 30.0,
 ) -> None:
     """Send one command to a running pipeline; exit 1 if it is refused."""
-    from plexa._client import connect
+    from plexa.edges.client import connect
 
     try:
         client = connect(name, timeout=timeout)
@@ -301,8 +301,8 @@ def logs(
     lines: Annotated[int, typer.Option(help="How many recent records to print first.")] = 100,
 ) -> None:
     """Print a running pipeline's merged log (and follow it)."""
-    from plexa._client import connect
-    from plexa._nexus import format_log
+    from plexa.edges.client import connect
+    from plexa.nexus.nexus import format_log
 
     try:
         client = connect(name)
@@ -337,7 +337,7 @@ def client(
 ) -> None:
     """Attach the terminal UI to a running pipeline; detaching leaves it running."""
     try:
-        from plexa.tui import run_client
+        from plexa.edges.tui import run_client
     except ImportError:
         _say("error: the terminal UI needs textual: pip install 'plexa[tui]'")
         raise typer.Exit(2) from None
@@ -358,7 +358,7 @@ def validate(file: Annotated[Path, typer.Argument(help="Pipeline YAML file.")]) 
 @app.command("list")
 def list_(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """List runs on this machine and whether they are alive."""
-    from plexa._cleanup import list_runs
+    from plexa.nexus.cleanup import list_runs
 
     runs = list_runs()
     if as_json:
@@ -390,7 +390,7 @@ def list_(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
 @app.command()
 def cleanup() -> None:
     """Remove processes, shared memory and socket files left by runs whose nexus died."""
-    from plexa._cleanup import cleanup as do_cleanup
+    from plexa.nexus.cleanup import cleanup as do_cleanup
 
     report = do_cleanup()
     for proc in report.processes:

@@ -26,14 +26,14 @@ import msgspec
 import psutil
 import zmq
 
-from plexa import _messages as msgs
-from plexa._counters import Counters, LinkField, OutputField
-from plexa._paths import RunPaths, log_dir, new_run_id
-from plexa._spec import PipelineSpec
-from plexa._states import ActorState, FailureKind, Phase, Signal
-from plexa._status import StatusBuilder
-from plexa._supervisor import Supervisor
+from plexa.core import messages as msgs
+from plexa.core.lifecycle import ActorState, FailureKind, Phase, Signal
+from plexa.core.paths import RunPaths, log_dir, new_run_id
+from plexa.core.spec import PipelineSpec
+from plexa.data.counters import Counters, LinkField, OutputField
 from plexa.errors import ActorFailed, InvalidTransition, RemoteError, Timeout
+from plexa.nexus.status import StatusBuilder
+from plexa.nexus.supervisor import Supervisor
 
 __all__ = ["ActorFailure", "Nexus", "QuitReport"]
 
@@ -203,8 +203,8 @@ class Nexus:
             self.busy = ""
 
     def _start(self) -> None:
-        from plexa._links import Domain
-        from plexa._store import Store
+        from plexa.data.links import Domain
+        from plexa.data.store import Store
 
         paths = self.paths
         paths.run_dir.mkdir(parents=True, mode=0o700)
@@ -245,7 +245,7 @@ class Nexus:
             [
                 sys.executable,
                 "-m",
-                "plexa._runtime",
+                "plexa.runtime.process",
                 str(self.paths.run_dir),
                 name,
                 str(os.getpid()),
@@ -955,7 +955,7 @@ class Nexus:
         if self._log_file is not None:
             self._log_file.close()
             self._log_file = None
-        from plexa._cleanup import remove_run_files
+        from plexa.nexus.cleanup import remove_run_files
 
         return remove_run_files(self.paths)
 

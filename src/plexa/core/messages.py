@@ -9,7 +9,7 @@ from typing import Any
 
 import msgspec
 
-from plexa._states import ActorState, FailureKind, Phase
+from plexa.core.lifecycle import ActorState, FailureKind, Phase
 
 __all__ = [
     "Aborted",
@@ -43,7 +43,7 @@ class Command(msgspec.Struct, frozen=True, tag="command"):
     id: int
     """Request id, echoed in the reply."""
     signal: str
-    """A :class:`plexa._states.Signal` value, or another request name."""
+    """A :class:`plexa.core.lifecycle.Signal` value, or another request name."""
     args: dict[str, Any] = {}
     """Arguments of the request."""
 

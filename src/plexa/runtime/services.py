@@ -16,10 +16,10 @@ from typing import Any
 import msgspec
 import numpy as np
 
-from plexa import _messages as msgs
-from plexa._actor import Actor
-from plexa._paths import data_dir
-from plexa._spec import ActorSpec, PipelineSpec
+from plexa.core import messages as msgs
+from plexa.core.actor import Actor
+from plexa.core.paths import data_dir
+from plexa.core.spec import ActorSpec, PipelineSpec
 
 __all__ = ["ServiceHooks", "apply_set", "call_command", "to_wire"]
 
@@ -137,7 +137,7 @@ class ServiceHooks:
 
     def _store(self) -> Any:
         if self._ckpt_store is None:
-            from plexa._store import Store
+            from plexa.data.store import Store
 
             path = data_dir(self.spec.name) / "checkpoints"
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -176,7 +176,7 @@ class ServiceHooks:
     def pool(self) -> Any:
         """The actor's worker pool (started on first use)."""
         if self._pool is None:
-            from plexa._pool import WorkerPool
+            from plexa.runtime.pool import WorkerPool
 
             self._pool = WorkerPool(self.aspec.workers or None, safe_point=self.safe_point)
         return self._pool

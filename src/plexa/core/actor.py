@@ -1,6 +1,6 @@
 """The actor model as users see it: :class:`Actor`, :class:`AsyncActor`, ``@on``, ``ports``.
 
-Nothing here runs anything: :mod:`plexa._runtime` drives an actor inside its process and
+Nothing here runs anything: :mod:`plexa.runtime.process` drives an actor inside its process and
 :mod:`plexa.testing` drives one in-process for unit tests.
 """
 
@@ -12,8 +12,8 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 if TYPE_CHECKING:
-    from plexa._links import InputPort, OutputPort
-    from plexa._store import Store
+    from plexa.data.links import InputPort, OutputPort
+    from plexa.data.store import Store
 
 __all__ = ["Actor", "AsyncActor", "Ports", "command", "on", "ports"]
 

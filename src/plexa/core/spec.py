@@ -1,6 +1,6 @@
 """Typed pipeline specs: what a YAML file says once it has been validated.
 
-Specs are frozen records with no I/O; :mod:`plexa._config` builds them from files.
+Specs are frozen records with no I/O; :mod:`plexa.core.config` builds them from files.
 """
 
 from __future__ import annotations

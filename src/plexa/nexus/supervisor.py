@@ -10,8 +10,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from plexa._spec import ActorSpec, Restart, Settings
-from plexa._states import ActorState, FailureKind
+from plexa.core.lifecycle import ActorState, FailureKind
+from plexa.core.spec import ActorSpec, Restart, Settings
 
 __all__ = ["Health", "Supervisor"]
 

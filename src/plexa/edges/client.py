@@ -9,9 +9,9 @@ from typing import Any
 
 import zmq
 
-from plexa import _protocol as proto
-from plexa._cleanup import RunInfo, list_runs
+from plexa.core import protocol as proto
 from plexa.errors import PlexaError, RemoteError, Timeout
+from plexa.nexus.cleanup import RunInfo, list_runs
 
 __all__ = ["Client", "connect", "find_run"]
 
@@ -69,7 +69,7 @@ class Client:
     def request_raw(
         self, command: str, actor: str | None = None, *, timeout: float | None = None, **args: Any
     ) -> proto.Response:
-        """Send ``command`` and return the whole :class:`~plexa._protocol.Response`."""
+        """Send ``command`` and return the whole :class:`~plexa.core.protocol.Response`."""
         req_id = next(self._ids)
         req = proto.Request(id=req_id, token=self.token, command=command, actor=actor, args=args)
         self.sock.send(proto.encode(req))

@@ -1,6 +1,6 @@
 """Inside an actor process: the control thread, the run loop, safe points, teardown.
 
-Started by the nexus as ``python -m plexa._runtime RUN_DIR ACTOR``. The main thread runs
+Started by the nexus as ``python -m plexa.runtime.process RUN_DIR ACTOR``. The main thread runs
 user code; a control thread talks to the nexus over zmq, queues commands, sends heartbeats,
 and watches for the nexus's death. Commands take effect only at safe points: between
 messages or steps, inside ``put``/``get`` waits, or where user code calls ``safe_point()``.
@@ -26,15 +26,15 @@ from typing import Any
 import msgspec
 import zmq
 
-from plexa import _messages as msgs
-from plexa._actor import Actor, AsyncActor, Ports
-from plexa._counters import ActorField, Counters, bucket
-from plexa._links import EMPTY, SAMPLE_MASK, Domain, InputPort, OutputPort, Wake, make_sub
-from plexa._paths import RunPaths
-from plexa._services import ServiceHooks, apply_set, call_command
-from plexa._spec import PipelineSpec
-from plexa._states import ActorState, FailureKind, Phase, Signal
+from plexa.core import messages as msgs
+from plexa.core.actor import Actor, AsyncActor, Ports
+from plexa.core.lifecycle import ActorState, FailureKind, Phase, Signal
+from plexa.core.paths import RunPaths
+from plexa.core.spec import PipelineSpec
+from plexa.data.counters import ActorField, Counters, bucket
+from plexa.data.links import EMPTY, SAMPLE_MASK, Domain, InputPort, OutputPort, Wake, make_sub
 from plexa.errors import Aborted, InvalidTransition
+from plexa.runtime.services import ServiceHooks, apply_set, call_command
 
 __all__ = ["main"]
 
@@ -257,8 +257,8 @@ class ActorProcess:
 
     def attach(self) -> None:
         """Create the user object, the store handle and every port."""
-        from plexa._config import resolve_class
-        from plexa._store import Store
+        from plexa.core.config import resolve_class
+        from plexa.data.store import Store
 
         cls: type[Actor] = resolve_class(self.aspec.target)
         actor, self.setup_options = cls._plexa_create(self.name, dict(self.aspec.options))

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from plexa._spec import PipelineSpec
+from plexa.core.spec import PipelineSpec
 
 __all__ = ["ActorField", "Counters", "LinkField", "OutputField", "bucket", "percentile", "received"]
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import psutil
 
-from plexa._paths import IOX_PREFIX, SHM_ROOT, RunPaths, runtime_root
+from plexa.core.paths import IOX_PREFIX, SHM_ROOT, RunPaths, runtime_root
 
 __all__ = ["CleanupReport", "RunInfo", "cleanup", "list_runs", "remove_run_files"]
 
@@ -111,7 +111,7 @@ def _orphaned_actors() -> dict[str, list[psutil.Process]]:
     found: dict[str, list[psutil.Process]] = {}
     for proc in psutil.process_iter(["cmdline", "ppid"]):
         cmd = proc.info.get("cmdline") or []
-        if len(cmd) >= 6 and cmd[1:3] == ["-m", "plexa._runtime"]:
+        if len(cmd) >= 6 and cmd[1:3] == ["-m", "plexa.runtime.process"]:
             with contextlib.suppress(ValueError):
                 if proc.info.get("ppid") != int(cmd[5]):
                     found.setdefault(Path(cmd[3]).name, []).append(proc)

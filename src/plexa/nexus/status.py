@@ -12,7 +12,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from plexa._counters import (
+from plexa.core.spec import PipelineSpec
+from plexa.data.counters import (
     HIST_BASE,
     HIST_BUCKETS,
     ActorField,
@@ -21,7 +22,6 @@ from plexa._counters import (
     OutputField,
     percentile,
 )
-from plexa._spec import PipelineSpec
 
 __all__ = ["StatusBuilder"]
 

@@ -1,4 +1,4 @@
-"""Pipeline files: YAML in, a validated :class:`~plexa._spec.PipelineSpec` out.
+"""Pipeline files: YAML in, a validated :class:`~plexa.core.spec.PipelineSpec` out.
 
 Every problem in a file is reported at once, each with its line, its dotted key
 (``actors.camera.options.rate_hz``) and, where one exists, a suggested fix. plexa's own
@@ -21,8 +21,8 @@ from typing import Any, TypeVar
 
 import yaml
 
-from plexa._actor import Actor
-from plexa._spec import ActorSpec, LinkSpec, OnFailure, PipelineSpec, Policy, Restart, Settings
+from plexa.core.actor import Actor
+from plexa.core.spec import ActorSpec, LinkSpec, OnFailure, PipelineSpec, Policy, Restart, Settings
 from plexa.errors import ConfigError, ConfigIssue
 
 __all__ = ["format_issues", "load", "loads", "resolve_class", "validate"]

@@ -23,12 +23,12 @@ from textual.containers import Horizontal
 from textual.widgets import DataTable, Footer, Header, RichLog, Sparkline, Static
 from textual.worker import get_current_worker
 
-from plexa import _protocol as proto
-from plexa._cleanup import list_runs
-from plexa._client import Client, find_run
-from plexa._nexus import format_log
-from plexa._server import ControlServer
+from plexa.core import protocol as proto
+from plexa.edges.client import Client, find_run
 from plexa.errors import PlexaError
+from plexa.nexus.cleanup import list_runs
+from plexa.nexus.nexus import format_log
+from plexa.nexus.server import ControlServer
 
 __all__ = ["PlexaApp", "run_client", "run_tui"]
 

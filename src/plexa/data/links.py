@@ -24,10 +24,10 @@ import iceoryx2 as iox2
 import numpy as np
 import numpy.typing as npt
 
-from plexa import _payload
-from plexa._counters import Counters, LinkField, OutputField, bucket, received
-from plexa._paths import RunPaths
-from plexa._spec import LinkSpec, PipelineSpec, Policy
+from plexa.core.paths import RunPaths
+from plexa.core.spec import LinkSpec, PipelineSpec, Policy
+from plexa.data import payload
+from plexa.data.counters import Counters, LinkField, OutputField, bucket, received
 from plexa.errors import LinkBroken, PlexaError, Timeout, WouldBlock
 
 __all__ = ["EMPTY", "Domain", "InputPort", "LinkStatistics", "Loan", "OutputPort", "Wake"]
@@ -299,9 +299,9 @@ class OutputPort:
         self._put(obj)
 
     def _put(self, obj: object) -> None:
-        enc = _payload.encode(obj)
+        enc = payload.encode(obj)
         sample = self._loan(enc.nbytes, enc.layout, len(enc.meta))
-        _payload.write(enc, sample.payload_ptr, enc.nbytes)
+        payload.write(enc, sample.payload_ptr, enc.nbytes)
         self._send(sample, enc.nbytes)
 
     def loan(
@@ -318,9 +318,9 @@ class OutputPort:
         if layout is None:  # computed once per (shape, dtype): this is the per-frame path
             dims = (shape,) if isinstance(shape, int) else shape
             dt = np.dtype(dtype)
-            meta = _payload.array_meta(dims, dt)
-            size = len(meta) + math.prod(dims) * dt.itemsize + _payload.ALIGN
-            layout = FrameLayout(dims, dt, meta, _payload.layout_key(meta), size)
+            meta = payload.array_meta(dims, dt)
+            size = len(meta) + math.prod(dims) * dt.itemsize + payload.ALIGN
+            layout = FrameLayout(dims, dt, meta, payload.layout_key(meta), size)
             self._layouts[(shape, dtype)] = layout
         return Loan(self, layout)
 
@@ -337,7 +337,7 @@ class FrameLayout(NamedTuple):
     meta: bytes
     """The array descriptor written before the data."""
     key: int
-    """The descriptor's layout key (see :mod:`plexa._payload`)."""
+    """The descriptor's layout key (see :mod:`plexa.data.payload`)."""
     size: int
     """Bytes to loan: descriptor, alignment padding, data."""
 
@@ -360,7 +360,7 @@ class Loan:
         ptr = sample.payload_ptr
         ctypes.memmove(ptr, meta, len(meta))
         buf = (ctypes.c_uint8 * size).from_address(ptr)
-        offset = _payload.data_offset(ptr, len(meta))
+        offset = payload.data_offset(ptr, len(meta))
         return np.ndarray(shape, dtype, buf, offset)  # type: ignore[arg-type]
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
@@ -452,7 +452,7 @@ class _Sub:
             self.notifier.notify()
         if not seq & SAMPLE_MASK and self.metrics:
             self._time(header[T_NS])
-        return _payload.decode(header[LAYOUT], header[META_LEN], sample)
+        return payload.decode(header[LAYOUT], header[META_LEN], sample)
 
     def _newest(self, sample: Any) -> Any:
         """``latest``: drop every queued message but the newest, which is returned (or None).

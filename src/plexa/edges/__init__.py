@@ -1,0 +1,1 @@
+"""The edges: the command line, the terminal UI and the client; thin layers over the Python API."""

@@ -1,0 +1,1 @@
+"""The launch layer: where actor processes run, behind one interface."""

@@ -1,0 +1,2 @@
+"""The nexus layer: the coordinator (actor table, lifecycle commands, supervision, status,
+the control server, cleanup)."""

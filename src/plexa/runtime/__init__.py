@@ -1,0 +1,1 @@
+"""The runtime layer: what runs inside an actor process (the loop, safe points, services, pools)."""
