@@ -1,0 +1,573 @@
+"""plexa against its peers: the same two-process workload on every framework, side by side.
+
+``python benchmarks/peers.py [--quick] [--peers a,b] [--reps N]`` runs, for each peer, a
+generator process that sends 512x512 uint16 frames (sequence number and send time stamped
+into the first 16 bytes) and a processor process that computes ``frame.mean()`` of each
+(:mod:`benchmarks.peers.workload`, the same code in every peer). Each run of a peer is a
+fresh launch, measured from outside:
+
+* **start**: from launching the peer's command to the first frame handled;
+* **throughput**: frames handled per second, lossless, at most 8 in flight;
+* **latency**: one-way p50/p99 at 200 Hz, send stamp to the processor's handler;
+* **CPU**: of all the peer's processes, per frame at full speed and in % of a core at 200 Hz;
+* **peak PSS**: the largest sum of PSS over the peer's processes during the run;
+* **drops**: frames sent and never handled, or missing from the numbering;
+* **stop**: from Ctrl-C (SIGINT to the peer's process group) to the last process gone;
+* **leftovers**: processes still alive after 20 s, and /dev/shm entries the peer's
+  processes had open that remain.
+
+Runs alternate between peers (the order rotates each repetition), and the table shows
+medians and the median of the per-repetition ratios to raw iceoryx2 and to the shared-memory
+ring. Every peer but plexa and the two raw baselines runs in a virtual environment of its
+own that this script creates and reuses under ``~/.cache/plexa-bench/venvs`` with pinned
+versions; a peer that cannot be installed is reported as such. The full run writes its table
+into BENCHMARKS.md between the ``<!-- peers -->`` markers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+PEERS_DIR = REPO / "benchmarks" / "peers"
+for _p in (REPO, PEERS_DIR):
+    if str(_p) not in sys.path:
+        sys.path.insert(0, str(_p))
+
+import numpy as np  # noqa: E402
+import psutil  # noqa: E402
+from benchmarks import _report  # noqa: E402
+from workload import IN_FLIGHT, MAX_SAMPLES, RATE_HZ, Config, Ctl, Mode, Slot  # noqa: E402
+
+BEGIN, END = "<!-- peers -->", "<!-- /peers -->"
+CACHE = Path(os.environ.get("PLEXA_BENCH_CACHE", Path.home() / ".cache" / "plexa-bench"))
+SHM = Path("/dev/shm")
+
+
+@dataclass(frozen=True)
+class Peer:
+    """One framework in the comparison."""
+
+    name: str
+    label: str
+    script: str
+    """The peer's launcher in benchmarks/peers/ (run with the peer's python)."""
+    pins: tuple[str, ...] = ()
+    """Requirements of its own virtual environment (none: this interpreter's)."""
+    note: str = ""
+    """What the peer needed to be lossless, or other help (shown under the table)."""
+
+
+PEERS = (
+    Peer("shm", "raw shared-memory ring + pipe wake-up (the limit)", "peer_shm.py"),
+    Peer("iceoryx2", "raw iceoryx2", "peer_iceoryx2.py"),
+    Peer("plexa", "**plexa** (`loan`, `block` link)", "peer_plexa.py"),
+    Peer(
+        "ezmsg",
+        "ezmsg 3.9",
+        "peer_ezmsg.py",
+        pins=("ezmsg==3.9.0", "numpy==2.4.6"),
+        note="lossless by its default backpressure; `num_buffers=8` on the output stream "
+        "keeps 8 frames in flight at most",
+    ),
+)
+BASELINES = ("iceoryx2", "shm")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How long each phase of a run lasts, and how many runs."""
+
+    reps: int
+    warmup_s: float
+    fast_s: float
+    paced_s: float
+    settle_s: float
+    quiet_s: float
+    """Longest wait for a quiet machine before each run."""
+
+
+FULL = Plan(reps=4, warmup_s=1.0, fast_s=3.0, paced_s=4.0, settle_s=0.3, quiet_s=3.0)
+QUICK = Plan(reps=1, warmup_s=0.5, fast_s=1.0, paced_s=1.5, settle_s=0.2, quiet_s=0.5)
+QUIET_PCT = 20.0
+"""Machine-wide CPU % (all cores) under which the machine counts as quiet."""
+
+
+@dataclass
+class Result:
+    """What one run of one peer measured."""
+
+    start_s: float = float("nan")
+    fps: float = float("nan")
+    fast_cpu_us: float = float("nan")
+    """CPU time of all the peer's processes per frame at full speed (µs)."""
+    p50_us: float = float("nan")
+    p99_us: float = float("nan")
+    paced_cpu_pct: float = float("nan")
+    """CPU of all the peer's processes at 200 Hz, % of one core."""
+    pss_mb: float = float("nan")
+    stop_s: float = float("nan")
+    drops: int = 0
+    procs: int = 0
+    """Processes the peer ran (most at once)."""
+    left_procs: list[str] = field(default_factory=list)
+    left_shm: list[str] = field(default_factory=list)
+    error: str = ""
+    busy_pct: float = 0.0
+    """Machine-wide CPU % just before the run (other people's work on a shared machine)."""
+
+
+def wait_quiet(limit_s: float) -> float:
+    """Wait up to ``limit_s`` for the machine to be quiet; returns the last CPU % seen."""
+    deadline = time.monotonic() + limit_s
+    busy = psutil.cpu_percent(interval=0.1)
+    while busy > QUIET_PCT and time.monotonic() < deadline:
+        busy = psutil.cpu_percent(interval=0.1)
+    return busy
+
+
+# ----- virtual environments ------------------------------------------------------------------
+
+
+def venv_python(peer: Peer, log: Callable[[str], None]) -> tuple[str, str]:
+    """The interpreter to run ``peer`` with, creating its environment if needed.
+
+    Returns ``(python, "")`` or ``("", why it cannot be installed)``.
+    """
+    if not peer.pins:
+        return sys.executable, ""
+    env = CACHE / "venvs" / peer.name
+    python = env / "bin" / "python"
+    if python.exists() and _has_pins(python, peer.pins):
+        return str(python), ""
+    log(f" creating {env} ({', '.join(peer.pins)}); this can take minutes")
+    try:
+        if not python.exists():
+            subprocess.run([sys.executable, "-m", "venv", str(env)], check=True, timeout=300)
+        got = subprocess.run(
+            [str(python), "-m", "pip", "install", "-q", *peer.pins],
+            capture_output=True,
+            text=True,
+            timeout=1800,
+        )
+    except (OSError, subprocess.SubprocessError) as exc:
+        return "", f"{type(exc).__name__}: {exc}"
+    if got.returncode != 0 or not _has_pins(python, peer.pins):
+        lines = [ln for ln in got.stderr.splitlines() if ln.startswith("ERROR")]
+        return "", (lines[-1] if lines else f"pip exited {got.returncode}")[:200]
+    return str(python), ""
+
+
+def _has_pins(python: Path, pins: tuple[str, ...]) -> bool:
+    names = [p.split("==")[0] for p in pins]
+    code = f"import importlib.metadata as m, sys\nprint(' '.join(m.version(n) for n in {names!r}))"
+    got = subprocess.run([str(python), "-c", code], capture_output=True, text=True)
+    want = " ".join(p.split("==")[1] for p in pins)
+    return got.returncode == 0 and got.stdout.strip() == want
+
+
+# ----- watching a peer's processes -------------------------------------------------------------
+
+
+class Watch:
+    """Every process of one launched peer: its descendants and its session.
+
+    A background thread samples them every 0.2 s: the peak PSS sum, the /dev/shm entries
+    they have mapped or open, and every pid ever seen (so that reparented daemons count).
+    """
+
+    def __init__(self, root: int) -> None:
+        self.root = root
+        self.seen: dict[int, psutil.Process] = {}
+        self.peak_pss = 0
+        self.most = 0
+        self.shm: set[str] = set()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+
+    def alive(self) -> list[psutil.Process]:
+        """The peer's processes now (zombies excluded)."""
+        found: dict[int, psutil.Process] = {}
+        with contextlib.suppress(psutil.Error):
+            root = psutil.Process(self.root)
+            found[root.pid] = root
+            for child in root.children(recursive=True):
+                found[child.pid] = child
+        for pid in psutil.pids():
+            with contextlib.suppress(OSError):
+                if pid not in found and os.getsid(pid) == self.root:
+                    with contextlib.suppress(psutil.Error):
+                        found[pid] = psutil.Process(pid)
+        with self._lock:
+            for pid, proc in list(self.seen.items()):
+                if pid not in found and _running(proc):
+                    found[pid] = proc
+            self.seen.update(found)
+        return [p for p in found.values() if _running(p)]
+
+    def _loop(self) -> None:
+        while not self._stop.wait(0.2):
+            self.sample()
+
+    def sample(self) -> None:
+        procs = self.alive()
+        total = 0
+        for proc in procs:
+            with contextlib.suppress(psutil.Error):
+                total += proc.memory_full_info().pss
+            with contextlib.suppress(psutil.Error, OSError):
+                for m in proc.memory_maps(grouped=True):
+                    if m.path.startswith("/dev/shm/"):
+                        self.shm.add(m.path)
+                for f in proc.open_files():
+                    if f.path.startswith("/dev/shm/"):
+                        self.shm.add(f.path)
+        self.peak_pss = max(self.peak_pss, total)
+        self.most = max(self.most, len(procs))
+
+    def cpu(self) -> float:
+        """CPU seconds (user + system) of the peer's live processes so far."""
+        total = 0.0
+        for proc in self.alive():
+            with contextlib.suppress(psutil.Error):
+                t = proc.cpu_times()
+                total += t.user + t.system
+        return total
+
+    def close(self) -> None:
+        """Stop sampling."""
+        self._stop.set()
+        self._thread.join()
+
+
+def _running(proc: psutil.Process) -> bool:
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+# ----- one run ---------------------------------------------------------------------------------
+
+
+def run_peer(peer: Peer, python: str, plan: Plan, root: Path, n: int) -> Result:
+    """Launch ``peer``, measure it, quit it, and check what it left behind."""
+    work = root / f"{peer.name}{n}"
+    work.mkdir(parents=True)
+    ctl_path = work / "ctl"
+    ctl = Ctl(str(ctl_path), create=True)
+    cfg = Config(ctl=str(ctl_path), workdir=str(work))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(PEERS_DIR), str(REPO)]))
+    env.pop("PYTHONSTARTUP", None)
+    res = Result(busy_pct=wait_quiet(plan.quiet_s))
+    log_file = (work / "peer.log").open("wb")
+    t_launch = time.monotonic_ns()
+    proc = subprocess.Popen(
+        [python, str(PEERS_DIR / peer.script), cfg.to_json()],
+        cwd=work,
+        env=env,
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    watch = Watch(proc.pid)
+    try:
+        _measure(ctl, proc, watch, plan, res, t_launch)
+    except Exception as exc:  # reported in the table, the run goes on with the next peer
+        res.error = f"{type(exc).__name__}: {exc}"
+    finally:
+        _quit(proc, watch, res)
+        log_file.close()
+    if res.error:
+        tail = (work / "peer.log").read_text(errors="replace").strip().splitlines()[-3:]
+        res.error += " | " + " / ".join(tail)
+    return res
+
+
+def _measure(
+    ctl: Ctl, proc: subprocess.Popen[bytes], watch: Watch, plan: Plan, res: Result, t0: int
+) -> None:
+    deadline = time.monotonic() + 120
+    while not ctl[Slot.FIRST_NS]:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the peer exited with {proc.returncode} before its first frame")
+        if time.monotonic() > deadline:
+            raise RuntimeError("no frame handled within 120 s")
+        time.sleep(0.001)
+    res.start_s = (ctl[Slot.FIRST_NS] - t0) / 1e9
+    time.sleep(plan.warmup_s)
+    c0, n0, w0 = watch.cpu(), ctl[Slot.HANDLED], time.monotonic()
+    time.sleep(plan.fast_s)
+    c1, n1, w1 = watch.cpu(), ctl[Slot.HANDLED], time.monotonic()
+    res.fps = (n1 - n0) / (w1 - w0)
+    res.fast_cpu_us = 1e6 * (c1 - c0) / max(1, n1 - n0)
+    ctl[Slot.MODE] = Mode.PAUSE
+    _drain(ctl)
+    ctl[Slot.MODE] = Mode.PACED
+    time.sleep(plan.settle_s)
+    s0, c0, w0 = time.monotonic_ns(), watch.cpu(), time.monotonic()
+    time.sleep(plan.paced_s)
+    s1, c1, w1 = time.monotonic_ns(), watch.cpu(), time.monotonic()
+    res.paced_cpu_pct = 100 * (c1 - c0) / (w1 - w0)
+    ctl[Slot.MODE] = Mode.PAUSE
+    _drain(ctl)
+    count = ctl[Slot.SAMPLES]
+    rows = ctl.rows[: min(count, MAX_SAMPLES)]
+    kept = rows[(rows[:, 0] >= s0) & (rows[:, 0] < s1), 1] / 1e3
+    if len(kept) < 10:
+        raise RuntimeError(f"only {len(kept)} latency samples at {RATE_HZ:g} Hz")
+    res.p50_us, res.p99_us = (float(x) for x in np.percentile(kept, [50, 99]))
+    res.drops = ctl[Slot.LOST] + ctl[Slot.SENT] - ctl[Slot.HANDLED]
+
+
+def _drain(ctl: Ctl, timeout: float = 5.0) -> None:
+    """Wait until every frame sent has been handled (or ``timeout``)."""
+    deadline = time.monotonic() + timeout
+    while ctl[Slot.SENT] + ctl[Slot.LOST] > ctl[Slot.HANDLED] and time.monotonic() < deadline:
+        time.sleep(0.005)
+    time.sleep(0.02)  # a frame sent just as the pause was read
+
+
+def _quit(proc: subprocess.Popen[bytes], watch: Watch, res: Result) -> None:
+    """Ctrl-C the peer, time it until its last process is gone, and kill what remains."""
+    watch.sample()
+    watch.close()
+    t_quit = time.monotonic()
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGINT)  # as Ctrl-C in a terminal: the whole group
+    deadline = t_quit + 20.0
+    while True:
+        proc.poll()
+        left = watch.alive()
+        if not left:
+            res.stop_s = time.monotonic() - t_quit
+            break
+        if time.monotonic() > deadline:
+            res.left_procs = [f"{p.pid} {_name(p)}" for p in left]
+            for p in left:
+                with contextlib.suppress(psutil.Error):
+                    p.kill()
+            proc.wait(5)
+            break
+        time.sleep(0.002)
+    res.pss_mb = watch.peak_pss / 2**20
+    res.procs = watch.most
+    res.left_shm = sorted(p for p in watch.shm if Path(p).exists())
+
+
+def _name(proc: psutil.Process) -> str:
+    try:
+        return " ".join(proc.cmdline())[:80] or proc.name()
+    except psutil.Error:
+        return "?"
+
+
+# ----- the table -------------------------------------------------------------------------------
+
+
+def _med(values: list[float]) -> float:
+    good = [v for v in values if v == v]
+    return statistics.median(good) if good else float("nan")
+
+
+def _range(values: list[float], fmt: str) -> str:
+    good = sorted(v for v in values if v == v)
+    if not good:
+        return "—"
+    mid = format(statistics.median(good), fmt)
+    if len(good) < 3:
+        return mid
+    return f"{mid} ({format(good[0], fmt)}-{format(good[-1], fmt)})"
+
+
+def _ratio(runs: dict[str, list[Result]], peer: str, base: str, attr: str) -> str:
+    pairs = [
+        getattr(a, attr) / getattr(b, attr)
+        for a, b in zip(runs[peer], runs.get(base, []), strict=False)
+        if not a.error and not b.error and getattr(b, attr) > 0
+    ]
+    return f"{statistics.median(pairs):.2f}x" if pairs else "—"
+
+
+def render(runs: dict[str, list[Result]], missing: dict[str, str]) -> str:
+    """The result table in Markdown: medians (range) and per-run ratios."""
+    lines = [
+        "| peer | frames/s | vs iceoryx2 / ring | CPU µs/frame | 200 Hz p50 / p99 (µs) "
+        "| p50 vs iceoryx2 / ring | CPU at 200 Hz | start / stop (s) | peak PSS (MB) "
+        "| procs | drops | leftovers |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for peer in PEERS:
+        if peer.name not in runs and peer.name not in missing:
+            continue
+        if peer.name in missing:
+            lines.append(f"| {peer.label} | not installed: {missing[peer.name]} |" + " |" * 10)
+            continue
+        rs = [r for r in runs.get(peer.name, []) if not r.error]
+        if not rs:
+            lines.append(f"| {peer.label} | failed |" + " |" * 10)
+            continue
+        fps = _range([r.fps for r in rs], ",.0f")
+        thr = " / ".join(_ratio(runs, peer.name, b, "fps") for b in BASELINES)
+        lat = " / ".join(_ratio(runs, peer.name, b, "p50_us") for b in BASELINES)
+        left = sum(len(r.left_procs) for r in rs), sum(len(r.left_shm) for r in rs)
+        lines.append(
+            f"| {peer.label} | {fps} | {thr} | {_med([r.fast_cpu_us for r in rs]):.0f} "
+            f"| {_range([r.p50_us for r in rs], '.0f')} / {_range([r.p99_us for r in rs], '.0f')} "
+            f"| {lat} | {_med([r.paced_cpu_pct for r in rs]):.0f} % "
+            f"| {_med([r.start_s for r in rs]):.2f} / {_med([r.stop_s for r in rs]):.2f} "
+            f"| {_range([r.pss_mb for r in rs], '.0f')} | {max(r.procs for r in rs)} "
+            f"| {sum(r.drops for r in rs)} "
+            f"| {'none' if left == (0, 0) else f'{left[0]} procs, {left[1]} shm'} |"
+        )
+    return "\n".join(lines)
+
+
+def section(
+    runs: dict[str, list[Result]], missing: dict[str, str], plan: Plan, elapsed: float
+) -> str:
+    """The BENCHMARKS.md section between the peers markers."""
+    date = dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
+    notes = [
+        f"Measured {date} on {_report.machine()}.",
+        "",
+        render(runs, missing),
+        "",
+        f"`python benchmarks/peers.py` ({elapsed:.0f} s, {plan.reps} runs of each peer, "
+        "alternating, the order rotated each repetition; medians with the range in "
+        "brackets; ratios are medians of the per-repetition ratios, throughput as "
+        "peer/baseline (higher is better), latency as peer/baseline (lower is better)). "
+        "The workload, identical for every peer (`benchmarks/peers/workload.py`): a generator "
+        "process copies a 512x512 uint16 source frame into each message and stamps a "
+        "sequence number and `time.monotonic_ns()` into its first 16 bytes; a processor "
+        "process computes `frame.mean()`. Each run is a fresh launch of the peer's own "
+        f"command: after {plan.warmup_s:g} s of warm-up, frames handled over {plan.fast_s:g} s "
+        f"at full speed (lossless, at most {IN_FLIGHT} in flight), then {plan.paced_s:g} s at "
+        f"{RATE_HZ:g} Hz (latency from the stamp to the processor's handler, before its "
+        "`mean()`). CPU is user + system time of all the peer's processes (per frame at full "
+        "speed, % of one core at 200 Hz). Start: from launching the peer's command to the "
+        "first frame handled; stop: from SIGINT to its process group (what Ctrl-C in a "
+        "terminal does) to the last of its processes gone. "
+        "PSS: the largest sum over its processes, sampled every 0.2 s. Drops: sent but never "
+        "handled, or missing from the sequence numbers. Leftovers: processes still alive 20 s "
+        "after SIGINT, /dev/shm entries its processes had mapped that still exist.",
+        "",
+        "How each peer is written (`benchmarks/peers/peer_*.py`, each as its own docs show a "
+        "user):",
+        "",
+    ]
+    for peer in PEERS:
+        doc = _first_paragraph(PEERS_DIR / peer.script)
+        extra = f" *Lossless:* {peer.note}." if peer.note else ""
+        notes.append(f"* **{peer.name}**: {doc}{extra}")
+    problems = [
+        f"{name} run {i + 1}: {r.error}"
+        for name, rs in runs.items()
+        for i, r in enumerate(rs)
+        if r.error
+    ]
+    problems += [
+        f"{name} run {i + 1}: left {', '.join(r.left_procs + r.left_shm)}"
+        for name, rs in runs.items()
+        for i, r in enumerate(rs)
+        if r.left_procs or r.left_shm
+    ]
+    busy = [r.busy_pct for rs in runs.values() for r in rs if r.busy_pct > QUIET_PCT]
+    if busy:
+        problems.insert(
+            0,
+            f"{len(busy)} runs started while other work kept the machine busy (up to "
+            f"{max(busy):.0f} % of all CPUs after waiting up to {plan.quiet_s:g} s for quiet)",
+        )
+    if problems:
+        notes += ["", "Problems seen in this run:", ""] + [f"* {p}" for p in problems]
+    body = "\n".join(notes)
+    return f"{BEGIN}\n## Peers: plexa and other frameworks on one workload\n\n{body}\n{END}"
+
+
+def _first_paragraph(path: Path) -> str:
+    text = path.read_text()
+    doc = text.split('"""')[1] if '"""' in text else ""
+    return " ".join(doc.strip().split("\n\n")[0].split())
+
+
+# ----- main ------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the comparison; returns 1 if a peer that is installed failed every run."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="one short run of each peer")
+    parser.add_argument("--reps", type=int, help="runs of each peer")
+    parser.add_argument("--peers", help="comma-separated peer names (default: all)")
+    parser.add_argument("--write", action="store_true", help="write BENCHMARKS.md even if --quick")
+    parser.add_argument("--no-write", action="store_true", help="do not write BENCHMARKS.md")
+    args = parser.parse_args(argv)
+    plan = QUICK if args.quick else FULL
+    if args.reps:
+        plan = replace(plan, reps=args.reps)
+    chosen = [p for p in PEERS if not args.peers or p.name in args.peers.split(",")]
+    started = time.perf_counter()
+
+    def log(text: str) -> None:
+        print(f"[{time.perf_counter() - started:6.1f} s]{text}", flush=True)
+
+    pythons: dict[str, str] = {}
+    missing: dict[str, str] = {}
+    for peer in chosen:
+        python, why = venv_python(peer, log)
+        if python:
+            pythons[peer.name] = python
+        else:
+            missing[peer.name] = why
+            log(f" {peer.name}: cannot be installed: {why}")
+    root = Path(f"/tmp/plxpeers_{os.getpid()}")
+    runs: dict[str, list[Result]] = {name: [] for name in pythons}
+    order = [p for p in chosen if p.name in pythons]
+    try:
+        for rep in range(plan.reps):
+            shift = rep % len(order) if order else 0
+            for peer in order[shift:] + order[:shift]:
+                res = run_peer(peer, pythons[peer.name], plan, root, rep)
+                runs[peer.name].append(res)
+                if res.error:
+                    log(f" {peer.name} run {rep + 1}: FAILED {res.error}")
+                    continue
+                left = res.left_procs + res.left_shm
+                log(
+                    f" {peer.name} run {rep + 1}: {res.fps:,.0f} frames/s "
+                    f"({res.fast_cpu_us:.0f} µs CPU each), p50 {res.p50_us:.0f} µs "
+                    f"p99 {res.p99_us:.0f} µs ({res.paced_cpu_pct:.0f} % CPU), start "
+                    f"{res.start_s:.2f} s, stop {res.stop_s:.2f} s, PSS {res.pss_mb:.0f} MB "
+                    f"in {res.procs} procs, drops {res.drops}" + (f", LEFT {left}" if left else "")
+                )
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    elapsed = time.perf_counter() - started
+    print()
+    print(render({k: v for k, v in runs.items()}, missing))
+    print(f"\n{_report.machine()}; {elapsed:.0f} s")
+    if (not args.quick or args.write) and not args.no_write:
+        _report.write_section(section(runs, missing, plan, elapsed), BEGIN, END)
+        print(f"wrote {_report.BENCHMARKS_MD}")
+    failed = [name for name, rs in runs.items() if rs and all(r.error for r in rs)]
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
