@@ -17,6 +17,8 @@ TOP_LEVEL = {
     "errors": "core",
     "improv": "runtime",
     "testing": "runtime",
+    "recording": "data",
+    "replay": "runtime",
     "__main__": "edges",
     "__init__": "edges",
     "examples": "edges",

@@ -12,6 +12,7 @@ The tree::
     ├── StoreError
     │   ├── StoreFull          the object store has no room left
     │   └── KeyNotFound        ``get`` of a key that was never put or was deleted
+    ├── RecordingError         a recording could not be written or read (``disk_full``)
     ├── InvalidTransition      a lifecycle signal that makes no sense in the current state
     ├── RemoteError            an error raised in another process, with its traceback
     └── Timeout                a deadline passed
@@ -38,6 +39,7 @@ __all__ = [
     "LinkClosed",
     "LinkError",
     "PlexaError",
+    "RecordingError",
     "RemoteError",
     "StoreError",
     "StoreFull",
@@ -116,6 +118,14 @@ class KeyNotFound(StoreError, KeyError):
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else "key not found"
+
+
+class RecordingError(PlexaError):
+    """A recording could not be written (``disk_full`` when the disk ran out) or read."""
+
+    def __init__(self, message: str, *, disk_full: bool = False) -> None:
+        self.disk_full = disk_full
+        super().__init__(message)
 
 
 class InvalidTransition(PlexaError):
