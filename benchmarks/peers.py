@@ -69,6 +69,8 @@ class Peer:
     """Requirements of its own virtual environment (none: this interpreter's)."""
     note: str = ""
     """What the peer needed to be lossless, or other help (shown under the table)."""
+    base: str = ""
+    """The Python its environment is made with, e.g. ``3.10`` (default: this one)."""
 
 
 PEERS = (
@@ -82,6 +84,34 @@ PEERS = (
         pins=("ezmsg==3.9.0", "numpy==2.4.6"),
         note="lossless by its default backpressure; `num_buffers=8` on the output stream "
         "keeps 8 frames in flight at most",
+    ),
+)
+PEERS += (
+    Peer(
+        "dora",
+        "dora-rs 1.1 (`queue_policy: backpressure`)",
+        "peer_dora.py",
+        pins=("dora-rs==1.1.0", "dora-rs-cli==1.1.0", "pyarrow==26.0.1", "numpy==2.4.6"),
+        note="`queue_policy: backpressure` on the input makes it lossless but does not bound "
+        "the frames in flight; the processor answers each frame with a `done` message and the "
+        "generator waits for answers when 8 are outstanding",
+    ),
+    Peer(
+        "improv",
+        "improv 0.2.2",
+        "peer_improv.py",
+        pins=("improv==0.2.2", "numpy==1.26.4"),
+        note="its links are unbounded queues; the processor answers each frame on a `done` "
+        "link and the generator waits for answers when 8 are outstanding",
+        base="3.10",
+    ),
+    Peer(
+        "ray",
+        "Ray 2.60",
+        "peer_ray.py",
+        pins=("ray==2.60.0", "numpy==2.4.6"),
+        note="calls are queued, never dropped; the generator keeps 8 calls pending at most "
+        "with `ray.wait`, as Ray's docs advise",
     ),
 )
 BASELINES = ("iceoryx2", "shm")
@@ -153,10 +183,13 @@ def venv_python(peer: Peer, log: Callable[[str], None]) -> tuple[str, str]:
     python = env / "bin" / "python"
     if python.exists() and _has_pins(python, peer.pins):
         return str(python), ""
+    base = _base_python(peer.base)
+    if not base:
+        return "", f"needs Python {peer.base} (improv 0.2.2 pins pyarrow 9, built up to 3.10)"
     log(f" creating {env} ({', '.join(peer.pins)}); this can take minutes")
     try:
         if not python.exists():
-            subprocess.run([sys.executable, "-m", "venv", str(env)], check=True, timeout=300)
+            subprocess.run([base, "-m", "venv", str(env)], check=True, timeout=300)
         got = subprocess.run(
             [str(python), "-m", "pip", "install", "-q", *peer.pins],
             capture_output=True,
@@ -169,6 +202,17 @@ def venv_python(peer: Peer, log: Callable[[str], None]) -> tuple[str, str]:
         lines = [ln for ln in got.stderr.splitlines() if ln.startswith("ERROR")]
         return "", (lines[-1] if lines else f"pip exited {got.returncode}")[:200]
     return str(python), ""
+
+
+def _base_python(version: str) -> str:
+    """An interpreter of Python ``version`` (on PATH or from pyenv), or ""; "" means this one."""
+    if not version:
+        return sys.executable
+    found = shutil.which(f"python{version}")
+    if found:
+        return found
+    pyenv = sorted(Path.home().glob(f".pyenv/versions/{version}.*/bin/python{version}"))
+    return str(pyenv[-1]) if pyenv else ""
 
 
 def _has_pins(python: Path, pins: tuple[str, ...]) -> bool:
@@ -185,7 +229,7 @@ def _has_pins(python: Path, pins: tuple[str, ...]) -> bool:
 class Watch:
     """Every process of one launched peer: its descendants and its session.
 
-    A background thread samples them every 0.2 s: the peak PSS sum, the /dev/shm entries
+    A background thread samples them every 0.5 s: the peak PSS sum, the /dev/shm entries
     they have mapped or open, and every pid ever seen (so that reparented daemons count).
     """
 
@@ -221,7 +265,7 @@ class Watch:
         return [p for p in found.values() if _running(p)]
 
     def _loop(self) -> None:
-        while not self._stop.wait(0.2):
+        while not self._stop.wait(0.5):
             self.sample()
 
     def sample(self) -> None:
@@ -463,7 +507,7 @@ def section(
         "speed, % of one core at 200 Hz). Start: from launching the peer's command to the "
         "first frame handled; stop: from SIGINT to its process group (what Ctrl-C in a "
         "terminal does) to the last of its processes gone. "
-        "PSS: the largest sum over its processes, sampled every 0.2 s. Drops: sent but never "
+        "PSS: the largest sum over its processes, sampled every 0.5 s. Drops: sent but never "
         "handled, or missing from the sequence numbers. Leftovers: processes still alive 20 s "
         "after SIGINT, /dev/shm entries its processes had mapped that still exist.",
         "",
