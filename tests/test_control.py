@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import zmq
@@ -261,3 +262,111 @@ def test_a_stalled_subscriber_does_not_slow_the_pipeline(served: Served) -> None
         stalled.close(0)
         ctx.term()
         assert sent / elapsed > 150, f"{sent / elapsed:.0f} msg/s with a stalled subscriber"
+
+
+def _record(name: str) -> dict[str, Any]:
+    from plexa.nexus.cleanup import list_runs
+
+    return next(r for r in list_runs() if r.name == name).record
+
+
+def _dealer(ctx: zmq.Context[Any], endpoint: str) -> zmq.Socket[Any]:
+    sock = ctx.socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.connect(endpoint)
+    return sock
+
+
+def _answer(sock: zmq.Socket[Any], timeout: float = 10.0) -> proto.Response:
+    assert sock.poll(int(timeout * 1000)), "no answer"
+    return proto.decode_response(sock.recv())
+
+
+NESTED = b"\x82\xa7command\xa4ping\xa4args\x81\xa1a" + b"\x91" * 1000 + b"\xc0"
+
+
+def test_a_deeply_nested_frame_without_a_token_gets_an_error_and_the_run_goes_on(
+    served: Served,
+) -> None:
+    assert len(NESTED) == 1023
+    record = _record(served.name)
+    with served.client() as c, zmq.Context() as ctx:
+        c.request("setup")
+        c.request("run")
+        sock = _dealer(ctx, record["endpoints"]["control"])
+        sock.send(NESTED)
+        resp = _answer(sock)
+        assert not resp.ok and "malformed request" in resp.error
+        token = record["token"]
+        deep: Any = 1
+        for _ in range(proto.MAX_DEPTH + 1):
+            deep = [deep]
+        sock.send(proto.encode(proto.Request(token=token, command="ping", args={"a": deep})))
+        resp = _answer(sock)
+        assert not resp.ok and f"deeper than {proto.MAX_DEPTH}" in resp.error
+        sock.send(proto.encode(proto.Request(id=5, token=token, command="ping")))
+        assert _answer(sock).value == "pong"
+        sock.close()
+        before = c.status()["actors"]["mid"]["msgs_in"]
+        wait_for(lambda: c.status()["actors"]["mid"]["msgs_in"] > before + 10, 10, "more frames")
+    assert served.proc.poll() is None
+
+
+def test_a_frame_over_the_size_limit_costs_only_its_sender_the_connection(served: Served) -> None:
+    record = _record(served.name)
+    with served.client() as c, zmq.Context() as ctx:
+        big = _dealer(ctx, record["endpoints"]["control"])
+        request = proto.Request(token=record["token"], command="ping", args={"x": "y" * (1 << 20)})
+        big.send(proto.encode(request))
+        assert not big.poll(1000), "an oversized frame is not answered"
+        big.close()
+        assert c.request("ping") == "pong"
+    assert served.proc.poll() is None
+
+
+INVOKABLE = """
+actors:
+  fit: {class: "actors:LongFit", options: {chunk_s: 0.0005}}
+"""
+
+
+@pytest.mark.parametrize("served", [INVOKABLE], indirect=True)
+def test_four_hundred_back_to_back_invokes_are_all_answered_in_order(served: Served) -> None:
+    record = _record(served.name)
+    with served.client() as c, zmq.Context() as ctx:
+        c.request("setup")
+        c.request("run")
+        sock = _dealer(ctx, record["endpoints"]["control"])
+        for i in range(1, 401):
+            req = proto.Request(
+                id=i, token=record["token"], command="invoke", actor="fit",
+                args={"method": "where", "args": [], "timeout_s": 60.0},
+            )  # fmt: skip
+            sock.send(proto.encode(req))
+        watcher = _dealer(ctx, record["endpoints"]["control"])
+        watcher.send(proto.encode(proto.Request(id=9, token=record["token"], command="status")))
+        answers = [_answer(sock, 60.0) for _ in range(400)]
+        assert [a.id for a in answers] == list(range(1, 401))
+        assert all(a.ok for a in answers), [a.error for a in answers if not a.ok][:3]
+        values = [a.value for a in answers]
+        assert values == sorted(values)
+        assert _answer(watcher).ok, "a status request is answered while invokes wait"
+        sock.close()
+        watcher.close()
+
+
+def test_refusals_are_logged_once_per_interval_and_truncated(served: Served) -> None:
+    record = _record(served.name)
+    with zmq.Context() as ctx:
+        sock = _dealer(ctx, record["endpoints"]["control"])
+        for _ in range(50):
+            sock.send(proto.encode(proto.Request(token="wrong", command="x" * 100_000)))
+        for _ in range(50):
+            assert "wrong or missing token" in _answer(sock).error
+        sock.close()
+    with served.client() as c:
+        c.request("quit")
+    _, err = served.proc.communicate(timeout=30)
+    refusals = [line for line in err.splitlines() if "wrong or missing token" in line]
+    assert len(refusals) == 1, refusals
+    assert len(err) < 5_000, f"{len(err)} bytes of stderr for 50 refused requests"

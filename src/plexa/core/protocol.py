@@ -8,32 +8,55 @@ See ``docs/protocol.md``.
 
 from __future__ import annotations
 
+import enum
 from typing import Any
 
 import msgspec
 
-__all__ = ["COMMANDS", "PROTOCOL_VERSION", "Event", "Request", "Response"]
+__all__ = [
+    "COMMANDS",
+    "MAX_DEPTH",
+    "MAX_REQUEST_BYTES",
+    "PROTOCOL_VERSION",
+    "Command",
+    "Event",
+    "Request",
+    "RequestHead",
+    "Response",
+]
 
 PROTOCOL_VERSION = 1
 
-COMMANDS = (
-    "setup",
-    "run",
-    "pause",
-    "resume",
-    "stop",
-    "quit",
-    "status",
-    "snapshot",
-    "logs",
-    "ping",
-    "revive",
-    "kill",
-    "set",
-    "invoke",
-    "abort",
-)
-"""Every command name a nexus understands (some are refused in some states)."""
+MAX_REQUEST_BYTES = 1 << 20
+"""The largest request frame a nexus accepts (larger ones cost the sender its connection)."""
+
+MAX_DEPTH = 32
+"""The deepest nesting of lists and maps a request's ``args`` may have."""
+
+
+class Command(enum.StrEnum):
+    """Every command a nexus understands (some are refused in some states)."""
+
+    SETUP = "setup"
+    RUN = "run"
+    PAUSE = "pause"
+    RESUME = "resume"
+    STOP = "stop"
+    QUIT = "quit"
+    STATUS = "status"
+    SNAPSHOT = "snapshot"
+    LOGS = "logs"
+    PING = "ping"
+    REVIVE = "revive"
+    KILL = "kill"
+    SET = "set"
+    INVOKE = "invoke"
+    ABORT = "abort"
+    REPORT = "report"
+
+
+COMMANDS = tuple(c.value for c in Command)
+"""Every command name a nexus understands, as strings."""
 
 
 class Request(msgspec.Struct, frozen=True, kw_only=True):
@@ -51,6 +74,43 @@ class Request(msgspec.Struct, frozen=True, kw_only=True):
     """Apply to this actor only (lifecycle commands), or the actor addressed."""
     args: dict[str, Any] = {}
     """Command arguments."""
+
+
+class RequestHead(msgspec.Struct, frozen=True, kw_only=True):
+    """A request with its ``args`` still encoded: what a server reads before it trusts anyone.
+
+    Decoding the head costs one pass over the frame at C speed and builds no Python objects
+    for the arguments, so the token can be checked before any work an attacker could choose.
+    """
+
+    v: int = PROTOCOL_VERSION
+    """As in :class:`Request`."""
+    id: int = 0
+    """As in :class:`Request`."""
+    token: str = ""
+    """As in :class:`Request`."""
+    command: str
+    """As in :class:`Request`."""
+    actor: str | None = None
+    """As in :class:`Request`."""
+    args: msgspec.Raw = msgspec.Raw(b"")
+    """The arguments, still msgpack."""
+
+    def request(self) -> Request:
+        """The whole request; raises ``ValueError`` if ``args`` is malformed or nests deeper
+        than :data:`MAX_DEPTH`."""
+        try:
+            args = _args.decode(self.args) if len(self.args) else {}
+        except RecursionError:
+            raise ValueError(f"args nest deeper than {MAX_DEPTH} levels") from None
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise ValueError(f"malformed args: {exc}") from None
+        if _depth(args) > MAX_DEPTH:
+            raise ValueError(f"args nest deeper than {MAX_DEPTH} levels")
+        return Request(
+            v=self.v, id=self.id, token=self.token, command=self.command, actor=self.actor,
+            args=args,
+        )  # fmt: skip
 
 
 class Response(msgspec.Struct, frozen=True, kw_only=True):
@@ -76,7 +136,7 @@ class Event(msgspec.Struct, frozen=True, kw_only=True):
     v: int = PROTOCOL_VERSION
     """Protocol version."""
     kind: str
-    """``state``, ``failure``, ``log``, ``metrics``, ``progress``, ``improved`` or ``run``."""
+    """One of ``plexa.core.documents.EVENT_KINDS`` (``state``, ``log``, ``metrics``...)."""
     t: float
     """Wall-clock time, seconds since the epoch."""
     seq: int
@@ -85,8 +145,29 @@ class Event(msgspec.Struct, frozen=True, kw_only=True):
     """The event's content (see docs/protocol.md)."""
 
 
+def _depth(obj: Any) -> int:
+    """How deeply lists and maps nest in ``obj`` (iteratively: no recursion to exhaust)."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(obj, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, (list, tuple)):
+            children = item
+        else:
+            continue
+        deepest = max(deepest, depth)
+        if deepest > MAX_DEPTH:
+            return deepest
+        stack.extend((child, depth + 1) for child in children)
+    return deepest
+
+
 _enc = msgspec.msgpack.Encoder()
 _req = msgspec.msgpack.Decoder(Request)
+_head = msgspec.msgpack.Decoder(RequestHead)
+_args = msgspec.msgpack.Decoder(dict[str, Any])
 _resp = msgspec.msgpack.Decoder(Response)
 _event = msgspec.msgpack.Decoder(Event)
 
@@ -100,6 +181,18 @@ def decode_request(data: bytes) -> Request:
     """Parse a request; raises ``msgspec.DecodeError`` or ``ValidationError`` if malformed."""
     req: Request = _req.decode(data)
     return req
+
+
+def decode_head(data: bytes | memoryview) -> RequestHead:
+    """Parse a request but not its ``args``; raises ``ValueError`` if malformed (including
+    nesting too deep to skip)."""
+    try:
+        head: RequestHead = _head.decode(data)
+    except RecursionError:
+        raise ValueError("nesting too deep") from None
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise ValueError(str(exc)) from None
+    return head
 
 
 def decode_response(data: bytes) -> Response:

@@ -1,14 +1,26 @@
 """The nexus's client endpoints: commands in (ROUTER), events out (PUB).
 
 The server shares the nexus's single-threaded loop (:meth:`Nexus.add_source`), so a
-command is handled between two polls of the actors' socket. Status is built from the shared
-counters, never by asking actors. Events are published without ever blocking: a subscriber
-that falls behind loses events at its high-water mark (``seq`` gaps tell it so) and the
-pipeline does not notice.
+command is handled between two polls of the actors' socket. Requests are answered one at a
+time, in the order they came: a command that waits (``setup``, ``invoke``...) drives the
+nexus's loop while it waits, and requests arriving meanwhile are queued, not served from
+inside that wait, except those that need no waiting (``ping``, ``status``...) from a client
+with nothing queued before them, so a status display stays live during a long ``setup``.
+
+Nothing a client sends can end the run: a frame is bounded in size (``MAXMSGSIZE``), its
+token is checked before its arguments are decoded, the arguments' nesting is bounded, and
+any exception while decoding or handling one request becomes an error reply, counted in
+:meth:`ControlServer.statistics`. Refusals are logged at most once per peer per
+``REFUSAL_LOG_INTERVAL``, truncated.
+
+Status is built from the shared counters, never by asking actors. Events are published
+without ever blocking: a subscriber that falls behind loses events at its high-water mark
+(``seq`` gaps tell it so) and the pipeline does not notice.
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import hmac
 import logging
@@ -22,15 +34,56 @@ import msgspec
 import zmq
 
 from plexa.core import protocol as proto
-from plexa.errors import ActorFailed, InvalidTransition, PlexaError, Timeout
+from plexa.core.protocol import Command
+from plexa.errors import InvalidTransition, PlexaError
 from plexa.nexus.nexus import Nexus
 
-__all__ = ["ControlServer"]
+__all__ = ["ControlServer", "ServerStatistics"]
 
 log = logging.getLogger("plexa.server")
 
 METRICS_INTERVAL = 0.5
 EVENT_HWM = 1000
+MAX_QUEUED = 1024
+"""Requests held while another is being handled; beyond that a request is refused at once."""
+REFUSAL_LOG_INTERVAL = 10.0
+"""A peer's refusals are logged (and published as ``refused`` events) once per interval."""
+SHOWN_CHARS = 60
+"""How much of a refused request's command is repeated in logs and events."""
+
+Handler = Callable[[proto.Request], Any]
+
+QUICK = frozenset(
+    {Command.PING, Command.STATUS, Command.SNAPSHOT, Command.LOGS, Command.REPORT, Command.QUIT}
+)
+"""Commands that never wait on the nexus's loop, so they may be answered while another waits."""
+
+
+class ServerStatistics(msgspec.Struct, frozen=True, kw_only=True):
+    """What the control endpoint has seen since the server started."""
+
+    received: int
+    """Request frames read from the socket."""
+    answered: int
+    """Responses sent (errors included)."""
+    refused: int
+    """Requests refused for a wrong or missing token."""
+    malformed: int
+    """Frames that were not a well-formed request (answered with an error)."""
+    failed: int
+    """Requests whose handler raised (answered with the error)."""
+    dropped: int
+    """Frames neither answered nor handled (no routing id, too many parts, socket errors)."""
+    queued: int
+    """Requests waiting now for the one being handled."""
+    max_queued: int
+    """The most requests that ever waited at once."""
+
+
+class _Counts:
+    def __init__(self) -> None:
+        self.received = self.answered = self.refused = self.malformed = 0
+        self.failed = self.dropped = self.max_queued = 0
 
 
 class ControlServer:
@@ -43,39 +96,24 @@ class ControlServer:
         self.ctx: zmq.Context[Any] = zmq.Context()
         self.control = self.ctx.socket(zmq.ROUTER)
         self.control.setsockopt(zmq.LINGER, 0)
+        self.control.setsockopt(zmq.MAXMSGSIZE, proto.MAX_REQUEST_BYTES)
         self.events = self.ctx.socket(zmq.PUB)
         self.events.setsockopt(zmq.LINGER, 0)
         self.events.setsockopt(zmq.SNDHWM, EVENT_HWM)
         self.control_endpoint = self._bind(self.control)
         self.events_endpoint = self._bind(self.events)
         self.quit_requested = False
-        self.refused = 0
         self._seq = 0
         self._next_metrics = 0.0
-        self._handlers: dict[str, Callable[[proto.Request], Any]] = {
-            "ping": lambda req: "pong",
-            "status": lambda req: self.nexus.status(),
-            "snapshot": lambda req: self.snapshot(),
-            "logs": self._logs,
-            "setup": self._lifecycle(lambda req: self.nexus.setup()),
-            "run": self._lifecycle(lambda req: self.nexus.run(_actors(req))),
-            "pause": self._lifecycle(lambda req: self.nexus.pause(_actors(req))),
-            "resume": self._lifecycle(lambda req: self.nexus.resume(_actors(req))),
-            "stop": self._lifecycle(lambda req: self.nexus.stop(_actors(req))),
-            "quit": self._quit,
-            "revive": self._lifecycle(lambda req: self.nexus.revive(_one_actor(req))),
-            "kill": self._lifecycle(lambda req: self.nexus.kill(_one_actor(req))),
-            "report": lambda req: self.nexus.failure_report(),
-            "abort": self._lifecycle(lambda req: self.nexus.abort(_actors(req))),
-            "set": lambda req: self.nexus.set_option(
-                _one_actor(req), str(req.args.get("key")), req.args.get("value")
-            ),
-            "invoke": lambda req: self.nexus.invoke(
-                _one_actor(req),
-                str(req.args.get("method")),
-                req.args.get("args"),
-                float(req.args.get("timeout_s", 30.0)),
-            ),
+        self._counts = _Counts()
+        self._queue: collections.deque[tuple[bytes, proto.Request | proto.Response]] = (
+            collections.deque()
+        )
+        self._queued_from: collections.Counter[bytes] = collections.Counter()
+        self._handling = ""
+        self._refusals: dict[str, tuple[float, int]] = {}
+        self._handlers: dict[str, tuple[Handler, bool]] = {
+            name: (handler, name in QUICK) for name, handler in self._command_table().items()
         }
         nexus.add_source(self.control, self._on_control)
         nexus.listeners.append(self.publish)
@@ -91,6 +129,38 @@ class ControlServer:
             }
         )
 
+    def _command_table(self) -> dict[Command, Handler]:
+        nexus = self.nexus
+        table: dict[Command, Handler] = {
+            Command.PING: lambda req: "pong",
+            Command.STATUS: lambda req: nexus.status(),
+            Command.SNAPSHOT: lambda req: self.snapshot(),
+            Command.LOGS: self._logs,
+            Command.SETUP: self._lifecycle(lambda req: nexus.setup()),
+            Command.RUN: self._lifecycle(lambda req: nexus.run(_actors(req))),
+            Command.PAUSE: self._lifecycle(lambda req: nexus.pause(_actors(req))),
+            Command.RESUME: self._lifecycle(lambda req: nexus.resume(_actors(req))),
+            Command.STOP: self._lifecycle(lambda req: nexus.stop(_actors(req))),
+            Command.QUIT: self._quit,
+            Command.REVIVE: self._lifecycle(lambda req: nexus.revive(_one_actor(req))),
+            Command.KILL: self._lifecycle(lambda req: nexus.kill(_one_actor(req))),
+            Command.REPORT: lambda req: nexus.failure_report(),
+            Command.ABORT: self._lifecycle(lambda req: nexus.abort(_actors(req))),
+            Command.SET: lambda req: nexus.set_option(
+                _one_actor(req), str(req.args.get("key")), req.args.get("value")
+            ),
+            Command.INVOKE: lambda req: nexus.invoke(
+                _one_actor(req),
+                str(req.args.get("method")),
+                req.args.get("args"),
+                float(req.args.get("timeout_s", 30.0)),
+            ),
+        }
+        missing = set(Command) - set(table)
+        if missing:  # pragma: no cover - caught by the tests the moment a command is added
+            raise AssertionError(f"commands without a handler: {sorted(missing)}")
+        return table
+
     def _bind(self, sock: zmq.Socket[Any]) -> str:
         host = f"[{self.bind}]" if ":" in self.bind else self.bind
         if ":" in self.bind:
@@ -99,65 +169,174 @@ class ControlServer:
         endpoint: str = sock.getsockopt_string(zmq.LAST_ENDPOINT)
         return endpoint
 
-    def register(self, handler_name: str, handler: Callable[[proto.Request], Any]) -> None:
-        """Add a command (later capabilities plug theirs in here)."""
-        self._handlers[handler_name] = handler
+    def register(self, name: str, handler: Handler, *, quick: bool = False) -> None:
+        """Add a command (later capabilities plug theirs in here). ``quick``: it never
+        waits on the nexus's loop, so it may be answered while another command waits."""
+        self._handlers[name] = (handler, quick)
+
+    @property
+    def refused(self) -> int:
+        """Requests refused for a wrong or missing token."""
+        return self._counts.refused
+
+    def statistics(self) -> ServerStatistics:
+        """Counts of what the control endpoint has received, answered and refused."""
+        c = self._counts
+        return ServerStatistics(
+            received=c.received,
+            answered=c.answered,
+            refused=c.refused,
+            malformed=c.malformed,
+            failed=c.failed,
+            dropped=c.dropped,
+            queued=len(self._queue),
+            max_queued=c.max_queued,
+        )
 
     # ----- requests ---------------------------------------------------------------------------
     def _on_control(self) -> None:
+        """Read every waiting frame, then answer what can be answered now, in order.
+
+        Called from the nexus's loop, which a waiting command drives: then this only queues
+        (so the socket is drained and the loop does not spin) and answers quick requests.
+        """
         while True:
             try:
-                frames = self.control.recv_multipart(zmq.NOBLOCK)
+                frames = self.control.recv_multipart(zmq.NOBLOCK, copy=False)
             except zmq.Again:
-                return
-            if len(frames) < 2:
+                break
+            except zmq.ZMQError:
+                self._counts.dropped += 1
+                break
+            self._counts.received += 1
+            if len(frames) < 2 or len(frames) > 3:
+                self._counts.dropped += 1
                 continue
-            ident, payload = frames[0], frames[-1]
-            response = self._answer(payload)
-            if response is not None:
-                self.control.send_multipart([ident, proto.encode(response)])
+            ident, frame = frames[0].bytes, frames[-1]
+            self._arrived(ident, self._admit(frame))
+        if not self._handling:
+            self._drain_queue()
 
-    def _answer(self, payload: bytes) -> proto.Response | None:
+    def _arrived(self, ident: bytes, item: proto.Request | proto.Response) -> None:
+        quick = isinstance(item, proto.Response) or self._is_quick(item.command)
+        if self._handling and quick and not self._queued_from[ident]:
+            self._reply(ident, item if isinstance(item, proto.Response) else self._handle(item))
+        elif len(self._queue) >= MAX_QUEUED:
+            self._reply(
+                ident,
+                proto.Response(
+                    id=getattr(item, "id", 0),
+                    ok=False,
+                    error=f"busy: {len(self._queue)} requests are queued; try again later",
+                ),
+            )
+        else:
+            self._queue.append((ident, item))
+            self._queued_from[ident] += 1
+            self._counts.max_queued = max(self._counts.max_queued, len(self._queue))
+
+    def _drain_queue(self) -> None:
+        while self._queue:
+            ident, item = self._queue.popleft()
+            self._queued_from[ident] -= 1
+            if not self._queued_from[ident]:
+                del self._queued_from[ident]
+            self._reply(ident, item if isinstance(item, proto.Response) else self._handle(item))
+
+    def _is_quick(self, command: str) -> bool:
+        entry = self._handlers.get(command)
+        return entry is None or entry[1]  # unknown commands are answered at once, too
+
+    def _reply(self, ident: bytes, response: proto.Response) -> None:
         try:
-            req = proto.decode_request(payload)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            self.refused += 1
-            return proto.Response(ok=False, error=f"malformed request: {exc}")
-        if req.v != proto.PROTOCOL_VERSION:
+            self.control.send_multipart([ident, proto.encode(response)], zmq.NOBLOCK)
+        except zmq.ZMQError:  # the peer went away, or its queue is full
+            self._counts.dropped += 1
+            return
+        self._counts.answered += 1
+
+    def _admit(self, frame: zmq.Frame) -> proto.Request | proto.Response:
+        """The request in ``frame`` if it is well-formed and carries the token, else the
+        error to answer with. The token is checked before ``args`` are decoded."""
+        try:
+            head = proto.decode_head(frame.buffer)
+        except ValueError as exc:
+            self._counts.malformed += 1
+            self._note_refusal(frame, "malformed request")
+            return proto.Response(ok=False, error=f"malformed request: {_shorten(str(exc))}")
+        if head.v != proto.PROTOCOL_VERSION:
+            self._counts.malformed += 1
             return proto.Response(
-                id=req.id,
+                id=head.id,
                 ok=False,
-                error=f"protocol version {req.v} not supported (server speaks "
+                error=f"protocol version {head.v} not supported (server speaks "
                 f"{proto.PROTOCOL_VERSION})",
             )
-        if not hmac.compare_digest(req.token.encode(), self.token.encode()):
-            self.refused += 1
-            log.warning("refused %r: wrong or missing token", req.command)
-            self.nexus.emit("refused", {"command": req.command, "reason": "bad token"})
-            return proto.Response(id=req.id, ok=False, error="refused: wrong or missing token")
-        handler = self._handlers.get(req.command)
-        if handler is None:
+        if not hmac.compare_digest(head.token.encode(), self.token.encode()):
+            self._counts.refused += 1
+            self._note_refusal(frame, "wrong or missing token", head.command)
+            return proto.Response(id=head.id, ok=False, error="refused: wrong or missing token")
+        try:
+            return head.request()
+        except ValueError as exc:
+            self._counts.malformed += 1
+            return proto.Response(id=head.id, ok=False, error=f"malformed request: {exc}")
+
+    def _handle(self, req: proto.Request) -> proto.Response:
+        entry = self._handlers.get(req.command)
+        if entry is None:
             known = ", ".join(sorted(self._handlers))
             return proto.Response(
                 id=req.id, ok=False, error=f"unknown command {req.command!r} (commands: {known})"
             )
+        outer, self._handling = self._handling, req.command
         try:
-            value = handler(req)
-        except (InvalidTransition, Timeout, ActorFailed, PlexaError) as exc:
+            value = entry[0](req)
+        except PlexaError as exc:
             return proto.Response(
                 id=req.id, ok=False, error=str(exc), traceback=getattr(exc, "traceback", "")
             )
         except Exception as exc:  # a bug in a handler must not end the run
+            self._counts.failed += 1
             log.exception("command %s failed", req.command)
             return proto.Response(
                 id=req.id,
                 ok=False,
-                error=f"{type(exc).__name__}: {exc}",
+                error=f"{type(exc).__name__}: {_shorten(str(exc), 500)}",
                 traceback=traceback.format_exc(),
             )
+        finally:
+            self._handling = outer
         return proto.Response(id=req.id, ok=True, value=value)
 
-    def _lifecycle(self, action: Callable[[proto.Request], None]) -> Callable[[proto.Request], Any]:
+    def _note_refusal(self, frame: zmq.Frame, reason: str, command: str | None = None) -> None:
+        """Log and publish a refusal, at most once per peer per interval, truncated."""
+        peer = _peer(frame)
+        now = time.monotonic()
+        last, suppressed = self._refusals.get(peer, (-REFUSAL_LOG_INTERVAL, 0))
+        if now - last < REFUSAL_LOG_INTERVAL:
+            self._refusals[peer] = (last, suppressed + 1)
+            return
+        if len(self._refusals) >= 4096:  # many peers: forget those not heard from lately
+            self._refusals = {
+                p: v for p, v in self._refusals.items() if now - v[0] < REFUSAL_LOG_INTERVAL
+            }
+        self._refusals[peer] = (now, 0)
+        shown = "" if command is None else f" {_shorten(command)!r}"
+        more = f" ({suppressed} more since the last report)" if suppressed else ""
+        log.warning("refused%s from %s: %s%s", shown, peer or "a local peer", reason, more)
+        self.nexus.emit(
+            "refused",
+            {
+                "command": _shorten(command or ""),
+                "reason": reason,
+                "peer": peer,
+                "more": suppressed,
+            },
+        )
+
+    # ----- commands ---------------------------------------------------------------------------
+    def _lifecycle(self, action: Callable[[proto.Request], None]) -> Handler:
         def run(req: proto.Request) -> Any:
             if self.nexus.busy:
                 raise InvalidTransition(f"busy: {self.nexus.busy} is in progress")
@@ -215,7 +394,11 @@ class ControlServer:
             self.tick()
 
     def close(self) -> None:
-        """Release the endpoints."""
+        """Answer what is still queued (the run is ending), then release the endpoints."""
+        while self._queue:
+            ident, item = self._queue.popleft()
+            self._reply(ident, proto.Response(id=item.id, ok=False, error="the run is quitting"))
+        self._queued_from.clear()
         if self.publish in self.nexus.listeners:
             self.nexus.listeners.remove(self.publish)
         self.control.close(0)
@@ -231,3 +414,15 @@ def _one_actor(req: proto.Request) -> str:
     if not req.actor:
         raise InvalidTransition(f"{req.command} needs an actor: plexa ctl NAME {req.command} ACTOR")
     return req.actor
+
+
+def _peer(frame: zmq.Frame) -> str:
+    """The sender's address as zmq knows it (an IP for tcp, "" for ipc)."""
+    try:
+        return str(frame.get("Peer-Address") or "")
+    except (zmq.ZMQError, AttributeError):
+        return ""
+
+
+def _shorten(text: str, limit: int = SHOWN_CHARS) -> str:
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text)} chars)"
