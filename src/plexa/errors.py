@@ -4,11 +4,15 @@ The tree::
 
     PlexaError
     ├── ConfigError            a pipeline file is wrong (carries every issue found)
+    ├── UnsafePath             a runtime directory or file another user could control
+    ├── NameInUse              another live run already holds this run name
     ├── ActorFailed            an actor crashed, raised, hung or was killed (carries a report)
     ├── LinkError
     │   ├── LinkClosed         the other end went away in an orderly way
     │   ├── LinkBroken         the other end vanished, or a lossless link lost a message
-    │   └── WouldBlock         a ``*_nowait`` call found no message or no room
+    │   ├── WouldBlock         a ``*_nowait`` call found no message or no room
+    │   └── OutOfSharedMemory  no room in /dev/shm for a link's samples
+    ├── PayloadError           an object cannot be sent (names the actor, port and reason)
     ├── StoreError
     │   ├── StoreFull          the object store has no room left
     │   └── KeyNotFound        ``get`` of a key that was never put or was deleted
@@ -38,12 +42,16 @@ __all__ = [
     "LinkBroken",
     "LinkClosed",
     "LinkError",
+    "NameInUse",
+    "OutOfSharedMemory",
+    "PayloadError",
     "PlexaError",
     "RecordingError",
     "RemoteError",
     "StoreError",
     "StoreFull",
     "Timeout",
+    "UnsafePath",
     "WouldBlock",
 ]
 
@@ -81,6 +89,15 @@ class ConfigError(PlexaError):
         super().__init__("\n".join(str(i) for i in self.issues))
 
 
+class UnsafePath(PlexaError):
+    """A runtime root, run directory or run file that another user could own, replace or
+    write; plexa refuses to use it (the CLI exits with status 2)."""
+
+
+class NameInUse(PlexaError):
+    """Another live run holds this run name; choose another name (the CLI exits with 2)."""
+
+
 class ActorFailed(PlexaError):
     """One or more actors failed; ``report`` maps each actor to what happened to it."""
 
@@ -103,6 +120,16 @@ class LinkBroken(LinkError):
 
 class WouldBlock(LinkError):
     """A non-blocking call found no message to take or no room to put one."""
+
+
+class OutOfSharedMemory(LinkError):
+    """/dev/shm has no room for the samples a message needs; nothing was sent, and the
+    pages were never touched (so no SIGBUS)."""
+
+
+class PayloadError(PlexaError):
+    """An object cannot be sent over a link, or a received one cannot be read; the message
+    names the actor, the port and the reason, and the object was not counted as sent."""
 
 
 class StoreError(PlexaError):

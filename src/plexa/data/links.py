@@ -14,6 +14,7 @@ as ``lost`` instead of hanging.
 from __future__ import annotations
 
 import ctypes
+import logging
 import math
 import time
 from collections.abc import Callable
@@ -28,7 +29,7 @@ from plexa.core.paths import RunPaths
 from plexa.core.spec import LinkSpec, PipelineSpec, Policy
 from plexa.data import payload
 from plexa.data.counters import Counters, LinkField, OutputField, bucket, received
-from plexa.errors import LinkBroken, PlexaError, Timeout, WouldBlock
+from plexa.errors import LinkBroken, PayloadError, PlexaError, Timeout, WouldBlock
 
 __all__ = ["EMPTY", "Domain", "InputPort", "LinkStatistics", "Loan", "OutputPort", "Wake"]
 
@@ -37,6 +38,7 @@ SAMPLE_MASK = 7
 stay representative and the per-message cost small. Counts are always exact."""
 
 iox2.set_log_level_from_env_or(iox2.LogLevel.Error)
+_log = logging.getLogger("plexa.links")
 
 MAX_BORROWED = 4
 """Messages a consumer may hold at once per link (the handler's plus a few kept views)."""
@@ -299,7 +301,13 @@ class OutputPort:
         self._put(obj)
 
     def _put(self, obj: object) -> None:
-        enc = payload.encode(obj)
+        try:
+            enc = payload.encode(obj)
+        except Exception as exc:  # nothing was loaned or counted yet
+            raise PayloadError(
+                f"output {self.actor}.{self.name}: cannot send {type(obj).__name__}: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
         sample = self._loan(enc.nbytes, enc.layout, len(enc.meta))
         payload.write(enc, sample.payload_ptr, enc.nbytes)
         self._send(sample, enc.nbytes)
@@ -318,7 +326,13 @@ class OutputPort:
         if layout is None:  # computed once per (shape, dtype): this is the per-frame path
             dims = (shape,) if isinstance(shape, int) else shape
             dt = np.dtype(dtype)
-            meta = payload.array_meta(dims, dt)
+            if dt.subdtype is not None:  # ("f4", (3,)): numpy makes that three more f4s
+                dt, sub = dt.subdtype
+                dims = (*dims, *sub)
+            try:
+                meta = payload.array_meta(dims, dt)
+            except PayloadError as exc:
+                raise PayloadError(f"output {self.actor}.{self.name}: cannot loan: {exc}") from None
             size = len(meta) + math.prod(dims) * dt.itemsize + payload.ALIGN
             layout = FrameLayout(dims, dt, meta, payload.layout_key(meta), size)
             self._layouts[(shape, dtype)] = layout
@@ -393,6 +407,7 @@ class _Sub:
         "policy",
         "row",
         "subscriber",
+        "unreadable",
     )
 
     def __init__(
@@ -408,6 +423,7 @@ class _Sub:
         self.expected = int(self.row[LinkField.CONSUMED])
         self.notifier = notifier
         self.metrics = True
+        self.unreadable = 0
 
     def receive(self) -> Any:
         """The next sample, unaccounted, or None."""
@@ -452,7 +468,26 @@ class _Sub:
             self.notifier.notify()
         if not seq & SAMPLE_MASK and self.metrics:
             self._time(header[T_NS])
-        return payload.decode(header[LAYOUT], header[META_LEN], sample)
+        try:
+            return payload.decode(header[LAYOUT], header[META_LEN], sample)
+        except Exception as exc:
+            self._unreadable(seq, exc)
+            return EMPTY
+
+    def _unreadable(self, seq: int, exc: Exception) -> None:
+        """Message ``seq`` arrived but cannot be read here (say, a pickled class this process
+        cannot import): count it as lost, not received, and say so (not for every one)."""
+        self.row[LinkField.LOST] += 1
+        self.unreadable += 1
+        if self.unreadable & (self.unreadable - 1) == 0:  # the 1st, 2nd, 4th, 8th, ...
+            _log.error(
+                "link %s: message %d cannot be read here and counts as lost (%d so far): %s: %s",
+                self.link.name,
+                seq,
+                self.unreadable,
+                type(exc).__name__,
+                exc,
+            )
 
     def _newest(self, sample: Any) -> Any:
         """``latest``: drop every queued message but the newest, which is returned (or None).

@@ -2,13 +2,19 @@
 
 Two layouts, told apart by the ``layout`` key in the sample header:
 
-* an array (``layout`` != 0): a numpy array with a plain dtype: a small descriptor, then the
-  raw data at a 64-byte aligned offset. Read back as a read-only view, no copy. ``layout`` is
-  a 64-bit hash of the descriptor, so a consumer that has seen the layout before finds its
-  shape and dtype with one integer lookup instead of parsing the descriptor again.
+* an array (``layout`` != 0): a numpy array of any dtype that holds no Python objects
+  (numbers, datetime64 and timedelta64 of any unit, bytes and str, structured records): a
+  small descriptor, then the raw data at a 64-byte aligned offset. Read back as a read-only
+  view, no copy. ``layout`` is a 64-bit hash of the descriptor, so a consumer that has seen
+  the layout before finds its shape and dtype with one integer lookup instead of parsing the
+  descriptor again.
 * a pickle (``layout`` == 0): anything else, as pickle protocol 5 with its out-of-band
   buffers after the pickle stream, each 64-byte aligned, so arrays nested in dicts or lists
   are not copied either.
+
+The descriptor is ``u16 len(dtype)  u32 ndim  dtype  u64 shape[ndim]``, where ``dtype`` is
+numpy's own description of the dtype (``<M8[10ms]``, or a list of fields for records), of
+any length.
 
 Views handed out keep the sample they point into alive (it is anchored on the ctypes buffer
 every view derives from), so a view can never show another message's data.
@@ -16,22 +22,36 @@ every view derives from), so a view can never show another message's data.
 
 from __future__ import annotations
 
+import ast
 import ctypes
 import hashlib
 import pickle
 import struct
+import warnings
 from typing import Any
 
 import numpy as np
+import numpy.lib.format as npformat
 
-from plexa.errors import PlexaError
+from plexa.errors import PayloadError
 
-__all__ = ["ALIGN", "PICKLE", "Encoded", "array_meta", "decode", "encode", "layout_key", "write"]
+__all__ = [
+    "ALIGN",
+    "PICKLE",
+    "Encoded",
+    "array_meta",
+    "decode",
+    "dtype_text",
+    "encode",
+    "layout_key",
+    "parse_meta",
+    "write",
+]
 
 PICKLE = 0
 """The ``layout`` of a pickled payload."""
 ALIGN = 64
-_DESC = struct.Struct("<8sI")
+_DESC = struct.Struct("<HI")
 
 
 def _pad(ptr: int, offset: int) -> int:
@@ -51,9 +71,65 @@ class Encoded:
         self.nbytes = len(meta) + sum(b.nbytes + ALIGN for b in buffers) + ALIGN
 
 
+_texts: dict[np.dtype[Any], bytes | str] = {}
+
+
+def _parse_dtype(text: str) -> np.dtype[Any]:
+    if text.startswith("["):  # a record: numpy's list of fields, plain literals only
+        return npformat.descr_to_dtype(ast.literal_eval(text))
+    return np.dtype(text)
+
+
+def dtype_text(dtype: np.dtype[Any]) -> bytes:
+    """How ``dtype`` is written in a descriptor; raises :class:`PayloadError` (with the
+    reason) for a dtype whose items cannot be sent as raw bytes, such as ``object``."""
+    found = _texts.get(dtype) or _known(dtype)
+    if isinstance(found, str):
+        raise PayloadError(found)
+    return found
+
+
+def _describe(dtype: np.dtype[Any]) -> bytes | str:
+    """The descriptor text of ``dtype``, or why it has none."""
+    if dtype.hasobject:
+        return f"dtype {dtype} holds Python objects, not raw data"
+    if dtype.itemsize == 0:
+        return f"dtype {dtype} has items of size 0"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "metadata on a dtype is not saved": as intended
+        descr = npformat.dtype_to_descr(dtype)
+    text = descr if isinstance(descr, str) else repr(descr)
+    try:
+        same = _parse_dtype(text) == dtype
+    except (ValueError, TypeError, SyntaxError):
+        same = False
+    if not same:
+        return f"dtype {dtype} cannot be described to the receiving process"
+    if len(text) > 0xFFFF:
+        return f"dtype {dtype} has a description over 64 KB"
+    return text.encode()
+
+
+def _known(dtype: np.dtype[Any]) -> bytes | str:
+    """``dtype``'s descriptor text or why it has none, remembered."""
+    if len(_texts) > 256:
+        _texts.clear()
+    found = _texts[dtype] = _describe(dtype)
+    return found
+
+
 def array_meta(shape: tuple[int, ...], dtype: np.dtype[Any]) -> bytes:
-    """The descriptor of an array payload."""
-    return _DESC.pack(dtype.str.encode(), len(shape)) + struct.pack(f"<{len(shape)}Q", *shape)
+    """The descriptor of an array payload (raises :class:`PayloadError`, see dtype_text)."""
+    text = dtype_text(dtype)
+    return _DESC.pack(len(text), len(shape)) + text + struct.pack(f"<{len(shape)}Q", *shape)
+
+
+def parse_meta(meta: bytes) -> tuple[tuple[int, ...], np.dtype[Any]]:
+    """The shape and dtype an array descriptor describes."""
+    size, ndim = _DESC.unpack_from(meta)
+    text = meta[_DESC.size : _DESC.size + size].decode()
+    shape = tuple(struct.unpack_from(f"<{ndim}Q", meta, _DESC.size + size))
+    return shape, _parse_dtype(text)
 
 
 def layout_key(meta: bytes) -> int:
@@ -66,24 +142,35 @@ _keys: dict[bytes, int] = {}
 
 
 def encode(obj: object) -> Encoded:
-    """Lay ``obj`` out for a sample without copying array data."""
-    if type(obj) is np.ndarray and obj.dtype.kind in "biufcmM":
+    """Lay ``obj`` out for a sample without copying array data.
+
+    Arrays whose dtype holds objects are pickled. Raises whatever pickling ``obj`` raises
+    (the output port turns it into a :class:`PayloadError` that names the port)."""
+    if type(obj) is np.ndarray and type(_texts.get(obj.dtype) or _known(obj.dtype)) is bytes:
         if not obj.flags.c_contiguous:  # a slice, say: one copy here, still a view there
             obj = np.ascontiguousarray(obj)
-        # (a memoryview cannot cast a shape with a zero in it: an empty array has no bytes)
-        data = memoryview(obj).cast("B") if obj.size else memoryview(b"")  # type: ignore[arg-type]
         meta = array_meta(obj.shape, obj.dtype)
         key = _keys.get(meta)
         if key is None:
             if len(_keys) > 256:
                 _keys.clear()
             key = _keys[meta] = layout_key(meta)
-        return Encoded(key, meta, [data])
+        return Encoded(key, meta, [_bytes_of(obj)])
     raw: list[pickle.PickleBuffer] = []
     stream = pickle.dumps(obj, protocol=5, buffer_callback=raw.append)
     views = [b.raw() for b in raw]
     head = struct.pack(f"<I{len(views)}Q", len(views), *(v.nbytes for v in views))
     return Encoded(PICKLE, head + stream, views)
+
+
+def _bytes_of(arr: np.ndarray[Any, Any]) -> memoryview:
+    """The raw bytes of a C-contiguous array, without a copy."""
+    if not arr.size:  # a memoryview cannot cast a shape with a zero in it
+        return memoryview(b"")
+    try:
+        return memoryview(arr).cast("B")  # type: ignore[arg-type]
+    except (ValueError, TypeError):  # datetime64, timedelta64 (and records holding them)
+        return memoryview(arr.reshape(-1).view(np.uint8))  # type: ignore[arg-type]
 
 
 def write(enc: Encoded, ptr: int, size: int) -> None:
@@ -131,10 +218,11 @@ def _learn(layout: int, meta_len: int, ptr: int) -> _Layout:
     """Parse an array descriptor not seen before and remember it under its key."""
     meta = ctypes.string_at(ptr, meta_len)
     if layout_key(meta) != layout:
-        raise PlexaError(f"corrupt array descriptor in a received message: {meta!r}")
-    code, ndim = _DESC.unpack_from(meta)
-    shape = tuple(struct.unpack_from(f"<{ndim}Q", meta, _DESC.size))
-    dtype = np.dtype(code.rstrip(b"\0").decode())
+        raise PayloadError(f"corrupt array descriptor in a received message: {meta[:80]!r}")
+    try:
+        shape, dtype = parse_meta(meta)
+    except (ValueError, TypeError, SyntaxError, struct.error, UnicodeDecodeError) as exc:
+        raise PayloadError(f"unreadable array descriptor {meta[:80]!r}: {exc}") from exc
     nbytes = dtype.itemsize
     for dim in shape:
         nbytes *= dim
