@@ -225,6 +225,12 @@ class Actor:
         return decl.names if decl is not None else ()
 
     @classmethod
+    def outputs_for(cls, options: dict[str, Any]) -> tuple[str, ...]:
+        """The output ports of an actor of this class given its ``options``: the declared
+        ones, unless the class makes them from its options (a player of recorded channels)."""
+        return cls.declared_outputs()
+
+    @classmethod
     def has_run_step(cls) -> bool:
         """True when the class overrides :meth:`run_step`."""
         return any("run_step" in vars(k) for k in cls.__mro__ if k is not Actor)

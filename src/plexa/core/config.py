@@ -22,14 +22,23 @@ from typing import Any, TypeVar
 import yaml
 
 from plexa.core.actor import Actor
-from plexa.core.spec import ActorSpec, LinkSpec, OnFailure, PipelineSpec, Policy, Restart, Settings
+from plexa.core.spec import (
+    ActorSpec,
+    LinkSpec,
+    OnFailure,
+    PipelineSpec,
+    Policy,
+    RecordSpec,
+    Restart,
+    Settings,
+)
 from plexa.errors import ConfigError, ConfigIssue
 
 __all__ = ["format_issues", "load", "loads", "resolve_class", "validate"]
 
 E = TypeVar("E", bound=enum.StrEnum)
 
-TOP_KEYS = ("name", "settings", "actors", "connections")
+TOP_KEYS = ("name", "settings", "actors", "connections", "record")
 ACTOR_KEYS = (
     "class",
     "options",
@@ -208,10 +217,16 @@ def _check(text: str, source: str) -> tuple[PipelineSpec | None, list[ConfigIssu
     settings = check.settings(data.get("settings"))
     actors = check.actors(data.get("actors"))
     links = check.connections(data.get("connections"))
+    record = check.record(data.get("record"), actors)
     if check.issues:
         return None, check.issues
     spec = PipelineSpec(
-        name=str(name), actors=actors, links=tuple(links), settings=settings, source=source
+        name=str(name),
+        actors=actors,
+        links=tuple(links),
+        settings=settings,
+        source=source,
+        record=record,
     )
     return spec, []
 
@@ -235,6 +250,7 @@ class _Checker:
         self.issues = list(issues)
         self.classes: dict[str, type[Actor] | None] = {}
         self.targets: dict[str, str] = {}
+        self.outputs: dict[str, tuple[str, ...]] = {}
 
     def line(self, key: str) -> int | None:
         while key:
@@ -296,6 +312,57 @@ class _Checker:
                 got = self.number(path, value, want)
                 values[key] = None if got is None else float(got)
         return Settings(**{k: v for k, v in values.items() if v is not None})
+
+    def record(self, raw: object, actors: dict[str, ActorSpec]) -> RecordSpec | None:
+        """The ``record:`` section: ``{path, links: all | [actor.port, ...], chunk_size,
+        compression, policy, capacity, foxglove: [actor.port, ...]}``."""
+        if raw is None or raw is False:
+            return None
+        if raw is True:
+            raw = {}
+        if isinstance(raw, str):
+            raw = {"path": raw}
+        if not isinstance(raw, dict):
+            self.add("record", f"must be a mapping or a file path, not {raw!r}")
+            return None
+        keys = RecordSpec.__struct_fields__
+        values: dict[str, Any] = {}
+        outputs = [f"{n}.{p}" for n, a in actors.items() for p in a.outputs]
+        for key, value in raw.items():
+            path = f"record.{key}"
+            if key not in keys:
+                self.unknown(path, key, keys)
+            elif key == "path" and (not isinstance(value, str) or not value):
+                self.add(path, f"must be a file path, not {value!r}")
+            elif key in ("links", "foxglove"):
+                if key == "links" and value == "all":
+                    continue
+                names = [value] if isinstance(value, str) else value
+                if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+                    self.add(path, f"must be a list of outputs 'actor.port', not {value!r}")
+                    continue
+                for name in names:
+                    if actors and name not in outputs:
+                        self.add(path, f"no output {name!r}", _suggest(name, outputs, "outputs"))
+                values[key] = tuple(names)
+            elif key == "chunk_size":
+                size = _parse_size(value)
+                if size is None or size <= 0:
+                    self.add(path, f"must be a positive size, not {value!r}", _SIZE_HINT)
+                values[key] = size
+            elif key == "compression":
+                if value not in ("none", "lz4", "zstd"):
+                    self.add(path, f"must be none, lz4 or zstd, not {value!r}")
+                values[key] = str(value)
+            elif key == "policy":
+                if value not in ("block", "drop_oldest"):
+                    self.add(path, f"must be block or drop_oldest, not {value!r}")
+                values[key] = Policy(value) if value in ("block", "drop_oldest") else None
+            elif key == "capacity":
+                values[key] = self.number(path, value, "an integer >= 1")
+            else:
+                values[key] = value
+        return RecordSpec(**{k: v for k, v in values.items() if v is not None})
 
     def actors(self, raw: object) -> dict[str, ActorSpec]:
         if not isinstance(raw, dict) or not raw:
@@ -361,6 +428,11 @@ class _Checker:
         if cls is None:
             return None
         self.classes[name] = cls
+        try:
+            self.outputs[name] = cls.outputs_for(options)
+        except Exception as exc:  # a player whose file is missing, say
+            self.add(f"{path}.options", f"cannot tell the outputs of {target}: {exc}")
+            self.outputs[name] = ()
         target = self.targets[name] = f"{cls.__module__}:{cls.__qualname__}"
         self.check_options(name, options, paths)
         if restart is None or max_restarts is None or window is None or backoff is None:
@@ -378,7 +450,7 @@ class _Checker:
             checkpoint_delta=float(service["checkpoint_delta"] or 0.0),
             workers=int(workers or 0),
             inputs=cls.declared_inputs(),
-            outputs=cls.declared_outputs(),
+            outputs=self.outputs[name],
             line=self.line(path),
         )
 
@@ -468,7 +540,7 @@ class _Checker:
         cls = self.classes[actor]
         if cls is None:
             return None  # already reported
-        ports = cls.declared_outputs() if side == "output" else cls.declared_inputs()
+        ports = self.outputs[actor] if side == "output" else cls.declared_inputs()
         if port not in ports:
             message = f"actor {actor!r} ({self.targets[actor]}) has no {side} {port!r}"
             self.add(key, message, _suggest(port, ports, f"{side}s"), at)

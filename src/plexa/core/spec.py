@@ -16,6 +16,7 @@ __all__ = [
     "OnFailure",
     "PipelineSpec",
     "Policy",
+    "RecordSpec",
     "Restart",
     "Settings",
 ]
@@ -133,6 +134,25 @@ class LinkSpec(msgspec.Struct, frozen=True, kw_only=True):
         return f"{self.src}.{self.src_port}"
 
 
+class RecordSpec(msgspec.Struct, frozen=True, kw_only=True):
+    """What a run records to MCAP (the ``record:`` section; see ``docs/recording.md``)."""
+
+    path: str = "{name}-{time}.mcap"
+    """The file to write; ``{name}``, ``{run}`` and ``{time}`` are filled in at start."""
+    links: tuple[str, ...] | None = None
+    """Output ports (``actor.port``) to record; None: every output of every actor."""
+    chunk_size: int = 4 * 2**20
+    """Bytes of messages per MCAP chunk (a crash loses at most the chunk being filled)."""
+    compression: str = "none"
+    """Chunk compression: ``none``, ``lz4`` or ``zstd``."""
+    policy: Policy = Policy.BLOCK
+    """``block``: the pipeline waits for a slow disk; ``drop_oldest``: never, and counts drops."""
+    capacity: int = 16
+    """Messages the recorder's queue holds per recorded output."""
+    foxglove: tuple[str, ...] = ()
+    """Outputs whose images are written as Foxglove RawImage."""
+
+
 class PipelineSpec(msgspec.Struct, frozen=True, kw_only=True):
     """A whole validated pipeline."""
 
@@ -146,6 +166,8 @@ class PipelineSpec(msgspec.Struct, frozen=True, kw_only=True):
     """Run-wide settings."""
     source: str = ""
     """Path of the file the spec came from, or empty."""
+    record: RecordSpec | None = None
+    """What the run records, or None."""
 
     def links_from(self, actor: str) -> list[LinkSpec]:
         """Links whose producer is ``actor``."""

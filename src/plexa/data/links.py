@@ -280,8 +280,7 @@ class OutputPort:
         sent = self.sent
         header = Words.from_address(sample.user_header_ptr)
         header[SEQ] = sent
-        if not sent & SAMPLE_MASK:  # consumers time one message in 8 (LinkField.LATENCY_NS)
-            header[T_NS] = time.monotonic_ns()
+        header[T_NS] = time.monotonic_ns()  # every message: a recorder keeps its send time
         row = self._row
         row[OutputField.SENT] = self.sent = sent + 1
         sample.assume_init().send()
@@ -489,6 +488,21 @@ class _Sub:
                 exc,
             )
 
+    def take_stamped(self) -> Any:
+        """Like :meth:`take`, but ``(message, sequence number, send time)`` (the time in
+        ``time.monotonic_ns()`` of the producer's clock): what a recorder keeps."""
+        sample = self.receive()
+        if sample is None:
+            return EMPTY
+        if self.latest and self.has_samples():
+            sample = self._newest(sample)
+            if sample is None:
+                return EMPTY
+        header = Words.from_address(sample.user_header_ptr)
+        seq, t_ns = header[SEQ], header[T_NS]
+        self._taken(seq)
+        return payload.decode(header[LAYOUT], header[META_LEN], sample), seq, t_ns
+
     def _newest(self, sample: Any) -> Any:
         """``latest``: drop every queued message but the newest, which is returned (or None).
         One sample is held at a time, so kept views do not run out the borrow limit."""
@@ -561,6 +575,24 @@ class InputPort:
                 self._next = (self._next + i + 1) % n
                 return obj
         return EMPTY
+
+    def take_stamped(self) -> Any:
+        """``(message, sequence number, send time)`` from any link of this port (see
+        :meth:`_Sub.take_stamped`), or :data:`EMPTY`."""
+        subs = self._subs
+        n = len(subs)
+        for i in range(n):
+            sub = subs[(self._next + i) % n]
+            got = sub.take_stamped()
+            if got is not EMPTY:
+                self._next = (self._next + i + 1) % n
+                return got
+        return EMPTY
+
+    def wait(self, timeout: float) -> None:
+        """Wait up to ``timeout`` s for a wake-up: a message on any input of this actor, or
+        a command (a safe point before and after)."""
+        self._idle_wait(timeout)
 
     def discard(self) -> int:
         """Drop every queued message, counting each as dropped; returns how many."""
