@@ -32,6 +32,7 @@ from plexa.core.paths import RunPaths, log_dir, new_run_id
 from plexa.core.spec import PipelineSpec
 from plexa.data.counters import Counters, LinkField, OutputField
 from plexa.errors import ActorFailed, InvalidTransition, RemoteError, Timeout
+from plexa.nexus.recorder import with_recorder
 from plexa.nexus.status import StatusBuilder
 from plexa.nexus.supervisor import Supervisor
 
@@ -122,10 +123,11 @@ class Nexus:
     def __init__(
         self, spec: PipelineSpec, *, on_log: LogSink | None = None, resume: bool = False
     ) -> None:
+        self.paths = RunPaths.for_run(new_run_id())
+        spec = with_recorder(spec, self.paths.run_id)  # adds the recorder actor if asked
         self.spec = spec
         self.name = spec.name
         """The run's name (what ``plexa ctl NAME`` finds it by)."""
-        self.paths = RunPaths.for_run(new_run_id())
         self.actors = {name: _Actor(name) for name in spec.actors}
         self.on_log = on_log
         self.listeners: list[Callable[[str, dict[str, Any]], None]] = []
