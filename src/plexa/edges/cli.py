@@ -7,6 +7,7 @@ import json
 import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -98,12 +99,24 @@ def _serve(
     console: bool,
     tui: bool = False,
     resume: bool = False,
+    transform: Callable[[Any], Any] | None = None,
+    until: Callable[[Any], bool] | None = None,
 ) -> None:
-    """Shared by ``run`` and ``server``: start, serve clients, stop, quit, report."""
+    """Shared by ``run`` and ``server``: start, serve clients, stop, quit, report.
+
+    ``transform`` turns the loaded spec into the one to run (``--record``, ``replay``);
+    the run also ends once ``until(nexus)`` is true.
+    """
     from plexa.nexus.nexus import Nexus
     from plexa.nexus.server import ControlServer
 
     spec = _load(file)
+    if transform is not None:
+        try:
+            spec = transform(spec)
+        except PlexaError as exc:
+            _say(f"error: {exc}")
+            raise typer.Exit(2) from None
     run_name = name or spec.name
     _check_name_free(run_name)
 
@@ -137,7 +150,8 @@ def _serve(
 
         def done() -> bool:
             failed_stop = nexus.failed and spec.settings.on_failure.value == "stop"
-            return failed_stop or (end is not None and time.monotonic() >= end)
+            ended = until is not None and until(nexus)
+            return failed_stop or ended or (end is not None and time.monotonic() >= end)
 
         if tui:
             from plexa.edges.tui import run_tui
@@ -199,10 +213,19 @@ def run(
     resume: Annotated[
         bool, typer.Option("--resume", help="Give actors with checkpoints their last state.")
     ] = False,
+    record: Annotated[
+        str | None, typer.Option(help="Record to this MCAP file ({name}, {run}, {time}).")
+    ] = None,
+    links: Annotated[
+        list[str] | None, typer.Option(help="Outputs to record (actor.port; default all).")
+    ] = None,
 ) -> None:
     """Run a pipeline in the foreground until Ctrl-C or --duration; exit 1 if an actor failed."""
+    from plexa.edges.cli_record import with_record_option
+
     _serve(
         file,
+        transform=with_record_option(record, links),
         resume=resume,
         name=name,
         bind="127.0.0.1",
@@ -399,6 +422,11 @@ def cleanup() -> None:
         print(f"removed {path}")
     if not report:
         print("nothing to clean up")
+
+
+from plexa.edges import cli_record  # noqa: E402  (its commands need ``app`` and ``_serve``)
+
+cli_record.register(app)
 
 
 def main() -> None:
