@@ -172,14 +172,14 @@ _KILLED_WRITER = textwrap.dedent(
     import sys
     import numpy as np
     from plexa.data.recording import RecordingWriter
-    w = RecordingWriter(sys.argv[1], chunk_size=256 * 1024)
-    frame = np.zeros((256, 256), np.uint16)
+    w = RecordingWriter(sys.argv[1], chunk_size=8192)
+    frame = np.zeros((16, 16), np.uint16)
     seq = 0
     while True:
         frame[:] = seq
         w.write("camera.frames", frame, sequence=seq, publish_ns=seq + 1)
         seq += 1
-        if seq == 40:
+        if seq == 400:
             print("chunks written", flush=True)
     """
 )
@@ -198,7 +198,20 @@ def test_a_writer_killed_mid_file_leaves_every_complete_chunk_readable(tmp_path:
         assert not rec.complete
         seqs = [m.sequence for m in rec]
         frames_ok = all(int(m.obj[5, 5]) == m.sequence & 0xFFFF for m in rec)
-    # 128 KiB frames, 256 KiB chunks: every complete chunk holds two frames
-    assert len(seqs) >= 38 and len(seqs) % 2 == 0
+    # 512-byte frames, 8 KiB chunks: at most the 14 or so of the chunk being filled are lost
+    assert len(seqs) >= 400 - 16
     assert seqs == list(range(len(seqs)))
     assert frames_ok
+
+
+def test_a_large_message_is_written_at_once_in_a_chunk_of_its_own(tmp_path: Path) -> None:
+    path = tmp_path / "r.mcap"
+    writer = RecordingWriter(path, chunk_size=1024 * 1024)
+    writer.write("cam.x", np.zeros(1000, np.uint8), sequence=0, publish_ns=1)
+    size = path.stat().st_size
+    writer.write("cam.x", np.ones((256, 256), np.uint16), sequence=1, publish_ns=2)
+    # the small one's chunk first, then the frame's own: both on disk before close
+    assert path.stat().st_size > size + 2 * 256 * 256
+    with plexa.recording.open(path) as rec:
+        assert [m.sequence for m in rec] == [0, 1] and not rec.complete
+    writer.close()

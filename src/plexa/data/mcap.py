@@ -192,14 +192,23 @@ class McapWriter:
         self._append([rec])
 
     # ----- messages ------------------------------------------------------------------------
-    def message_offset(self, head: int) -> int:
-        """The file offset at which a message's data would start if its first ``head``
-        bytes were written now (exact for uncompressed chunks): for aligning array data."""
-        chunk = self._chunk
+    def message_offset(self, head: int, size: int) -> int:
+        """The file offset at which the data of a ``size``-byte message will start after
+        its first ``head`` bytes (exact for uncompressed chunks): for aligning array data.
+
+        Call it right before :meth:`add_message` of that message: a message that will get a
+        chunk of its own has the open chunk written first, here."""
         if self._compress is not None:
-            return chunk.size + _MSG.size + head
+            return self._chunk.size + _MSG.size + head
+        if self._direct(size):
+            self.flush()
         chunk_head = _REC.size + _CHUNK_FIXED.size + 4 + 8
-        return self.pos + chunk_head + chunk.size + _MSG.size + head
+        return self.pos + chunk_head + self._chunk.size + _MSG.size + head
+
+    def _direct(self, size: int) -> bool:
+        """Large messages of uncompressed files go out at once, each in a chunk of its own,
+        straight from the caller's buffers: no copy in user space (see :meth:`add_message`)."""
+        return self._compress is None and size >= self.chunk_size // 8
 
     def add_message(
         self,
@@ -210,38 +219,39 @@ class McapWriter:
         parts: tuple[bytes | memoryview, ...],
         size: int,
     ) -> None:
-        """Append one message whose data is ``parts`` (``size`` bytes in all)."""
+        """Append one message whose data is ``parts`` (``size`` bytes in all).
+
+        Small messages are copied into the open chunk, written when it is full; a large
+        one (an eighth of a chunk or more) is written now in a chunk of its own, so the
+        caller's buffers are not kept and a crash loses at most the chunk of small ones."""
         if self.failed is not None:
             raise self.failed
-        chunk = self._chunk
-        at = chunk.size
-        end = at + _MSG.size + size
-        if end > len(chunk.buf):
-            chunk.buf.extend(bytes(end - len(chunk.buf)))
-        buf = chunk.buf
-        _MSG.pack_into(
-            buf,
-            at,
-            MESSAGE,
-            _MSG_BODY + size,
-            channel,
-            sequence & 0xFFFFFFFF,
-            log_time,
-            publish_time,
+        head = _MSG.pack(
+            MESSAGE, _MSG_BODY + size, channel, sequence & 0xFFFFFFFF, log_time, publish_time
         )
-        offset = at + _MSG.size
-        with memoryview(buf) as view:
-            for part in parts:
-                n = len(part) if isinstance(part, bytes) else part.nbytes
-                view[offset : offset + n] = part
-                offset += n
-        chunk.size = end
-        if chunk.index:
-            chunk.start = min(chunk.start, log_time)
-            chunk.end = max(chunk.end, log_time)
+        if self._direct(size):
+            self.flush()
+            index = {channel: [(log_time, 0)]}
+            self._write_chunk([head, *parts], _MSG.size + size, log_time, log_time, index)
         else:
-            chunk.start = chunk.end = log_time
-        chunk.index.setdefault(channel, []).append((log_time, at))
+            chunk = self._chunk
+            at = chunk.size
+            end = at + _MSG.size + size
+            if end > len(chunk.buf):
+                chunk.buf.extend(bytes(end - len(chunk.buf)))
+            with memoryview(chunk.buf) as view:
+                offset = at
+                for part in (head, *parts):
+                    n = len(part) if isinstance(part, bytes) else part.nbytes
+                    view[offset : offset + n] = part
+                    offset += n
+            chunk.size = end
+            if chunk.index:
+                chunk.start = min(chunk.start, log_time)
+                chunk.end = max(chunk.end, log_time)
+            else:
+                chunk.start = chunk.end = log_time
+            chunk.index.setdefault(channel, []).append((log_time, at))
         self._counts[channel] += 1
         if not self.messages:
             self._first = log_time
@@ -249,7 +259,7 @@ class McapWriter:
         self._last = max(self._last, log_time)
         self.messages += 1
         self.message_bytes += size
-        if end >= self.chunk_size:
+        if self._chunk.size >= self.chunk_size:
             self.flush()
 
     def flush(self) -> None:
@@ -257,51 +267,62 @@ class McapWriter:
         chunk = self._chunk
         if not chunk.size or self.failed is not None:
             return
-        with memoryview(chunk.buf) as view:
-            records = view[: chunk.size]
-            crc = zlib.crc32(records) if self.crc else 0
+        with memoryview(chunk.buf) as view, view[: chunk.size] as records:
             data: bytes | memoryview = records
-            name = ""
             if self._compress is not None:
                 data = self._compress(records)
-                name = self.compression.value
-            head = (
-                _REC.pack(CHUNK, _CHUNK_FIXED.size + 4 + len(name) + 8 + len(data))
-                + _CHUNK_FIXED.pack(chunk.start, chunk.end, chunk.size, crc)
-                + _string(name)
-                + struct.pack("<Q", len(data))
-            )
-            start = self.pos
-            length = len(head) + len(data)
-            indexes = []
-            offsets = {}
-            at = start + length
-            for cid, entries in chunk.index.items():
-                body = b"".join(struct.pack("<QQ", t, o) for t, o in entries)
-                rec = _record(MESSAGE_INDEX, struct.pack("<HI", cid, len(body)) + body)
-                offsets[cid] = at
-                at += len(rec)
-                indexes.append(rec)
-            compressed = len(data)
-            try:
-                self._append([head, data, *indexes])
-            finally:
-                records.release()
+            self._write_chunk([data], chunk.size, chunk.start, chunk.end, chunk.index, records)
+        chunk.size = 0
+        chunk.index = {}
+
+    def _write_chunk(
+        self,
+        parts: list[Any],
+        size: int,
+        start_t: int,
+        end_t: int,
+        index: dict[int, list[tuple[int, int]]],
+        uncompressed: memoryview | None = None,
+    ) -> None:
+        """Write a chunk record holding ``parts`` (compressed if the file is; ``size``
+        bytes of records uncompressed) and its message indexes, with one ``writev``."""
+        crc = 0
+        if self.crc:
+            for part in parts if uncompressed is None else [uncompressed]:
+                crc = zlib.crc32(part, crc)
+        name = "" if self._compress is None else self.compression.value
+        stored = sum(len(p) if isinstance(p, bytes) else memoryview(p).nbytes for p in parts)
+        head = (
+            _REC.pack(CHUNK, _CHUNK_FIXED.size + 4 + len(name) + 8 + stored)
+            + _CHUNK_FIXED.pack(start_t, end_t, size, crc)
+            + _string(name)
+            + struct.pack("<Q", stored)
+        )
+        start = self.pos
+        length = len(head) + stored
+        indexes = []
+        offsets = {}
+        at = start + length
+        for cid, entries in index.items():
+            body = b"".join(struct.pack("<QQ", t, o) for t, o in entries)
+            rec = _record(MESSAGE_INDEX, struct.pack("<HI", cid, len(body)) + body)
+            offsets[cid] = at
+            at += len(rec)
+            indexes.append(rec)
+        self._append([head, *parts, *indexes])
         index_offsets = b"".join(struct.pack("<HQ", c, o) for c, o in offsets.items())
         self._chunk_indexes.append(
             _record(
                 CHUNK_INDEX,
-                struct.pack("<QQQQ", chunk.start, chunk.end, start, length)
+                struct.pack("<QQQQ", start_t, end_t, start, length)
                 + struct.pack("<I", len(index_offsets))
                 + index_offsets
                 + struct.pack("<Q", at - start - length)
                 + _string(name)
-                + struct.pack("<QQ", compressed, chunk.size),
+                + struct.pack("<QQ", stored, size),
             )
         )
         self.chunks += 1
-        chunk.size = 0
-        chunk.index = {}
 
     def _append(self, parts: list[Any]) -> None:
         """Write ``parts`` at the end of the file, all or nothing (a failure truncates)."""

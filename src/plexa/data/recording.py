@@ -259,7 +259,8 @@ class RecordingWriter:
             else:
                 cid = self._channel(topic, ARRAY)
                 fixed = _DESC.size + 8 * arr.ndim
-                at = fixed + (-self.file.message_offset(fixed) % _ALIGN)
+                size = fixed + arr.nbytes + _ALIGN
+                at = fixed + (-self.file.message_offset(fixed, size) % _ALIGN)
                 parts = (_array_head(arr, at), _array_bytes(arr))
         elif _is_plain(obj):
             cid = self._channel(topic, MSGPACK)
