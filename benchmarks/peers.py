@@ -708,6 +708,9 @@ def main(argv: list[str] | None = None) -> int:
         "--breakdown", action="store_true", help="only the per-stage breakdown of plexa's latency"
     )
     args = parser.parse_args(argv)
+    # Started in the background, this process may ignore SIGINT, and so would every peer it
+    # launches (an ignored signal stays ignored across exec): Ctrl-C would reach nobody.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     plan = QUICK if args.quick else FULL
     if args.reps:
         plan = replace(plan, reps=args.reps)
