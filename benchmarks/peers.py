@@ -29,19 +29,15 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
-import json
 import os
 import shutil
 import signal
 import statistics
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 PEERS_DIR = REPO / "benchmarks" / "peers"
@@ -51,11 +47,12 @@ for _p in (REPO, PEERS_DIR):
 
 import numpy as np  # noqa: E402
 import psutil  # noqa: E402
+from _breakdown import BREAK_BEGIN, BREAK_END, breakdown_section  # noqa: E402
+from _harness import QUIET_PCT, Watch, venv_python, wait_quiet  # noqa: E402
 from benchmarks import _report  # noqa: E402
 from workload import IN_FLIGHT, MAX_SAMPLES, RATE_HZ, Config, Ctl, Mode, Slot  # noqa: E402
 
 BEGIN, END = "<!-- peers -->", "<!-- /peers -->"
-CACHE = Path(os.environ.get("PLEXA_BENCH_CACHE", Path.home() / ".cache" / "plexa-bench"))
 SHM = Path("/dev/shm")
 
 
@@ -134,8 +131,6 @@ class Plan:
 
 FULL = Plan(reps=4, warmup_s=1.0, fast_s=3.0, paced_s=4.0, settle_s=0.3, quiet_s=3.0)
 QUICK = Plan(reps=1, warmup_s=0.5, fast_s=1.0, paced_s=1.5, settle_s=0.2, quiet_s=0.5)
-QUIET_PCT = 20.0
-"""Machine-wide CPU % (all cores) under which the machine counts as quiet."""
 
 
 @dataclass
@@ -149,6 +144,8 @@ class Result:
     p50_us: float = float("nan")
     p99_us: float = float("nan")
     paced_cpu_pct: float = float("nan")
+    paced_hz: float = float("nan")
+    """Frames per second the processor handled while 200 Hz were asked for."""
     """CPU of all the peer's processes at 200 Hz, % of one core."""
     pss_mb: float = float("nan")
     stop_s: float = float("nan")
@@ -160,152 +157,6 @@ class Result:
     error: str = ""
     busy_pct: float = 0.0
     """Machine-wide CPU % just before the run (other people's work on a shared machine)."""
-
-
-def wait_quiet(limit_s: float) -> float:
-    """Wait up to ``limit_s`` for the machine to be quiet; returns the last CPU % seen."""
-    deadline = time.monotonic() + limit_s
-    busy = psutil.cpu_percent(interval=0.1)
-    while busy > QUIET_PCT and time.monotonic() < deadline:
-        busy = psutil.cpu_percent(interval=0.1)
-    return busy
-
-
-# ----- virtual environments ------------------------------------------------------------------
-
-
-def venv_python(peer: Peer, log: Callable[[str], None]) -> tuple[str, str]:
-    """The interpreter to run ``peer`` with, creating its environment if needed.
-
-    Returns ``(python, "")`` or ``("", why it cannot be installed)``.
-    """
-    if not peer.pins:
-        return sys.executable, ""
-    env = CACHE / "venvs" / peer.name
-    python = env / "bin" / "python"
-    if python.exists() and _has_pins(python, peer.pins):
-        return str(python), ""
-    base = _base_python(peer.base)
-    if not base:
-        return "", f"needs Python {peer.base} (improv 0.2.2 pins pyarrow 9, built up to 3.10)"
-    log(f" creating {env} ({', '.join(peer.pins)}); this can take minutes")
-    try:
-        if not python.exists():
-            subprocess.run([base, "-m", "venv", str(env)], check=True, timeout=300)
-        got = subprocess.run(
-            [str(python), "-m", "pip", "install", "-q", *peer.pins],
-            capture_output=True,
-            text=True,
-            timeout=1800,
-        )
-    except (OSError, subprocess.SubprocessError) as exc:
-        return "", f"{type(exc).__name__}: {exc}"
-    if got.returncode != 0 or not _has_pins(python, peer.pins):
-        lines = [ln for ln in got.stderr.splitlines() if ln.startswith("ERROR")]
-        return "", (lines[-1] if lines else f"pip exited {got.returncode}")[:200]
-    return str(python), ""
-
-
-def _base_python(version: str) -> str:
-    """An interpreter of Python ``version`` (on PATH or from pyenv), or ""; "" means this one."""
-    if not version:
-        return sys.executable
-    found = shutil.which(f"python{version}")
-    if found:
-        return found
-    pyenv = sorted(Path.home().glob(f".pyenv/versions/{version}.*/bin/python{version}"))
-    return str(pyenv[-1]) if pyenv else ""
-
-
-def _has_pins(python: Path, pins: tuple[str, ...]) -> bool:
-    names = [p.split("==")[0] for p in pins]
-    code = f"import importlib.metadata as m, sys\nprint(' '.join(m.version(n) for n in {names!r}))"
-    got = subprocess.run([str(python), "-c", code], capture_output=True, text=True)
-    want = " ".join(p.split("==")[1] for p in pins)
-    return got.returncode == 0 and got.stdout.strip() == want
-
-
-# ----- watching a peer's processes -------------------------------------------------------------
-
-
-class Watch:
-    """Every process of one launched peer: its descendants and its session.
-
-    A background thread samples them every 0.5 s: the peak PSS sum, the /dev/shm entries
-    they have mapped or open, and every pid ever seen (so that reparented daemons count).
-    """
-
-    def __init__(self, root: int) -> None:
-        self.root = root
-        self.seen: dict[int, psutil.Process] = {}
-        self.peak_pss = 0
-        self.most = 0
-        self.shm: set[str] = set()
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True)
-        self._thread.start()
-
-    def alive(self) -> list[psutil.Process]:
-        """The peer's processes now (zombies excluded)."""
-        found: dict[int, psutil.Process] = {}
-        with contextlib.suppress(psutil.Error):
-            root = psutil.Process(self.root)
-            found[root.pid] = root
-            for child in root.children(recursive=True):
-                found[child.pid] = child
-        for pid in psutil.pids():
-            with contextlib.suppress(OSError):
-                if pid not in found and os.getsid(pid) == self.root:
-                    with contextlib.suppress(psutil.Error):
-                        found[pid] = psutil.Process(pid)
-        with self._lock:
-            for pid, proc in list(self.seen.items()):
-                if pid not in found and _running(proc):
-                    found[pid] = proc
-            self.seen.update(found)
-        return [p for p in found.values() if _running(p)]
-
-    def _loop(self) -> None:
-        while not self._stop.wait(0.5):
-            self.sample()
-
-    def sample(self) -> None:
-        procs = self.alive()
-        total = 0
-        for proc in procs:
-            with contextlib.suppress(psutil.Error):
-                total += proc.memory_full_info().pss
-            with contextlib.suppress(psutil.Error, OSError):
-                for m in proc.memory_maps(grouped=True):
-                    if m.path.startswith("/dev/shm/"):
-                        self.shm.add(m.path)
-                for f in proc.open_files():
-                    if f.path.startswith("/dev/shm/"):
-                        self.shm.add(f.path)
-        self.peak_pss = max(self.peak_pss, total)
-        self.most = max(self.most, len(procs))
-
-    def cpu(self) -> float:
-        """CPU seconds (user + system) of the peer's live processes so far."""
-        total = 0.0
-        for proc in self.alive():
-            with contextlib.suppress(psutil.Error):
-                t = proc.cpu_times()
-                total += t.user + t.system
-        return total
-
-    def close(self) -> None:
-        """Stop sampling."""
-        self._stop.set()
-        self._thread.join()
-
-
-def _running(proc: psutil.Process) -> bool:
-    try:
-        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return False
 
 
 # ----- one run ---------------------------------------------------------------------------------
@@ -378,6 +229,7 @@ def _measure(
     if len(kept) < 10:
         raise RuntimeError(f"only {len(kept)} latency samples at {RATE_HZ:g} Hz")
     res.p50_us, res.p99_us = (float(x) for x in np.percentile(kept, [50, 99]))
+    res.paced_hz = len(kept) / ((s1 - s0) / 1e9)
     res.drops = ctl[Slot.LOST] + ctl[Slot.SENT] - ctl[Slot.HANDLED]
 
 
@@ -454,19 +306,19 @@ def render(runs: dict[str, list[Result]], missing: dict[str, str]) -> str:
     """The result table in Markdown: medians (range) and per-run ratios."""
     lines = [
         "| peer | frames/s | vs iceoryx2 / ring | CPU µs/frame | 200 Hz p50 / p99 (µs) "
-        "| p50 vs iceoryx2 / ring | CPU at 200 Hz | start / stop (s) | peak PSS (MB) "
-        "| procs | drops | leftovers |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| p50 vs iceoryx2 / ring | frames/s at 200 Hz | CPU at 200 Hz | start / stop (s) "
+        "| peak PSS (MB) | procs | drops | leftovers |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for peer in PEERS:
         if peer.name not in runs and peer.name not in missing:
             continue
         if peer.name in missing:
-            lines.append(f"| {peer.label} | not installed: {missing[peer.name]} |" + " |" * 10)
+            lines.append(f"| {peer.label} | not installed: {missing[peer.name]} |" + " |" * 11)
             continue
         rs = [r for r in runs.get(peer.name, []) if not r.error]
         if not rs:
-            lines.append(f"| {peer.label} | failed |" + " |" * 10)
+            lines.append(f"| {peer.label} | failed |" + " |" * 11)
             continue
         fps = _range([r.fps for r in rs], ",.0f")
         thr = " / ".join(_ratio(runs, peer.name, b, "fps") for b in BASELINES)
@@ -475,7 +327,8 @@ def render(runs: dict[str, list[Result]], missing: dict[str, str]) -> str:
         lines.append(
             f"| {peer.label} | {fps} | {thr} | {_med([r.fast_cpu_us for r in rs]):.0f} "
             f"| {_range([r.p50_us for r in rs], '.0f')} / {_range([r.p99_us for r in rs], '.0f')} "
-            f"| {lat} | {_med([r.paced_cpu_pct for r in rs]):.0f} % "
+            f"| {lat} | {_med([r.paced_hz for r in rs]):.0f} "
+            f"| {_med([r.paced_cpu_pct for r in rs]):.0f} % "
             f"| {_med([r.start_s for r in rs]):.2f} / {_med([r.stop_s for r in rs]):.2f} "
             f"| {_range([r.pss_mb for r in rs], '.0f')} | {max(r.procs for r in rs)} "
             f"| {sum(r.drops for r in rs)} "
@@ -552,147 +405,6 @@ def _first_paragraph(path: Path) -> str:
     return " ".join(doc.strip().split("\n\n")[0].split())
 
 
-# ----- per-stage breakdown of plexa's receive path ---------------------------------------------
-
-BREAK_BEGIN, BREAK_END = "<!-- peers-breakdown -->", "<!-- /peers-breakdown -->"
-STAGES = (
-    ("send", "stamp → the producer's `loan` block has sent and notified"),
-    ("wake-up", "→ the consumer's wake-up wait returns (its event listener)"),
-    ("idle return", "→ the runtime's idle step returns"),
-    ("safe point", "→ the loop's safe point is done and `take` begins"),
-    ("take", "→ iceoryx2 `receive()` returns the sample"),
-    ("account", "→ sequence check, `CONSUMED`, producer wake-up, sampled latency"),
-    ("decode", "→ the payload's array view is made"),
-    ("dispatch", "→ the handler begins"),
-)
-
-
-def breakdown_run(seconds: float, root: Path, n: int) -> Any:
-    """One plexa run at 200 Hz with the instrumented processor; returns the stage table
-    (one row per frame, one column per stage, ns) of frames after the first second."""
-    from breakdown_plexa import MARKS, ROWS
-
-    work = root / f"breakdown{n}"
-    work.mkdir(parents=True)
-    ctl = Ctl(str(work / "ctl"), create=True)
-    ctl[Slot.MODE] = Mode.PACED
-    sent = np.memmap(work / "sent", np.int64, "w+", shape=(ROWS,))
-    rows = np.memmap(work / "rows", np.int64, "w+", shape=(ROWS, len(MARKS)))
-    options = {"ctl": str(work / "ctl")}
-    spec = {
-        "name": f"peers-breakdown-{os.getpid()}-{n}",
-        "actors": {
-            "gen": {
-                "class": "breakdown_plexa:StampGen",
-                "options": {**options, "sent": str(work / "sent")},
-            },
-            "proc": {
-                "class": "breakdown_plexa:MarkProc",
-                "options": {**options, "rows": str(work / "rows")},
-            },
-        },
-        "connections": {
-            "gen.frames": {"to": ["proc.frames"], "policy": "block", "capacity": IN_FLIGHT}
-        },
-    }
-    path = work / "pipeline.yaml"
-    path.write_text(json.dumps(spec))
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(PEERS_DIR), str(REPO)]))
-    with (work / "peer.log").open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "plexa", "run", str(path)],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        try:
-            deadline = time.monotonic() + 60
-            while not rows[0, -1] and time.monotonic() < deadline and proc.poll() is None:
-                time.sleep(0.01)
-            time.sleep(seconds)
-        finally:
-            os.killpg(proc.pid, signal.SIGINT)
-            proc.wait(30)
-    got = rows[rows[:, -1] > 0]
-    got = got[got[:, 1] > got[:, 1].min() + 1_000_000_000] if len(got) else got
-    seq, stamp, wait, idle, take, receive, account, decode, handler = got.T
-    sent_at = sent[seq % ROWS]
-    woke = np.where(wait > 0, wait, idle)
-    return np.stack(
-        [
-            sent_at - stamp,
-            woke - sent_at,
-            idle - woke,
-            take - idle,
-            receive - take,
-            account - receive,
-            decode - account,
-            handler - decode,
-            handler - stamp,
-        ],
-        axis=1,
-    ), float(np.mean(wait == 0))
-
-
-def breakdown_section(plan: Plan, log: Callable[[str], None]) -> str:
-    """Run the breakdown ``plan.reps`` times and return its BENCHMARKS.md section."""
-    root = Path(f"/tmp/plxbreak_{os.getpid()}")
-    seconds = 4.0 if plan is QUICK else 15.0
-    tables, spins = [], []
-    try:
-        for n in range(plan.reps):
-            wait_quiet(plan.quiet_s)
-            table, spin = breakdown_run(seconds, root, n)
-            tables.append(table)
-            spins.append(spin)
-            log(
-                f" breakdown run {n + 1}: {len(table)} frames, total p50 "
-                f"{np.median(table[:, -1]) / 1e3:.0f} µs"
-            )
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
-    table = np.concatenate(tables) / 1e3
-    lines = [
-        "| stage | from the previous mark to | p50 (µs) | p90 (µs) | p99 (µs) | share of p50 sum |",
-        "|---|---|---|---|---|---|",
-    ]
-    p50s = np.median(table[:, :-1], axis=0)
-    for i, (name, what) in enumerate(STAGES):
-        p50, p90, p99 = np.percentile(table[:, i], [50, 90, 99])
-        lines.append(
-            f"| {name} | {what} | {p50:.1f} | {p90:.1f} | {p99:.1f} "
-            f"| {100 * p50s[i] / p50s.sum():.0f} % |"
-        )
-    p50, p90, p99 = np.percentile(table[:, -1], [50, 90, 99])
-    lines.append(f"| **total** | stamp → handler | **{p50:.0f}** | {p90:.0f} | {p99:.0f} | |")
-    date = dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
-    body = "\n".join(
-        [
-            f"Measured {date} on {_report.machine()}.",
-            "",
-            "\n".join(lines),
-            "",
-            f"`python benchmarks/peers.py --breakdown` ({plan.reps} runs of {seconds:g} s, "
-            f"{len(table)} frames after each run's first second, pooled): the peers "
-            f"workload's plexa pipeline at {RATE_HZ:g} Hz (`loan`, `block` link of "
-            f"{IN_FLIGHT}, metrics on), with `benchmarks/peers/breakdown_plexa.py` marking "
-            "`time.monotonic_ns()` in the processor's process between the steps of the "
-            "receive path (nothing in `src/` changes; the marks add about 1 µs). Each "
-            "stage is the time from the previous mark; percentiles are per stage, so they "
-            "do not add up except at p50 roughly. "
-            f"{100 * statistics.median(spins):.0f} % of the frames arrived while the "
-            "consumer was still spinning before its wait (their wake-up stage is 0). "
-            'This is the "before" breakdown of issue 16: the receive path at the commit '
-            "named above.",
-        ]
-    )
-    return (
-        f"{BREAK_BEGIN}\n## Peers: where plexa's latency goes (stamp to handler)\n\n"
-        f"{body}\n{BREAK_END}"
-    )
-
-
 # ----- main ------------------------------------------------------------------------------------
 
 
@@ -717,7 +429,13 @@ def main(argv: list[str] | None = None) -> int:
     write = (not args.quick or args.write) and not args.no_write
     if args.breakdown:
         t0 = time.perf_counter()
-        text = breakdown_section(plan, lambda m: print(f"[{time.perf_counter() - t0:6.1f} s]{m}"))
+        seconds = 4.0 if args.quick else 15.0
+        text = breakdown_section(
+            plan.reps,
+            seconds,
+            plan.quiet_s,
+            lambda m: print(f"[{time.perf_counter() - t0:6.1f} s]{m}"),
+        )
         print(text)
         if write:
             _report.write_section(text, BREAK_BEGIN, BREAK_END)
@@ -731,7 +449,7 @@ def main(argv: list[str] | None = None) -> int:
     pythons: dict[str, str] = {}
     missing: dict[str, str] = {}
     for peer in chosen:
-        python, why = venv_python(peer, log)
+        python, why = venv_python(peer.name, peer.pins, peer.base, log)
         if python:
             pythons[peer.name] = python
         else:
@@ -753,7 +471,8 @@ def main(argv: list[str] | None = None) -> int:
                 log(
                     f" {peer.name} run {rep + 1}: {res.fps:,.0f} frames/s "
                     f"({res.fast_cpu_us:.0f} µs CPU each), p50 {res.p50_us:.0f} µs "
-                    f"p99 {res.p99_us:.0f} µs ({res.paced_cpu_pct:.0f} % CPU), start "
+                    f"p99 {res.p99_us:.0f} µs ({res.paced_hz:.0f}/s, "
+                    f"{res.paced_cpu_pct:.0f} % CPU), start "
                     f"{res.start_s:.2f} s, stop {res.stop_s:.2f} s, PSS {res.pss_mb:.0f} MB "
                     f"in {res.procs} procs, drops {res.drops}" + (f", LEFT {left}" if left else "")
                 )

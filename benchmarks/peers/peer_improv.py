@@ -115,19 +115,24 @@ def main() -> None:
     ctl = Ctl(cfg.ctl)
     sock = zmq.Context.instance().socket(zmq.REQ)
     sock.connect(f"tcp://127.0.0.1:{control}")
-    sock.send_string("setup")
-    sock.recv_string()
+
+    def command(text: str) -> None:
+        sock.send_string(text)
+        while not sock.poll(100):
+            if server.poll() is not None:
+                raise SystemExit(f"improv server exited with {server.returncode}")
+        sock.recv_string()
+
     try:
-        while not ctl[Slot.SENT] and server.poll() is None:
+        command("setup")
+        while not ctl[Slot.SENT]:
             time.sleep(0.05)  # `run` is refused until every actor has reported ready
-            sock.send_string("run")
-            sock.recv_string()
+            command("run")
         signal.pause()
     except KeyboardInterrupt:
         pass
     if server.poll() is None:
-        sock.send_string("quit")
-        sock.recv_string()
+        command("quit")
     sock.close(linger=0)
     server.wait()
 
