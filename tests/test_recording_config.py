@@ -70,3 +70,12 @@ record:
     assert "record.policy: must be block or drop_oldest, not 'latest'" in text
     assert "unknown key 'chunksize' (did you mean 'chunk_size'?)" in text
     assert all(issue.line is not None for issue in info.value.issues)
+
+
+def test_improvs_use_watcher_records_every_output() -> None:
+    spec = plexa.loads(
+        PIPELINE.replace("name: imaging", "name: imaging\nsettings: {use_watcher: true}")
+    )
+    assert spec.record == RecordSpec()
+    with pytest.raises(plexa.ConfigError, match="must be true or false"):
+        plexa.loads(PIPELINE.replace("name: imaging", "name: imaging\nsettings: {use_watcher: 1}"))

@@ -218,6 +218,8 @@ def _check(text: str, source: str) -> tuple[PipelineSpec | None, list[ConfigIssu
     actors = check.actors(data.get("actors"))
     links = check.connections(data.get("connections"))
     record = check.record(data.get("record"), actors)
+    if record is None and settings.use_watcher:  # improv's spelling of "record: all"
+        record = RecordSpec()
     if check.issues:
         return None, check.issues
     spec = PipelineSpec(
@@ -303,7 +305,7 @@ class _Checker:
                 values[key] = value
             elif key == "on_failure":
                 values[key] = self.choice(path, value, OnFailure)
-            elif key == "metrics":
+            elif key in ("metrics", "use_watcher"):
                 if not isinstance(value, bool):
                     self.add(path, f"must be true or false, not {value!r}")
                 values[key] = value if isinstance(value, bool) else None

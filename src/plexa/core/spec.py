@@ -72,6 +72,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """What the pipeline does when an actor fails and will not be restarted."""
     metrics: bool = True
     """Measure link latency and handler time per message (cheap; off only to measure its cost)."""
+    use_watcher: bool = False
+    """improv's spelling of ``record: all``: record every output (see ``docs/recording.md``)."""
 
 
 class ActorSpec(msgspec.Struct, frozen=True, kw_only=True):

@@ -46,7 +46,11 @@ _MSG = struct.Struct("<BQHIQQ")
 """A message record's head: opcode, length, channel, sequence, log time, publish time."""
 _MSG_BODY = 22
 _CHUNK_FIXED = struct.Struct("<QQQI")
-_FOOTER_SIZE = _REC.size + 20
+_CHUNK_HEAD = struct.Struct("<BQQQQIIQ")
+"""An uncompressed chunk's head: opcode, length, start, end, size, crc, b"" (its length 0),
+the records' length."""
+_ONE_INDEX = struct.Struct("<BQHIQQ")
+"""A message index of one message: opcode, length, channel, 16, log time, offset 0."""
 
 
 class Compression(enum.StrEnum):
@@ -72,6 +76,28 @@ def _map(entries: dict[str, str]) -> bytes:
 
 def _record(opcode: int, body: bytes) -> bytes:
     return _REC.pack(opcode, len(body)) + body
+
+
+def _chunk_index(
+    start_t: int,
+    end_t: int,
+    offset: int,
+    length: int,
+    index_offsets: dict[int, int],
+    index_length: int,
+    compression: str,
+    stored: int,
+    size: int,
+) -> bytes:
+    offsets = b"".join(struct.pack("<HQ", c, o) for c, o in index_offsets.items())
+    return _record(
+        CHUNK_INDEX,
+        struct.pack("<QQQQI", start_t, end_t, offset, length, len(offsets))
+        + offsets
+        + struct.pack("<Q", index_length)
+        + _string(compression)
+        + struct.pack("<QQ", stored, size),
+    )
 
 
 def _compressor(compression: Compression) -> Any:
@@ -133,7 +159,10 @@ class McapWriter:
         self._chunk = _Chunk(bytearray(chunk_size + 2**20))
         self._schemas: list[bytes] = []
         self._channels: list[bytes] = []
-        self._chunk_indexes: list[bytes] = []
+        self._chunk_indexes: list[tuple[Any, ...]] = []
+        """Per chunk: start, end, offset, length, index offsets, index length, compression,
+        stored and uncompressed size (written as Chunk Index records by :meth:`close`)."""
+        self._direct_size = chunk_size // 8 if self._compress is None else 2**62
         self._metadata_indexes: list[bytes] = []
         self._counts: dict[int, int] = {}
         self.messages = 0
@@ -200,15 +229,9 @@ class McapWriter:
         chunk of its own has the open chunk written first, here."""
         if self._compress is not None:
             return self._chunk.size + _MSG.size + head
-        if self._direct(size):
+        if size >= self._direct_size:
             self.flush()
-        chunk_head = _REC.size + _CHUNK_FIXED.size + 4 + 8
-        return self.pos + chunk_head + self._chunk.size + _MSG.size + head
-
-    def _direct(self, size: int) -> bool:
-        """Large messages of uncompressed files go out at once, each in a chunk of its own,
-        straight from the caller's buffers: no copy in user space (see :meth:`add_message`)."""
-        return self._compress is None and size >= self.chunk_size // 8
+        return self.pos + _CHUNK_HEAD.size + self._chunk.size + _MSG.size + head
 
     def add_message(
         self,
@@ -216,35 +239,35 @@ class McapWriter:
         sequence: int,
         log_time: int,
         publish_time: int,
-        parts: tuple[bytes | memoryview, ...],
-        size: int,
+        head: bytes,
+        data: memoryview | None = None,
     ) -> None:
-        """Append one message whose data is ``parts`` (``size`` bytes in all).
+        """Append one message: ``head`` followed by ``data`` (a large buffer, or None).
 
         Small messages are copied into the open chunk, written when it is full; a large
-        one (an eighth of a chunk or more) is written now in a chunk of its own, so the
-        caller's buffers are not kept and a crash loses at most the chunk of small ones."""
+        one (an eighth of a chunk or more, uncompressed) is written now in a chunk of its
+        own, straight from ``data`` (no copy in user space), so the caller's buffer is not
+        kept and a crash loses at most the open chunk of small ones."""
         if self.failed is not None:
             raise self.failed
-        head = _MSG.pack(
+        size = len(head) + (0 if data is None else data.nbytes)
+        msg = _MSG.pack(
             MESSAGE, _MSG_BODY + size, channel, sequence & 0xFFFFFFFF, log_time, publish_time
         )
-        if self._direct(size):
-            self.flush()
-            index = {channel: [(log_time, 0)]}
-            self._write_chunk([head, *parts], _MSG.size + size, log_time, log_time, index)
+        if size >= self._direct_size:
+            self._single(channel, log_time, msg + head, data, _MSG.size + size)
         else:
             chunk = self._chunk
             at = chunk.size
             end = at + _MSG.size + size
             if end > len(chunk.buf):
                 chunk.buf.extend(bytes(end - len(chunk.buf)))
-            with memoryview(chunk.buf) as view:
-                offset = at
-                for part in (head, *parts):
-                    n = len(part) if isinstance(part, bytes) else part.nbytes
-                    view[offset : offset + n] = part
-                    offset += n
+            buf = chunk.buf
+            mid = at + _MSG.size + len(head)
+            buf[at:mid] = msg + head
+            if data is not None:
+                with memoryview(buf) as view:
+                    view[mid:end] = data
             chunk.size = end
             if chunk.index:
                 chunk.start = min(chunk.start, log_time)
@@ -261,6 +284,29 @@ class McapWriter:
         self.message_bytes += size
         if self._chunk.size >= self.chunk_size:
             self.flush()
+
+    def _single(
+        self, channel: int, t: int, head: bytes, data: memoryview | None, size: int
+    ) -> None:
+        """Write a chunk holding one message (``head`` + ``data``, ``size`` bytes) and its
+        index with one ``writev``: the per-frame path of a recording."""
+        self.flush()
+        crc = 0
+        if self.crc:
+            crc = zlib.crc32(head)
+            if data is not None:
+                crc = zlib.crc32(data, crc)
+        start = self.pos
+        chunk = _CHUNK_HEAD.pack(
+            CHUNK, _CHUNK_HEAD.size - _REC.size + size, t, t, size, crc, 0, size
+        )
+        length = len(chunk) + size
+        index = _ONE_INDEX.pack(MESSAGE_INDEX, _ONE_INDEX.size - _REC.size, channel, 16, t, 0)
+        self._append([chunk + head, index] if data is None else [chunk + head, data, index])
+        self._chunk_indexes.append(
+            (t, t, start, length, {channel: start + length}, len(index), "", size, size)
+        )
+        self.chunks += 1
 
     def flush(self) -> None:
         """Write the open chunk, if it holds anything, with its message indexes."""
@@ -310,17 +356,8 @@ class McapWriter:
             at += len(rec)
             indexes.append(rec)
         self._append([head, *parts, *indexes])
-        index_offsets = b"".join(struct.pack("<HQ", c, o) for c, o in offsets.items())
         self._chunk_indexes.append(
-            _record(
-                CHUNK_INDEX,
-                struct.pack("<QQQQ", start_t, end_t, start, length)
-                + struct.pack("<I", len(index_offsets))
-                + index_offsets
-                + struct.pack("<Q", at - start - length)
-                + _string(name)
-                + struct.pack("<QQ", stored, size),
-            )
+            (start_t, end_t, start, length, offsets, at - start - length, name, stored, size)
         )
         self.chunks += 1
 
@@ -391,7 +428,7 @@ class McapWriter:
             (SCHEMA, self._schemas),
             (CHANNEL, self._channels),
             (STATISTICS, [stats]),
-            (CHUNK_INDEX, self._chunk_indexes),
+            (CHUNK_INDEX, [_chunk_index(*entry) for entry in self._chunk_indexes]),
             (METADATA_INDEX, self._metadata_indexes),
         ]
         parts: list[bytes] = []

@@ -32,6 +32,7 @@ link's sequence number (MCAP ``sequence``, its low 32 bits), the time its produc
 
 from __future__ import annotations
 
+import functools
 import os
 import pickle
 import struct
@@ -116,10 +117,16 @@ def _array_head(arr: np.ndarray[Any, Any], data_at: int | None = None) -> bytes:
     """The ``plexa.ndarray`` descriptor of ``arr``; its data starts ``data_at`` bytes in
     (default: right after the descriptor)."""
     fixed = _DESC.size + 8 * arr.ndim
-    at = fixed if data_at is None else data_at
+    return _head(arr.shape, arr.dtype.str, fixed if data_at is None else data_at)
+
+
+@functools.lru_cache(maxsize=256)
+def _head(shape: tuple[int, ...], code: str, at: int) -> bytes:
+    """The descriptor bytes (cached: a stream of frames has a few layouts)."""
+    fixed = _DESC.size + 8 * len(shape)
     return (
-        _DESC.pack(at, arr.ndim, b"C", arr.dtype.str.encode())
-        + struct.pack(f"<{arr.ndim}Q", *arr.shape)
+        _DESC.pack(at, len(shape), b"C", code.encode())
+        + struct.pack(f"<{len(shape)}Q", *shape)
         + bytes(at - fixed)
     )
 
@@ -130,8 +137,11 @@ def _array_bytes(arr: np.ndarray[Any, Any]) -> memoryview:
     return memoryview(arr).cast("B") if arr.size else memoryview(b"")  # type: ignore[arg-type]
 
 
+_PLAIN_KINDS = frozenset("biufcmM")
+
+
 def _plain_array(obj: object) -> bool:
-    return type(obj) is np.ndarray and obj.dtype.kind in "biufcmM"
+    return type(obj) is np.ndarray and obj.dtype.kind in _PLAIN_KINDS
 
 
 def _is_plain(obj: object, depth: int = 0) -> bool:
@@ -249,28 +259,28 @@ class RecordingWriter:
         Raises :class:`RecordingError` when the file cannot be written (a full disk, say).
         """
         log_ns = log_ns or time.time_ns()
-        parts: tuple[bytes | memoryview, ...]
-        if _plain_array(obj):
-            arr: np.ndarray[Any, Any] = obj  # type: ignore[assignment]
-            encoding = image_encoding(arr) if topic in self.foxglove else None
+        data: memoryview | None = None
+        if type(obj) is np.ndarray and obj.dtype.kind in _PLAIN_KINDS:
+            encoding = image_encoding(obj) if topic in self.foxglove else None
+            data = _array_bytes(obj)
             if encoding is not None:
                 cid = self._channel(topic, RAWIMAGE)
-                parts = (_rawimage_head(arr, encoding, publish_ns, topic), _array_bytes(arr))
+                head = _rawimage_head(obj, encoding, publish_ns, topic)
             else:
                 cid = self._channel(topic, ARRAY)
-                fixed = _DESC.size + 8 * arr.ndim
-                size = fixed + arr.nbytes + _ALIGN
-                at = fixed + (-self.file.message_offset(fixed, size) % _ALIGN)
-                parts = (_array_head(arr, at), _array_bytes(arr))
+                fixed = _DESC.size + 8 * obj.ndim
+                at = fixed + (
+                    -self.file.message_offset(fixed, fixed + data.nbytes + _ALIGN - 1) % _ALIGN
+                )
+                head = _head(obj.shape, obj.dtype.str, at)
         elif _is_plain(obj):
             cid = self._channel(topic, MSGPACK)
-            parts = (_packer.encode(obj),)
+            head = _packer.encode(obj)
         else:
             cid = self._channel(topic, PICKLE)
-            parts = (pickle.dumps(obj, protocol=5),)
-        size = sum(len(p) if isinstance(p, bytes) else p.nbytes for p in parts)
-        self.file.add_message(cid, sequence, log_ns, publish_ns, parts, size)
-        return size
+            head = pickle.dumps(obj, protocol=5)
+        self.file.add_message(cid, sequence, log_ns, publish_ns, head, data)
+        return len(head) + (0 if data is None else data.nbytes)
 
     def flush(self) -> None:
         """Write the open chunk now."""
