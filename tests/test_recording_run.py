@@ -145,3 +145,26 @@ def test_a_full_disk_stops_the_recording_with_an_event_and_the_run_goes_on(
     with plexa.recording.open(path) as rec:
         seqs = [m.sequence for m in rec]
     assert 4 <= len(seqs) <= 12 and seqs == list(range(len(seqs)))
+
+
+@pytest.mark.slow
+def test_recording_is_stopped_and_started_again_on_a_live_run(tmp_path: Path) -> None:
+    path = tmp_path / "live.mcap"
+    spec = _imaging(f"record: {{path: '{path}', links: [camera.frames], start: false}}")
+    with started(spec) as nexus:
+        nexus.poll(0.3)
+        assert not path.exists()
+        stats = nexus.invoke("recorder", "record", ["start"])
+        assert stats["path"] == str(path)
+        nexus.wait_until(lambda s: _written(s) >= 10, 30.0)
+        stats = nexus.invoke("recorder", "record", ["stop"])
+        first = stats["written"]
+        with plexa.recording.open(path) as rec:
+            assert rec.complete and len(list(rec)) == first
+        stats = nexus.invoke("recorder", "record", ["start"])
+        assert stats["path"] == str(tmp_path / "live-1.mcap")
+        nexus.wait_until(lambda s: _written(s) >= first + 10, 30.0)
+    with plexa.recording.open(tmp_path / "live-1.mcap") as rec:
+        seqs = [m.sequence for m in rec]
+    assert rec.complete and seqs == list(range(seqs[0], seqs[0] + len(seqs)))
+    assert seqs[0] > first

@@ -362,6 +362,10 @@ class _Checker:
                 values[key] = Policy(value) if value in ("block", "drop_oldest") else None
             elif key == "capacity":
                 values[key] = self.number(path, value, "an integer >= 1")
+            elif key == "start":
+                if not isinstance(value, bool):
+                    self.add(path, f"must be true or false, not {value!r}")
+                values[key] = value if isinstance(value, bool) else None
             else:
                 values[key] = value
         return RecordSpec(**{k: v for k, v in values.items() if v is not None})

@@ -153,6 +153,8 @@ class RecordSpec(msgspec.Struct, frozen=True, kw_only=True):
     """Messages the recorder's queue holds per recorded output."""
     foxglove: tuple[str, ...] = ()
     """Outputs whose images are written as Foxglove RawImage."""
+    start: bool = True
+    """Record from the start; false: wait for ``invoke recorder record '["start"]'``."""
 
 
 class PipelineSpec(msgspec.Struct, frozen=True, kw_only=True):

@@ -50,6 +50,7 @@ def with_record_option(
             policy=base.policy,
             capacity=base.capacity,
             foxglove=base.foxglove,
+            start=base.start,
         )
         return spec.__class__(
             name=spec.name,

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from plexa.core.actor import Actor
+from plexa.core.actor import Actor, command
 from plexa.core.spec import ActorSpec, LinkSpec, PipelineSpec, RecordSpec, Restart
 from plexa.data.links import EMPTY
 from plexa.data.recording import RecordingWriter
@@ -74,6 +74,7 @@ def with_recorder(spec: PipelineSpec, run_id: str) -> PipelineSpec:
         "compression": record.compression,
         "foxglove": list(record.foxglove),
         "metadata": {"pipeline": spec.name, "run": run_id, "source": spec.source},
+        "start": record.start,
     }
     actor = ActorSpec(
         name=name,
@@ -117,25 +118,52 @@ class Recorder(Actor):
         compression: str = "none",
         foxglove: list[str] | None = None,
         metadata: dict[str, str] | None = None,
+        start: bool = True,
     ) -> None:
-        target = _free(Path(path))
-        target.parent.mkdir(parents=True, exist_ok=True)
-        self.path = str(target)
-        self.writer: RecordingWriter | None = RecordingWriter(
-            target,
-            chunk_size=chunk_size,
-            compression=compression,
-            foxglove=foxglove or (),
-            metadata=metadata,
-        )
+        self.template = path
+        self.settings: dict[str, Any] = {
+            "chunk_size": chunk_size,
+            "compression": compression,
+            "foxglove": foxglove or (),
+            "metadata": metadata,
+        }
         self.clock = time.time_ns() - time.monotonic_ns()
         """Add to a send time (``monotonic_ns``) to get ns since the Unix epoch."""
+        self.writer: RecordingWriter | None = None
+        self.path = ""
         self.written = 0
         self.bytes = 0
         self.not_written = 0
         self.error = ""
         self.started = time.monotonic()
+        if start:
+            self._open(path)
+
+    def _open(self, path: str) -> None:
+        target = _free(Path(path))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        self.writer = RecordingWriter(target, **self.settings)
+        self.path = str(target)
+        self.error = ""
         self.log.info("recording %d outputs to %s", len(self.inputs), self.path)
+
+    @command
+    def record(self, action: str, path: str | None = None) -> dict[str, Any]:
+        """``plexa ctl NAME invoke recorder record '["stop"]'``: finish the file and go on
+        taking messages without writing them; ``'["start"]'`` (or ``'["start", "x.mcap"]'``):
+        write to a new file. Returns the counters."""
+        if action == "stop":
+            if self.writer is not None:
+                self._close()
+                self.error = "on request"
+        elif action == "start":
+            if self.writer is not None:
+                raise RecordingError(f"already recording to {self.path}")
+            self._open(path or self.template)
+        else:
+            raise ValueError(f"record takes 'start' or 'stop', not {action!r}")
+        self.report()
+        return self.statistics()
 
     def run_step(self) -> None:
         """Take what is queued on every input (a batch each, in turn) and write it."""
@@ -195,6 +223,8 @@ class Recorder(Actor):
         """Publish the counters as this actor's progress (at most once per progress_delta)."""
         stats = self.statistics()
         state = f"STOPPED: {self.error}" if self.error else "recording"
+        if not self.path:
+            state = "not recording (start it with: invoke recorder record '[\"start\"]')"
         self.progress(
             self.written,
             None,
@@ -202,8 +232,7 @@ class Recorder(Actor):
             f"{stats['mb_per_s']:.1f} MB/s, {stats['not_written']} not written -> {self.path}",
         )
 
-    def stop(self) -> None:
-        """Finish the file (summary and footer), so that it opens fast everywhere."""
+    def _close(self) -> None:
         if self.writer is not None:
             self.writer.close()
             self.writer = None
@@ -211,6 +240,10 @@ class Recorder(Actor):
             self.log.info(
                 "recorded %d messages (%.1f MB) to %s", self.written, size / 1e6, self.path
             )
+
+    def stop(self) -> None:
+        """Finish the file (summary and footer), so that it opens fast everywhere."""
+        self._close()
         self.report()
 
 
