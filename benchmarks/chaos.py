@@ -56,6 +56,7 @@ from benchmarks import _report  # noqa: E402
 
 import plexa  # noqa: E402
 from plexa import ActorState  # noqa: E402
+from plexa.nexus.attach import Listener  # noqa: E402
 
 BENCHMARKS_MD = _report.BENCHMARKS_MD
 BEGIN, END = "<!-- chaos -->", "<!-- /chaos -->"
@@ -171,7 +172,7 @@ class Chaos:
         self.problems: list[str] = []
         self.torn = 0
         self._last_flow = 0.0
-        nx.listeners.append(self.on_event)
+        nx.attach(Listener(self.on_event))
 
     # ----- the nexus's events -------------------------------------------------------------
     def on_event(self, kind: str, data: dict[str, Any]) -> None:

@@ -68,6 +68,19 @@ def wait_for(cond: Callable[[], object], timeout: float = 5.0, what: str = "cond
         time.sleep(0.01)
 
 
+def assert_stays(cond: Callable[[], object], seconds: float, what: str = "condition") -> None:
+    """Check ``cond()`` again and again for ``seconds``; fail the moment it is false.
+
+    The way to test that nothing goes wrong while time passes (a pause longer than a
+    timeout), instead of sleeping and looking once.
+    """
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        assert cond(), f"{what} stopped holding"
+        time.sleep(0.02)
+    assert cond(), f"{what} stopped holding"
+
+
 @pytest.fixture(autouse=True)
 def no_leftovers(request: pytest.FixtureRequest) -> Iterator[None]:
     """Every test must leave /dev/shm and the runtime directory as it found them."""
@@ -83,3 +96,6 @@ def no_leftovers(request: pytest.FixtureRequest) -> Iterator[None]:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "allow_leftovers: the test cleans up by itself")
+    config.addinivalue_line(
+        "markers", "slow: a long end-to-end test (skip locally with -m 'not slow'; CI runs all)"
+    )

@@ -13,6 +13,8 @@ from pathlib import Path
 import psutil
 
 from conftest import plexa_shm, wait_for
+from plexa.edges.client import connect
+from plexa.errors import PlexaError
 
 ROOT = Path(__file__).resolve().parent.parent
 PLEXA = [sys.executable, "-m", "plexa"]
@@ -111,7 +113,15 @@ def _running_actor_pids(timeout: float = 20) -> list[int]:
 def test_ctrl_c_stops_the_run_cleanly() -> None:
     proc = _start("run", "examples/imaging.yaml", "--json")
     _running_actor_pids()
-    time.sleep(1.0)  # let frames flow; the assertion below does not depend on it
+
+    def flowing() -> bool:
+        try:
+            with connect("imaging") as c:
+                return bool(c.status()["actors"]["traces"]["msgs_in"] > 10)
+        except PlexaError:
+            return False
+
+    wait_for(flowing, 30, "frames to flow")
     proc.send_signal(signal.SIGINT)
     out, errs = proc.communicate(timeout=30)
     assert proc.returncode == 0, errs

@@ -17,6 +17,7 @@ import plexa
 from conftest import started
 from plexa import ActorState, Nexus
 from plexa.data.store import Store
+from plexa.nexus.attach import Listener
 
 LONG = """
     actors:
@@ -66,8 +67,8 @@ def test_abort_ends_the_work_reports_the_partial_result_and_leaves_the_actor_sto
 def test_progress_and_improved_arrive_no_more_often_than_their_deltas() -> None:
     events: dict[str, list[float]] = {"progress": [], "improved": []}
     with started(spec_of()) as nexus:
-        nexus.listeners.append(
-            lambda kind, data: events[kind].append(data["t"]) if kind in events else None
+        nexus.attach(
+            Listener(lambda kind, data: events[kind].append(data["t"]) if kind in events else None)
         )
         nexus.poll(2.0)
         seen = {kind: list(stamps) for kind, stamps in events.items()}  # the final flush at

@@ -1,10 +1,33 @@
-"""Lifecycle states, signals and failure kinds: the names every edge shows."""
+"""The lifecycle, written once: states, signals, failure kinds and the tables between them.
+
+Every part of plexa that needs to know whether a signal is allowed, where it leads, or what a
+run's state is looks it up here: the runtime inside the actor, the nexus's commands, the
+control server, the CLI and the TUI. ``docs/concepts.md`` shows the same tables; a test
+compares them.
+"""
 
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
+from typing import NamedTuple
 
-__all__ = ["TRANSITIONS", "ActorState", "FailureKind", "Phase", "Signal", "next_state"]
+__all__ = [
+    "ACTOR_EVENTS",
+    "ACTOR_SIGNALS",
+    "RUN_SIGNALS",
+    "ActorEvent",
+    "ActorState",
+    "FailureKind",
+    "Phase",
+    "RunState",
+    "Signal",
+    "Step",
+    "next_state",
+    "progressing",
+    "refusal",
+    "run_refusal",
+]
 
 
 class ActorState(enum.StrEnum):
@@ -22,6 +45,21 @@ class ActorState(enum.StrEnum):
     EXITED = "exited"
 
 
+class RunState(enum.StrEnum):
+    """Where the whole run is: what the nexus last drove every actor to."""
+
+    CREATED = "created"
+    SETTING_UP = "setting_up"
+    READY = "ready"
+    RUNNING = "running"
+    PAUSED = "paused"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+    FAILED = "failed"
+    """An actor failed for good (shown over the driven state)."""
+    QUIT = "quit"
+
+
 class Signal(enum.StrEnum):
     """Lifecycle signals the nexus sends; each is applied at the actor's next safe point."""
 
@@ -30,8 +68,25 @@ class Signal(enum.StrEnum):
     PAUSE = "pause"
     RESUME = "resume"
     STOP = "stop"
-    QUIT = "quit"
     ABORT = "abort"
+    QUIT = "quit"
+
+
+class ActorEvent(enum.StrEnum):
+    """What moves an actor without a signal: its own progress, or its process's fate."""
+
+    SET_UP = "set_up"
+    """``setup()`` returned."""
+    DRAINED = "drained"
+    """Stopping finished: queued inputs handled (or discarded on abort), ``stop()`` returned."""
+    ERROR = "error"
+    """It failed: user code raised, the process crashed, was killed, or hung."""
+    EXIT = "exit"
+    """The process ended by itself, with status 0."""
+    RESTART = "restart"
+    """A restart was scheduled."""
+    RESPAWN = "respawn"
+    """A new process was started for a restart."""
 
 
 class FailureKind(enum.StrEnum):
@@ -44,7 +99,10 @@ class FailureKind(enum.StrEnum):
     KILLED = "killed"
     """The process was killed from outside (SIGKILL, OOM killer)."""
     HUNG = "hung"
-    """The process stopped heartbeating or stayed inside user code too long."""
+    """The process stopped heartbeating, or passed no safe point for ``hang_timeout`` while
+    it was supposed to make progress."""
+    TIMEOUT = "timeout"
+    """It did not get ready (or did not stop) within the deadline it was given."""
 
 
 class Phase(enum.StrEnum):
@@ -56,24 +114,107 @@ class Phase(enum.StrEnum):
     STOP = "stop"
 
 
-TRANSITIONS: dict[tuple[ActorState, Signal], ActorState] = {
-    (ActorState.CREATED, Signal.SETUP): ActorState.READY,
-    (ActorState.READY, Signal.RUN): ActorState.RUNNING,
-    (ActorState.STOPPED, Signal.RUN): ActorState.RUNNING,
-    (ActorState.RUNNING, Signal.PAUSE): ActorState.PAUSED,
-    (ActorState.PAUSED, Signal.RESUME): ActorState.RUNNING,
-    (ActorState.RUNNING, Signal.STOP): ActorState.STOPPED,
-    (ActorState.PAUSED, Signal.STOP): ActorState.STOPPED,
-    (ActorState.READY, Signal.STOP): ActorState.STOPPED,
-}
-"""Where each accepted signal leads; any (state, signal) pair not listed is refused.
+class Step(NamedTuple):
+    """Where an accepted signal leads: the state entered at once, and the state it settles in."""
 
-``quit`` is accepted in every state and always ends the process.
-"""
+    enters: ActorState
+    settles: ActorState
+
+
+_S, _A = Signal, ActorState
+
+ACTOR_SIGNALS: dict[tuple[ActorState, Signal], Step] = {
+    (_A.CREATED, _S.SETUP): Step(_A.SETTING_UP, _A.READY),
+    (_A.READY, _S.RUN): Step(_A.RUNNING, _A.RUNNING),
+    (_A.STOPPED, _S.RUN): Step(_A.RUNNING, _A.RUNNING),
+    (_A.READY, _S.STOP): Step(_A.STOPPED, _A.STOPPED),
+    (_A.RUNNING, _S.PAUSE): Step(_A.PAUSED, _A.PAUSED),
+    (_A.PAUSED, _S.RESUME): Step(_A.RUNNING, _A.RUNNING),
+    (_A.RUNNING, _S.STOP): Step(_A.STOPPING, _A.STOPPED),
+    (_A.PAUSED, _S.STOP): Step(_A.STOPPING, _A.STOPPED),
+    (_A.RUNNING, _S.ABORT): Step(_A.STOPPING, _A.STOPPED),
+    (_A.PAUSED, _S.ABORT): Step(_A.STOPPING, _A.STOPPED),
+}
+"""(actor state, signal) -> step. Any pair not listed is refused, except ``quit``, which is
+accepted in every state and ends the process (``exited``)."""
+
+_LIVE = (
+    _A.CREATED,
+    _A.SETTING_UP,
+    _A.READY,
+    _A.RUNNING,
+    _A.PAUSED,
+    _A.STOPPING,
+    _A.STOPPED,
+)
+
+ACTOR_EVENTS: dict[tuple[ActorState, ActorEvent], ActorState] = {
+    (_A.SETTING_UP, ActorEvent.SET_UP): _A.READY,
+    (_A.STOPPING, ActorEvent.DRAINED): _A.STOPPED,
+    **{(state, ActorEvent.ERROR): _A.FAILED for state in _LIVE},
+    **{(state, ActorEvent.EXIT): _A.EXITED for state in _LIVE},
+    (_A.FAILED, ActorEvent.RESTART): _A.RESTARTING,
+    (_A.EXITED, ActorEvent.RESTART): _A.RESTARTING,
+    (_A.RESTARTING, ActorEvent.RESPAWN): _A.CREATED,
+}
+"""(actor state, event) -> state, for what happens without a signal. ``error`` is any
+failure (an exception, a crash, a kill, a hang); ``exit`` is a process that ended by itself
+with status 0. The restart policy then may move a failed or exited actor on (``restart``)."""
+
+_R = RunState
+
+RUN_SIGNALS: dict[tuple[RunState, Signal], tuple[RunState, RunState]] = {
+    (_R.CREATED, _S.SETUP): (_R.SETTING_UP, _R.READY),
+    (_R.READY, _S.RUN): (_R.RUNNING, _R.RUNNING),
+    (_R.STOPPED, _S.RUN): (_R.RUNNING, _R.RUNNING),
+    (_R.RUNNING, _S.PAUSE): (_R.PAUSED, _R.PAUSED),
+    (_R.PAUSED, _S.RESUME): (_R.RUNNING, _R.RUNNING),
+    (_R.READY, _S.STOP): (_R.STOPPING, _R.STOPPED),
+    (_R.RUNNING, _S.STOP): (_R.STOPPING, _R.STOPPED),
+    (_R.PAUSED, _S.STOP): (_R.STOPPING, _R.STOPPED),
+    (_R.RUNNING, _S.ABORT): (_R.STOPPING, _R.STOPPED),
+    (_R.PAUSED, _S.ABORT): (_R.STOPPING, _R.STOPPED),
+}
+"""(run state, signal) -> (state while the signal is carried out, state after), for a
+signal sent to every actor. ``quit`` ends the run from any state."""
+
+_PROGRESSING = frozenset({_A.RUNNING})
 
 
 def next_state(state: ActorState, signal: Signal) -> ActorState | None:
-    """Return the state ``signal`` leads to from ``state``, or None if it is refused."""
+    """The state ``signal`` settles ``state`` in, or None if it is refused."""
     if signal is Signal.QUIT:
         return ActorState.EXITED
-    return TRANSITIONS.get((state, signal))
+    step = ACTOR_SIGNALS.get((state, signal))
+    return step.settles if step is not None else None
+
+
+def refusal(state: ActorState, signal: Signal) -> str | None:
+    """Why ``signal`` is refused in ``state`` (one line), or None if it is accepted."""
+    if signal is Signal.QUIT or (state, signal) in ACTOR_SIGNALS:
+        return None
+    allowed = sorted({st.value for (st, sig) in ACTOR_SIGNALS if sig is signal})
+    return f"{signal.value} is not allowed while {state.value} (only while {' or '.join(allowed)})"
+
+
+def run_refusal(state: RunState, signal: Signal) -> str | None:
+    """Why ``signal`` to the whole run is refused in run state ``state``, or None."""
+    if signal is Signal.QUIT or (state, signal) in RUN_SIGNALS:
+        return None
+    allowed = sorted({st.value for (st, sig) in RUN_SIGNALS if sig is signal})
+    only = " or ".join(allowed)
+    return f"{signal.value} is not allowed while {state.value} (only while {only})"
+
+
+def progressing(state: ActorState) -> bool:
+    """Whether an actor in ``state`` is supposed to pass safe points (so can be hung).
+
+    Paused, stopped, ready, setting-up (the setup deadline covers it) and held actors are
+    never hung; only a running actor's silence counts.
+    """
+    return state in _PROGRESSING
+
+
+def settled_run_state(states: Iterable[ActorState], driven: RunState) -> RunState:
+    """The run state to show: ``failed`` if an actor failed for good, else the driven one."""
+    return RunState.FAILED if ActorState.FAILED in set(states) else driven

@@ -111,3 +111,13 @@ def data_dir(pipeline: str) -> Path:
     ``$PLEXA_DATA_DIR/NAME``, else ``state_dir()/data/NAME``."""
     env = os.environ.get("PLEXA_DATA_DIR")
     return (Path(env) if env else state_dir() / "data") / pipeline
+
+
+ENV_RUN_ID = "PLEXA_RUN_ID"
+"""Set in every actor process (and so in everything it starts): the run's id. The mark by
+which the nexus and ``plexa cleanup`` find what an actor started, even in another session."""
+ENV_ACTOR = "PLEXA_ACTOR"
+"""Set in every actor process: the actor's name."""
+ENV_IMPORT_PATH = "PLEXA_IMPORT_PATH"
+"""Folders (``os.pathsep``-separated) an actor puts first on ``sys.path``; set by the nexus
+(never read from a file another user could write)."""

@@ -130,9 +130,8 @@ def _serve(
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_term)
-    nexus = Nexus(spec, on_log=None if tui else show_log, resume=resume)
+    nexus = Nexus(spec, on_log=None if tui else show_log, resume=resume, name=run_name)
     server = ControlServer(nexus, bind=bind)
-    nexus.name = run_name
     summary: dict[str, Any] = {}
     interrupted = False
     live: Live | None = None
@@ -325,7 +324,7 @@ def logs(
 ) -> None:
     """Print a running pipeline's merged log (and follow it)."""
     from plexa.edges.client import connect
-    from plexa.nexus.nexus import format_log
+    from plexa.nexus.logs import format_log
 
     try:
         client = connect(name)

@@ -27,7 +27,7 @@ from plexa.core import protocol as proto
 from plexa.edges.client import Client, find_run
 from plexa.errors import PlexaError
 from plexa.nexus.cleanup import list_runs
-from plexa.nexus.nexus import format_log
+from plexa.nexus.logs import format_log
 from plexa.nexus.server import ControlServer
 
 __all__ = ["PlexaApp", "run_client", "run_tui"]

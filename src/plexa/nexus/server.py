@@ -1,7 +1,8 @@
 """The nexus's client endpoints: commands in (ROUTER), events out (PUB).
 
-The server shares the nexus's single-threaded loop (:meth:`Nexus.add_source`), so a
-command is handled between two polls of the actors' socket. Requests are answered one at a
+The server shares the nexus's single-threaded loop as an attachment
+(:class:`plexa.nexus.attach.Attachment`), so a command is handled between two turns of the
+loop. Requests are answered one at a
 time, in the order they came: a command that waits (``setup``, ``invoke``...) drives the
 nexus's loop while it waits, and requests arriving meanwhile are queued, not served from
 inside that wait, except those that need no waiting (``ping``, ``status``...) from a client
@@ -36,6 +37,7 @@ import zmq
 from plexa.core import protocol as proto
 from plexa.core.protocol import Command
 from plexa.errors import InvalidTransition, PlexaError
+from plexa.nexus.attach import Attachment
 from plexa.nexus.nexus import Nexus
 
 __all__ = ["ControlServer", "ServerStatistics"]
@@ -86,7 +88,7 @@ class _Counts:
         self.failed = self.dropped = self.max_queued = 0
 
 
-class ControlServer:
+class ControlServer(Attachment):
     """Serves one nexus to clients. ``serve()`` runs until a ``quit`` command (or ``stop()``)."""
 
     def __init__(self, nexus: Nexus, *, bind: str = "127.0.0.1", token: str | None = None) -> None:
@@ -115,19 +117,28 @@ class ControlServer:
         self._handlers: dict[str, tuple[Handler, bool]] = {
             name: (handler, name in QUICK) for name, handler in self._command_table().items()
         }
-        nexus.add_source(self.control, self._on_control)
-        nexus.listeners.append(self.publish)
-        nexus.record_extra.update(
-            {
-                "endpoints": {
-                    "actors": nexus.paths.endpoint("actors"),
-                    "control": self.control_endpoint,
-                    "events": self.events_endpoint,
-                },
-                "token": self.token,
-                "protocol": proto.PROTOCOL_VERSION,
-            }
-        )
+        nexus.attach(self)
+
+    # ----- the attachment -----------------------------------------------------------------------
+    def sources(self) -> list[Any]:
+        """The control socket (read even while a request waits: the rest queue up)."""
+        return [self.control]
+
+    def on_readable(self, source: Any) -> None:
+        """Requests arrived."""
+        self._on_control()
+
+    def on_event(self, kind: str, data: Any) -> None:
+        """Publish every event of the run."""
+        self.publish(kind, data)
+
+    def record_fields(self) -> dict[str, Any]:
+        """The endpoints, token and protocol version clients need (in the 0600 run record)."""
+        return {
+            "endpoints": {"control": self.control_endpoint, "events": self.events_endpoint},
+            "token": self.token,
+            "protocol": proto.PROTOCOL_VERSION,
+        }
 
     def _command_table(self) -> dict[Command, Handler]:
         nexus = self.nexus
@@ -345,21 +356,21 @@ class ControlServer:
                 action(req)
             finally:
                 self.nexus.busy = ""
-            self.publish("run", {"state": self.nexus.state})
+            self.publish("run", {"state": self.nexus.state.value})
             return {
-                "run": self.nexus.state,
+                "run": self.nexus.state.value,
                 "actors": {n: a.state.value for n, a in self.nexus.actors.items()},
             }
 
         return run
 
     def _quit(self, req: proto.Request) -> Any:
-        self.quit_requested = True
+        self.quit_requested = self.nexus.quit_requested = True
         return "quitting"
 
     def _logs(self, req: proto.Request) -> Any:
         lines = int(req.args.get("lines", 100))
-        return list(self.nexus.recent_logs)[-lines:]
+        return list(self.nexus.logs.recent)[-lines:]
 
     def snapshot(self) -> dict[str, Any]:
         """What a client attaching late needs first: config, status, the last log lines."""
@@ -368,7 +379,7 @@ class ControlServer:
             "seq": self._seq,
             "config": msgspec.to_builtins(spec),
             "status": self.nexus.status(),
-            "logs": list(self.nexus.recent_logs)[-100:],
+            "logs": list(self.nexus.logs.recent)[-100:],
             "latest": self.nexus.latest,
         }
 
@@ -391,7 +402,6 @@ class ControlServer:
         """Drive the nexus and answer clients until ``quit`` (or ``until()`` is true)."""
         while not self.quit_requested and not (until is not None and until()):
             self.nexus.poll(0.05)
-            self.tick()
 
     def close(self) -> None:
         """Answer what is still queued (the run is ending), then release the endpoints."""
@@ -399,8 +409,7 @@ class ControlServer:
             ident, item = self._queue.popleft()
             self._reply(ident, proto.Response(id=item.id, ok=False, error="the run is quitting"))
         self._queued_from.clear()
-        if self.publish in self.nexus.listeners:
-            self.nexus.listeners.remove(self.publish)
+        self.nexus.detach(self)
         self.control.close(0)
         self.events.close(0)
         self.ctx.term()

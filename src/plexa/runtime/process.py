@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
-import json
 import logging
 import os
 import queue
@@ -28,8 +27,17 @@ import zmq
 
 from plexa.core import messages as msgs
 from plexa.core.actor import Actor, AsyncActor, Ports
-from plexa.core.lifecycle import ActorState, FailureKind, Phase, Signal
-from plexa.core.paths import RunPaths
+from plexa.core.lifecycle import (
+    ACTOR_EVENTS,
+    ACTOR_SIGNALS,
+    ActorEvent,
+    ActorState,
+    FailureKind,
+    Phase,
+    Signal,
+    refusal,
+)
+from plexa.core.paths import ENV_IMPORT_PATH, RunPaths
 from plexa.core.spec import PipelineSpec
 from plexa.data.counters import ActorField, Counters, bucket
 from plexa.data.links import EMPTY, SAMPLE_MASK, Domain, InputPort, OutputPort, Wake, make_sub
@@ -105,6 +113,8 @@ class ActorProcess:
         self.aspec = spec.actors[name]
         self.state = ActorState.CREATED
         self.commands: queue.SimpleQueue[msgs.Command] = queue.SimpleQueue()
+        self.args: dict[str, Any] = {}
+        """The arguments of the signal accepted last (``setup``: ``restore``)."""
         self.pending = False
         self.loops = 0
         """Safe points passed (sent with every heartbeat: a stuck actor stops counting)."""
@@ -166,6 +176,7 @@ class ActorProcess:
                         dealer.setsockopt(zmq.LINGER, 0)  # nobody will read what is queued
                         self._inject(msgs.Command(-1, Signal.QUIT.value), waker)
                     elif now - orphaned_at > 1.0:
+                        _end_descendants()
                         os._exit(3)  # the nexus is gone and user code will not yield
             while True:  # flush what the main thread sent last
                 try:
@@ -204,6 +215,10 @@ class ActorProcess:
         self.state = state
         self.outbox.send(msgs.StateChanged(state))
 
+    def happen(self, event: ActorEvent) -> None:
+        """Move on as the lifecycle table says ``event`` does from the current state."""
+        self.set_state(ACTOR_EVENTS[self.state, event])
+
     def reply(self, cmd: msgs.Command, ok: bool = True, error: str = "", value: Any = None) -> None:
         if cmd.id >= 0:
             self.outbox.send(msgs.Reply(cmd.id, ok, error, value))
@@ -215,33 +230,39 @@ class ActorProcess:
         )
         self.state = ActorState.FAILED
 
+    def accept(self, cmd: msgs.Command) -> Signal | None:
+        """Answer ``cmd``: refused as the lifecycle table says, or accepted (its signal)."""
+        signal_ = self.signal_of(cmd)
+        if signal_ is None:
+            return None
+        why = refusal(self.state, signal_)
+        if why is not None:
+            self.reply(cmd, False, why)
+            return None
+        self.reply(cmd)
+        self.args = cmd.args
+        return signal_
+
     def serve(self) -> int:
         """Answer commands until quit; returns the exit code."""
         while True:
-            cmd = self.next_command()
+            signal_ = self.accept(self.next_command())
             self.pending = not self.commands.empty()
-            signal_ = self.signal_of(cmd)
             if signal_ is None:
                 continue
             if signal_ is Signal.QUIT:
-                self.reply(cmd)
                 return 0
-            if signal_ is Signal.SETUP and self.state is ActorState.CREATED:
-                self.set_state(ActorState.SETTING_UP)
-                self.reply(cmd)
-                if not self.do_setup(bool(cmd.args.get("restore"))):
+            if signal_ is Signal.SETUP:
+                self.set_state(ACTOR_SIGNALS[self.state, signal_].enters)
+                if not self.do_setup(bool(self.args.get("restore"))):
                     return 1
-                self.set_state(ActorState.READY)
-            elif signal_ is Signal.RUN and self.state in (ActorState.READY, ActorState.STOPPED):
-                self.reply(cmd)
+                self.happen(ActorEvent.SET_UP)
+            elif signal_ is Signal.RUN:
                 code = self.do_run()
                 if code is not None:
                     return code
-            elif signal_ is Signal.STOP and self.state is ActorState.READY:
-                self.reply(cmd)
-                self.set_state(ActorState.STOPPED)
-            else:
-                self.reply(cmd, False, f"{signal_.value} is not allowed while {self.state.value}")
+            else:  # stop while ready: nothing runs, nothing to drain
+                self.set_state(ACTOR_SIGNALS[self.state, signal_].settles)
 
     def do_setup(self, restore: bool) -> bool:
         try:
@@ -312,27 +333,26 @@ class ActorProcess:
         self.safe_point()
 
     def control(self) -> None:
-        """Apply every queued command (we are at a safe point, in the running state)."""
+        """Apply every queued command (we are at a safe point, running or paused)."""
         while True:
             try:
                 cmd = self.commands.get_nowait()
             except queue.Empty:
                 self.pending = False
                 return
-            signal_ = self.signal_of(cmd)
-            if signal_ is None:
-                continue
-            if signal_ in (Signal.STOP, Signal.QUIT, Signal.ABORT):
-                self.reply(cmd)
-                self.pending = not self.commands.empty()
-                self.unwind = signal_
-                raise Aborted() if signal_ is Signal.ABORT else _Unwind(signal_)
-            if signal_ is Signal.PAUSE and self.state is ActorState.RUNNING:
-                self.reply(cmd)
-                self.set_state(ActorState.PAUSED)
-                self.paused()
-            else:
-                self.reply(cmd, False, f"{signal_.value} is not allowed while {self.state.value}")
+            self.apply_running(self.accept(cmd))
+
+    def apply_running(self, signal_: Signal | None) -> None:
+        """Carry out an accepted signal inside ``run``: pause blocks, the others unwind."""
+        if signal_ is None:
+            return
+        if signal_ in (Signal.STOP, Signal.QUIT, Signal.ABORT):
+            self.pending = not self.commands.empty()
+            self.unwind = signal_
+            raise Aborted() if signal_ is Signal.ABORT else _Unwind(signal_)
+        self.set_state(ACTOR_SIGNALS[self.state, signal_].enters)
+        if signal_ is Signal.PAUSE:
+            self.paused()
 
     def next_command(self) -> msgs.Command:
         """Wait for the next command (in slices, so that signal handlers get to run)."""
@@ -343,21 +363,9 @@ class ActorProcess:
                 continue
 
     def paused(self) -> None:
-        """Block until resume (returns) or stop/quit (unwinds)."""
-        while True:
-            cmd = self.next_command()
-            signal_ = self.signal_of(cmd)
-            if signal_ is None:
-                continue
-            if signal_ is Signal.RESUME:
-                self.reply(cmd)
-                self.set_state(ActorState.RUNNING)
-                return
-            if signal_ in (Signal.STOP, Signal.QUIT, Signal.ABORT):
-                self.reply(cmd)
-                self.unwind = signal_
-                raise Aborted() if signal_ is Signal.ABORT else _Unwind(signal_)
-            self.reply(cmd, False, f"{signal_.value} is not allowed while paused")
+        """Block until resume (returns) or stop/quit/abort (unwinds)."""
+        while self.state is ActorState.PAUSED:
+            self.apply_running(self.accept(self.next_command()))
 
     async def async_safe_point(self) -> None:
         """The async actor's safe point: pause awaits resume without blocking the loop."""
@@ -408,7 +416,7 @@ class ActorProcess:
             return 1
         finally:
             self.stopping = False
-        self.set_state(ActorState.STOPPED)
+        self.happen(ActorEvent.DRAINED)
         return 0 if how is Signal.QUIT else None
 
     def run_loop(self, actor: Actor) -> None:
@@ -582,11 +590,30 @@ class _UnlinkedOutput:
         """Nothing to release."""
 
 
+PR_SET_PDEATHSIG = 1
+PR_SET_CHILD_SUBREAPER = 36
+
+
 def _die_with_parent() -> None:
-    """Ask the kernel to send SIGTERM when the nexus (our parent) dies."""
+    """Ask the kernel to send SIGTERM when the nexus (our parent) dies, and to hand us the
+    orphans of what we start (so that they can be ended with us)."""
     with contextlib.suppress(Exception):
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        libc.prctl(PR_SET_CHILD_SUBREAPER, 1)
+
+
+def _end_descendants() -> None:
+    """SIGKILL and reap every process this actor started (user code's children, their
+    children, even those that started a new session: we are their subreaper)."""
+    import psutil
+
+    with contextlib.suppress(psutil.Error):
+        procs = psutil.Process().children(recursive=True)
+        for proc in procs:
+            with contextlib.suppress(psutil.Error):
+                proc.kill()
+        psutil.wait_procs(procs, timeout=2)
 
 
 def _on_sigterm(signum: int, frame: object) -> None:
@@ -603,9 +630,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _on_sigterm)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the nexus's to handle
     paths = RunPaths(Path(run_dir).name, Path(run_dir).parent)
-    with contextlib.suppress(OSError, ValueError):
-        extra = json.loads((paths.run_dir / "sys_path.json").read_text())
-        sys.path[:0] = [p for p in extra if p not in sys.path]
+    extra = [p for p in os.environ.get(ENV_IMPORT_PATH, "").split(os.pathsep) if p]
+    sys.path[:0] = [p for p in extra if p not in sys.path]
     spec = msgspec.json.decode(paths.spec_file.read_bytes(), type=PipelineSpec)
     proc = ActorProcess(paths, spec, name, nexus_pid)
     thread = threading.Thread(target=proc.control_thread, name="plexa-control", daemon=True)
@@ -624,12 +650,30 @@ def main(argv: list[str] | None = None) -> int:
         with contextlib.suppress(Exception):
             proc.teardown()
         proc._done.set()
+        with contextlib.suppress(Exception):  # wakes the control thread: it sees _done at once
+            proc.outbox.send(msgs.Heartbeat(proc.loops))
         thread.join(timeout=2)
         proc.outbox.close()
         proc.counters.close()
         proc.ctx.destroy(linger=0)
+        _end_descendants()
     return code
 
 
+def _exit_now(code: int) -> None:
+    """Flush what user code wrote, then leave without the interpreter's slow teardown (its
+    finalizers would run after everything the run owns is already released)."""
+    with contextlib.suppress(Exception):
+        logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        code = main()
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    _exit_now(code)

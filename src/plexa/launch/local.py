@@ -1,0 +1,156 @@
+"""Actor processes on this machine: one ``python -m plexa.runtime.process`` each.
+
+Each actor runs in its own session (so its process group can be signalled as a whole), with
+its output on pipes the nexus merges into the run's log, and two environment variables
+(``PLEXA_RUN_ID``, ``PLEXA_ACTOR``) that every process it starts inherits: that mark is how
+the nexus and ``plexa cleanup`` find an actor's children that left its process group.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator, Sequence
+
+from plexa.core.paths import ENV_ACTOR, ENV_IMPORT_PATH, ENV_RUN_ID
+from plexa.launch.base import ActorProcess, LaunchRequest
+
+__all__ = [
+    "ENV_ACTOR",
+    "ENV_IMPORT_PATH",
+    "ENV_RUN_ID",
+    "LocalLauncher",
+    "LocalProcess",
+    "marked_processes",
+    "sweep",
+]
+
+
+class LocalProcess:
+    """A local actor process (a :class:`plexa.launch.base.ActorProcess`)."""
+
+    def __init__(self, label: str, popen: subprocess.Popen[bytes]) -> None:
+        self._label = label
+        self.popen = popen
+
+    @property
+    def label(self) -> str:
+        """The actor's name."""
+        return self._label
+
+    @property
+    def pid(self) -> int:
+        """The process id."""
+        return self.popen.pid
+
+    def alive(self) -> bool:
+        """True until the process has exited (and is reaped)."""
+        return self.popen.poll() is None
+
+    def exit_code(self) -> int | None:
+        """The exit code (negative: the signal), or None while it runs."""
+        return self.popen.poll()
+
+    def send(self, sig: signal.Signals) -> None:
+        """Signal the actor's process group (the actor and the children that stayed in it)."""
+        if self.popen.returncode is not None:
+            return
+        try:
+            os.killpg(self.popen.pid, sig)
+        except ProcessLookupError:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.popen.pid, sig)
+        except PermissionError:  # pragma: no cover - the group is ours by construction
+            pass
+
+    def output_fds(self) -> Sequence[tuple[int, str]]:
+        """The read ends of the actor's stdout and stderr pipes."""
+        found = []
+        for stream, label in ((self.popen.stdout, "stdout"), (self.popen.stderr, "stderr")):
+            if stream is not None:
+                found.append((stream.fileno(), label))
+        return found
+
+    def close(self) -> None:
+        """Close the pipes (after the process is gone and its output read)."""
+        for stream in (self.popen.stdout, self.popen.stderr):
+            if stream is not None:
+                with contextlib.suppress(OSError):
+                    stream.close()
+
+
+class LocalLauncher:
+    """Starts actor processes on this machine (a :class:`plexa.launch.base.Launcher`)."""
+
+    def spawn(self, request: LaunchRequest) -> ActorProcess:
+        """Start ``python -m plexa.runtime.process RUN_DIR ACTOR NEXUS_PID``; returns at once."""
+        env = dict(os.environ)
+        env.update(request.env)
+        env[ENV_RUN_ID] = request.run_id
+        env[ENV_ACTOR] = request.actor
+        env[ENV_IMPORT_PATH] = os.pathsep.join(request.import_path)
+        popen = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "plexa.runtime.process",
+                request.run_dir,
+                request.actor,
+                str(request.nexus_pid),
+            ],
+            start_new_session=True,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+        )
+        for stream in (popen.stdout, popen.stderr):
+            assert stream is not None
+            os.set_blocking(stream.fileno(), False)
+        return LocalProcess(request.actor, popen)
+
+    def close(self) -> None:
+        """Nothing to release for local processes."""
+
+
+def marked_processes(run_id: str, actor: str | None = None) -> Iterator[int]:
+    """Pids of this user's processes that carry run ``run_id``'s mark (of one actor, or any).
+
+    Read from ``/proc/PID/environ``, which only the owner (or root) can read: another
+    user's processes are never matched.
+    """
+    want = f"{ENV_RUN_ID}={run_id}".encode()
+    who = f"{ENV_ACTOR}={actor}".encode() if actor is not None else None
+    me = os.getuid()
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            if entry.stat().st_uid != me:
+                continue
+            with open(f"/proc/{entry.name}/environ", "rb") as fh:
+                env = fh.read().split(b"\0")
+        except OSError:
+            continue
+        if want in env and (who is None or who in env):
+            yield int(entry.name)
+
+
+def sweep(run_id: str, actor: str | None = None, *, spare: Sequence[int] = ()) -> list[int]:
+    """SIGKILL every process marked with run ``run_id`` (and ``actor``), except ``spare``.
+
+    What an actor started and left behind (even in a new session) goes with it. Returns
+    the pids signalled. The caller reaps its own children; others are init's.
+    """
+    killed = []
+    me = os.getpid()
+    for pid in marked_processes(run_id, actor):
+        if pid in spare or pid == me:
+            continue
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
+    return killed

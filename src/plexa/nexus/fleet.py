@@ -1,0 +1,277 @@
+"""The actor table: each actor's process, state and failures, and what happens when one dies.
+
+The fleet spawns actor processes through a launcher, follows what they report (handshake,
+state changes, failures, heartbeats), notices exits and hangs, and carries out the
+supervisor's decisions: hold the links of a dead consumer, restart it after its backoff, or
+give it up. It never decides whether a lifecycle signal is allowed: that is the nexus's,
+from the lifecycle table.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from plexa.core import messages as msgs
+from plexa.core.lifecycle import (
+    ACTOR_EVENTS,
+    ActorEvent,
+    ActorState,
+    FailureKind,
+    Phase,
+    RunState,
+    Signal,
+)
+from plexa.core.paths import RunPaths
+from plexa.core.spec import PipelineSpec
+from plexa.data import holds
+from plexa.data.counters import Counters
+from plexa.launch.base import ActorProcess, Launcher, LaunchRequest
+from plexa.launch.local import sweep
+from plexa.nexus.failures import ActorFailure, exit_failure, write_json
+from plexa.nexus.logs import LogMerger
+from plexa.nexus.supervisor import Supervisor
+
+__all__ = ["Entry", "Fleet"]
+
+Send = Callable[..., int]
+Emit = Callable[[str, Any], None]
+
+
+@dataclass
+class Entry:
+    """One row of the actor table."""
+
+    name: str
+    state: ActorState = ActorState.CREATED
+    proc: ActorProcess | None = None
+    connected: bool = False
+    """The process said hello on the control channel."""
+    restarts: int = 0
+    failure: ActorFailure | None = None
+    """The failure of the current process, if it failed."""
+    quitting: bool = False
+    """The run is ending: its exit is expected, not a failure."""
+    pending_restart: bool = False
+    """A new process is being brought up: setup, then run if the pipeline runs."""
+    reached: set[ActorState] = field(default_factory=set)
+    """States entered since the last signal was sent (a quick actor may pass through one)."""
+
+    @property
+    def doing(self) -> str:
+        """What it is doing, in words (for timeouts that name who is late)."""
+        if self.proc is None:
+            return "no process"
+        if not self.connected:
+            return "process started, no handshake yet"
+        return self.state.value
+
+
+class Fleet:
+    """The actor processes of one run and their fate."""
+
+    def __init__(
+        self,
+        spec: PipelineSpec,
+        paths: RunPaths,
+        launcher: Launcher,
+        supervisor: Supervisor,
+        logs: LogMerger,
+        emit: Emit,
+    ) -> None:
+        self.spec = spec
+        self.paths = paths
+        self.launcher = launcher
+        self.supervisor = supervisor
+        self.logs = logs
+        self.emit = emit
+        self.entries = {n: Entry(n) for n in spec.actors}
+        self.failures: list[ActorFailure] = []
+        """Every failure so far, including those recovered by a restart."""
+        self.counters: Counters | None = None
+        self.domain: Any = None
+        self.send: Send = lambda *a, **k: -1
+        self.run_state: Callable[[], RunState] = lambda: RunState.CREATED
+        self.report_path: Path | None = None
+        self.run_name = spec.name
+        self.closed = False
+        """No more restarts: the run is ending."""
+
+    @property
+    def failed(self) -> bool:
+        """True while an actor has failed for good (no restart will bring it back)."""
+        return any(e.state is ActorState.FAILED for e in self.entries.values())
+
+    # ----- processes ---------------------------------------------------------------------------
+    def spawn(self, name: str) -> None:
+        """Start a process for ``name`` (returns at once; the handshake comes later)."""
+        entry = self.entries[name]
+        import_path = tuple(p for p in sys.path if p)
+        if self.spec.source and Path(self.spec.source).is_file():
+            import_path = (str(Path(self.spec.source).resolve().parent), *import_path)
+        request = LaunchRequest(
+            self.paths.run_id, str(self.paths.run_dir), name, os.getpid(), import_path
+        )
+        entry.proc = self.launcher.spawn(request)
+        for fd, label in entry.proc.output_fds():
+            self.logs.watch(fd, name, label)
+        entry.connected = False
+        entry.state = ACTOR_EVENTS.get((entry.state, ActorEvent.RESPAWN), ActorState.CREATED)
+        self.supervisor.reset(name)
+
+    def respawn(self, name: str) -> None:
+        """Restart ``name``: what its dead queue held is dropped, a new process comes up."""
+        assert self.counters is not None
+        entry = self.entries[name]
+        self.supervisor.restarted(name)
+        holds.release(self.counters, self.spec, name)
+        entry.failure = None
+        entry.restarts += 1
+        entry.pending_restart = True
+        self.spawn(name)
+
+    def release(self, entry: Entry, *, sweep_marked: bool = True) -> None:
+        """The process is gone: read the last of its output, end what it left behind."""
+        proc, entry.proc = entry.proc, None
+        if proc is None:
+            return
+        for fd, _ in proc.output_fds():
+            for _ in range(16):  # bounded: a child it left may hold the pipe open
+                if fd not in self.logs.pipes:
+                    break
+                self.logs.read(fd)
+            self.logs.forget(fd)
+        if sweep_marked:
+            sweep(self.paths.run_id, entry.name)
+        close = getattr(proc, "close", None)
+        if close is not None:
+            close()
+
+    # ----- what actors say -------------------------------------------------------------------
+    def on_message(self, name: str, msg: msgs.Message) -> None:
+        """Follow one message of actor ``name`` (handshake, state, failure, heartbeat)."""
+        entry = self.entries[name]
+        self.supervisor.seen(name)
+        if isinstance(msg, msgs.Heartbeat):
+            self.supervisor.seen(name, msg.loops)
+        elif isinstance(msg, msgs.Hello):
+            entry.connected = True
+            if entry.pending_restart:
+                self.send(name, Signal.SETUP, restore=True)
+        elif isinstance(msg, msgs.StateChanged):
+            self.entered(entry, msg.state)
+        elif isinstance(msg, msgs.Failure):
+            self.fail(ActorFailure(name, msg.kind, msg.phase, msg.error, msg.traceback))
+
+    def entered(self, entry: Entry, state: ActorState) -> None:
+        """``entry`` reports ``state``; a restarted actor that is ready rejoins the run."""
+        entry.state = state
+        entry.reached.add(state)
+        self.supervisor.entered(entry.name, state)
+        self.emit("state", {"actor": entry.name, "state": state.value})
+        if entry.pending_restart and state is ActorState.READY:
+            entry.pending_restart = False
+            run_state = self.run_state()
+            if run_state in (RunState.RUNNING, RunState.PAUSED):
+                self.send(entry.name, Signal.RUN)
+            if run_state is RunState.PAUSED:
+                self.send(entry.name, Signal.PAUSE)
+            self.emit("restarted", {"actor": entry.name, "restarts": entry.restarts})
+
+    def fail(self, failure: ActorFailure) -> None:
+        """Record ``failure`` (once per process); the exit then decides restart or give up."""
+        entry = self.entries[failure.actor]
+        if entry.failure is None:
+            entry.failure = failure
+            self.failures.append(failure)
+            self.write_report()
+            self.emit("failure", failure.to_dict())
+        if entry.proc is None:
+            entry.state = ActorState.FAILED
+
+    # ----- supervision ---------------------------------------------------------------------------
+    def check(self) -> None:
+        """Notice exits and hangs; start the restarts that are due."""
+        for entry in self.entries.values():
+            if entry.proc is None or entry.quitting:
+                continue
+            code = entry.proc.exit_code()
+            if code is not None:
+                self._on_exit(entry, code)
+            elif entry.connected:
+                why = self.supervisor.hung(entry.name, entry.state)
+                if why is not None:
+                    self.fail(ActorFailure(entry.name, FailureKind.HUNG, self.phase(entry), why))
+                    entry.proc.send(signal.SIGKILL)
+        if not self.closed:
+            for name in self.supervisor.due():
+                self.respawn(name)
+
+    def _on_exit(self, entry: Entry, code: int) -> None:
+        """A process ended without being asked to: record why, restart or give up."""
+        assert self.counters is not None
+        self.release(entry)
+        entry.connected = False
+        if entry.failure is None:
+            failure = exit_failure(entry.name, code, self.phase(entry))
+            if failure is not None:
+                self.fail(failure)
+        holds.hold(self.counters, self.spec, entry.name)
+        self.forget_dead_nodes()
+        kind = entry.failure.kind if entry.failure is not None else None
+        delay = self.supervisor.restart_delay(self.spec.actors[entry.name], kind)
+        event = ActorEvent.ERROR if entry.failure is not None else ActorEvent.EXIT
+        entry.state = ACTOR_EVENTS.get((entry.state, event), entry.state)
+        if delay is None or self.closed:
+            holds.detach(self.counters, self.spec, entry.name)
+            self.emit("state", {"actor": entry.name, "state": entry.state.value})
+            return
+        entry.state = ACTOR_EVENTS[entry.state, ActorEvent.RESTART]
+        self.supervisor.schedule(entry.name, delay)
+        self.emit("state", {"actor": entry.name, "state": "restarting", "in_s": delay})
+
+    def forget_dead_nodes(self) -> None:
+        """Let iceoryx2 reclaim what dead processes held."""
+        if self.domain is not None:
+            with contextlib.suppress(Exception):
+                self.domain.cleanup_dead_nodes()
+
+    def phase(self, entry: Entry) -> Phase:
+        """The lifecycle phase ``entry`` is in (for failure records)."""
+        if entry.state is ActorState.CREATED:
+            return Phase.SPAWN
+        if entry.state in (ActorState.SETTING_UP, ActorState.READY):
+            return Phase.SETUP
+        if entry.state is ActorState.STOPPING:
+            return Phase.STOP
+        return Phase.RUN
+
+    # ----- the report ----------------------------------------------------------------------------
+    def failure_report(self, run: dict[str, Any]) -> dict[str, Any]:
+        """Per actor: final state, restarts, and every failure with kind, phase and traceback."""
+        actors = {
+            name: {
+                "state": entry.state.value,
+                "restarts": entry.restarts,
+                "failures": [
+                    {k: v for k, v in f.to_dict().items() if k != "actor"}
+                    for f in self.failures
+                    if f.actor == name
+                ],
+            }
+            for name, entry in self.entries.items()
+        }
+        head = {**run, "failed": self.failed, "clean": not self.failures}
+        return {"run": head, "actors": actors}
+
+    def write_report(self, extra: dict[str, Any] | None = None) -> None:
+        """Write the failure report beside the log (never raising: a full disk is no failure)."""
+        if self.report_path is not None:
+            run = {"name": self.run_name, "id": self.paths.run_id, **(extra or {})}
+            write_json(self.report_path, self.failure_report(run))

@@ -1,0 +1,103 @@
+"""A run's directory and records: created private, written atomically, readable by clients.
+
+``run.json`` (0600) is how ``plexa ctl``, ``list`` and ``cleanup`` find a run: its name, the
+nexus's pid and start time (so a recycled pid is not taken for it), its endpoints and token.
+``owner.json`` in the run's shared-memory folder says which runtime root created it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from typing import Any
+
+import msgspec
+import psutil
+import zmq
+
+from plexa.core.paths import RunPaths
+from plexa.core.spec import PipelineSpec
+from plexa.data.counters import Counters
+
+__all__ = ["RunResources", "create_run_dir", "write_record"]
+
+
+def create_run_dir(paths: RunPaths, spec: PipelineSpec) -> None:
+    """Make the run's private directory and shared-memory folder; write the spec and owner."""
+    paths.run_dir.mkdir(parents=True, mode=0o700)
+    _write(paths.spec_file, msgspec.json.encode(spec))
+    paths.shm_dir.mkdir(mode=0o700)
+    owner = {
+        "pid": os.getpid(),
+        "uid": os.getuid(),
+        "create_time": psutil.Process().create_time(),
+        "root": str(paths.root),
+    }
+    _write(paths.shm_dir / "owner.json", json.dumps(owner).encode())
+
+
+def write_record(paths: RunPaths, name: str, fields: dict[str, Any]) -> None:
+    """Write the run record: who runs it (pid, start time), its name, plus ``fields``."""
+    me = psutil.Process()
+    record = {
+        "run_id": paths.run_id,
+        "name": name,
+        "pid": os.getpid(),
+        "uid": os.getuid(),
+        "create_time": me.create_time(),
+        **fields,
+    }
+    _write(paths.record, json.dumps(record).encode())
+
+
+def _write(path: Any, data: bytes) -> None:
+    """Write ``data`` to a fresh temp file (never following a planted link), then rename."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+class RunResources:
+    """What a run holds while it lives: its directory, shared counters, object store,
+    iceoryx2 domain and the socket actors report on. Created together, removed together."""
+
+    def __init__(self, paths: RunPaths, spec: PipelineSpec) -> None:
+        from plexa.data.links import Domain
+        from plexa.data.store import Store
+
+        self.paths = paths
+        create_run_dir(paths, spec)
+        self.counters = Counters(spec, paths.counters_file, create=True)
+        self.store = Store(paths.store_dir, spec.settings.store_size, create=True)
+        self.domain = Domain(paths, "nexus")
+        self.ctx: zmq.Context[Any] = zmq.Context()
+        self.router = self.ctx.socket(zmq.ROUTER)
+        for opt in (zmq.ROUTER_HANDOVER, zmq.ROUTER_MANDATORY):
+            self.router.setsockopt(opt, 1)
+        self.router.setsockopt(zmq.LINGER, 0)
+        self.router.bind(paths.endpoint("actors"))
+
+    def forget_dead_nodes(self) -> None:
+        """Let iceoryx2 reclaim what dead processes held."""
+        with contextlib.suppress(Exception):
+            self.domain.cleanup_dead_nodes()
+
+    def close(self) -> list[str]:
+        """Release everything and remove the run's files; returns what needed force."""
+        from plexa.nexus.cleanup import remove_run_files
+
+        self.forget_dead_nodes()
+        for close in (self.domain.close, self.store.close):
+            with contextlib.suppress(Exception):
+                close()
+        self.counters.close()
+        self.router.close(linger=0)
+        self.ctx.term()
+        return remove_run_files(self.paths)

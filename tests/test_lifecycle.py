@@ -1,0 +1,280 @@
+"""The lifecycle: the table in the core, the docs that show it, and long waits that are no hang.
+
+Every wait here is longer than the pipeline's ``hang_timeout`` (1 s) while nothing is wrong:
+a pause over lunch must not be a hang.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import assert_stays, started, wait_for
+from plexa import Nexus, loads
+from plexa.core.lifecycle import (
+    ACTOR_EVENTS,
+    ACTOR_SIGNALS,
+    RUN_SIGNALS,
+    ActorState,
+    RunState,
+    Signal,
+    next_state,
+    progressing,
+    refusal,
+)
+from plexa.edges.client import Client, connect
+
+ROOT = Path(__file__).resolve().parent.parent
+PIPE = """
+settings: {hang_timeout: 1.0, heartbeat_interval: 0.1}
+actors:
+  src: {class: "actors:Source", options: {count: 100000000, rate_hz: 200}}
+  mid: {class: "actors:Sink"}
+connections:
+  src.out: [mid.inp]
+"""
+LONG = 3.0
+"""Three hang timeouts."""
+
+
+# ----- the table ------------------------------------------------------------------------------
+def _doc_table(title: str) -> dict[tuple[str, str], str]:
+    """The markdown table under heading ``title`` in docs/concepts.md, as (row, column) -> cell."""
+    text = (ROOT / "docs" / "concepts.md").read_text()
+    section = text.split(f"### {title}", 1)[1]
+    lines = section.splitlines()
+    first = next(i for i, line in enumerate(lines) if line.startswith("|"))
+    rows = list(itertools.takewhile(lambda line: line.startswith("|"), lines[first:]))
+    header = [c.strip(" `") for c in rows[0].strip("|").split("|")]
+    cells: dict[tuple[str, str], str] = {}
+    for line in rows[2:]:
+        parts = [c.strip(" `") for c in line.strip("|").split("|")]
+        for column, cell in zip(header[1:], parts[1:], strict=True):
+            if cell and cell != "-":
+                cells[(parts[0], column)] = cell
+    return cells
+
+
+def test_the_actor_table_in_the_docs_is_the_table_in_the_code() -> None:
+    documented = _doc_table("Actor states and signals")
+    coded = {
+        (state.value, sig.value): (
+            step.enters.value
+            if step.enters is step.settles
+            else f"{step.enters.value} → {step.settles.value}"
+        )
+        for (state, sig), step in ACTOR_SIGNALS.items()
+    }
+    assert documented == coded
+
+
+def test_the_events_table_in_the_docs_is_the_table_in_the_code() -> None:
+    documented = _doc_table("Actor events")
+    coded = {(s.value, e.value): to.value for (s, e), to in ACTOR_EVENTS.items()}
+    assert documented == coded
+
+
+def test_the_run_table_in_the_docs_is_the_table_in_the_code() -> None:
+    documented = _doc_table("Run states and signals")
+    coded = {
+        (state.value, sig.value): (
+            during.value if during is after else f"{during.value} → {after.value}"
+        )
+        for (state, sig), (during, after) in RUN_SIGNALS.items()
+    }
+    assert documented == coded
+
+
+def test_every_refused_pair_says_why_and_every_accepted_pair_says_nothing() -> None:
+    for state in ActorState:
+        for sig in Signal:
+            why = refusal(state, sig)
+            accepted = sig is Signal.QUIT or (state, sig) in ACTOR_SIGNALS
+            assert (why is None) == accepted, (state, sig)
+            if why is not None:
+                assert state.value in why and sig.value in why
+            assert (next_state(state, sig) is None) == (why is not None)
+
+
+def test_only_a_running_actor_can_be_hung() -> None:
+    assert [s for s in ActorState if progressing(s)] == [ActorState.RUNNING]
+
+
+def test_abort_leaves_the_run_stopped_like_its_actors() -> None:
+    for state in (RunState.RUNNING, RunState.PAUSED):
+        assert RUN_SIGNALS[state, Signal.ABORT][1] is RunState.STOPPED
+    for state in (ActorState.RUNNING, ActorState.PAUSED):
+        assert ACTOR_SIGNALS[state, Signal.ABORT].settles is ActorState.STOPPED
+
+
+# ----- long waits with real processes -------------------------------------------------------------
+class Server:
+    """A real ``plexa server`` process and a client of it."""
+
+    def __init__(self, proc: subprocess.Popen[str], name: str) -> None:
+        self.proc = proc
+        self.name = name
+        self.client: Client = connect(name)
+
+    def status(self) -> dict[str, Any]:
+        return self.client.status()
+
+    def states(self) -> set[str]:
+        return {a["state"] for a in self.status()["actors"].values()}
+
+    def healthy(self, state: str) -> bool:
+        """Every actor in ``state``, none restarted, none failed."""
+        actors = self.status()["actors"].values()
+        return all(
+            a["state"] == state and a["restarts"] == 0 and "failure" not in a for a in actors
+        )
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Server]:
+    cfg = tmp_path / "pipe.yaml"
+    cfg.write_text(PIPE)
+    name = f"lc{os.getpid()}{random.randrange(10**6)}"
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "tests")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "plexa", "server", str(cfg), "--name", name, "--hold"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+
+    def up() -> bool:
+        try:
+            with connect(name) as c:
+                return not c.status()["run"]["busy"]
+        except Exception:
+            return False
+
+    wait_for(up, 20, "the server to answer")
+    s = Server(proc, name)
+    try:
+        yield s
+    finally:
+        if proc.poll() is None:
+            try:
+                s.client.request("quit")
+            except Exception:
+                proc.terminate()
+        s.client.close()
+        _, err = proc.communicate(timeout=30)
+        assert proc.returncode == 0, err
+
+
+def _flows(s: Server) -> None:
+    """Frames keep arriving at the consumer, and nobody failed or restarted."""
+    before = s.status()["actors"]["mid"]["msgs_in"]
+    wait_for(lambda: s.status()["actors"]["mid"]["msgs_in"] > before + 20, 5, "frames to flow")
+    assert s.healthy("running")
+
+
+@pytest.mark.slow
+def test_a_pause_longer_than_the_hang_timeout_is_not_a_hang(server: Server) -> None:
+    server.client.request("setup")
+    server.client.request("run")
+    _flows(server)
+    server.client.request("pause")
+    assert_stays(lambda: server.healthy("paused"), LONG, "a quiet pause")
+    server.client.request("resume")
+    assert_stays(lambda: server.healthy("running"), 1.5, "running after the pause")
+    _flows(server)
+    assert server.status()["run"]["state"] == "running"
+
+
+@pytest.mark.slow
+def test_a_stop_longer_than_the_hang_timeout_then_run_again(server: Server) -> None:
+    server.client.request("setup")
+    server.client.request("run")
+    server.client.request("stop")
+    assert_stays(lambda: server.healthy("stopped"), LONG, "a quiet stop")
+    server.client.request("run")
+    assert_stays(lambda: server.healthy("running"), 1.5, "running after the stop")
+    _flows(server)
+
+
+@pytest.mark.slow
+def test_held_set_up_and_waiting_longer_than_the_hang_timeout(server: Server) -> None:
+    assert_stays(lambda: server.healthy("created"), LONG, "held before setup")
+    server.client.request("setup")
+    assert_stays(lambda: server.healthy("ready"), LONG, "ready, waiting for run")
+    server.client.request("run")
+    assert_stays(lambda: server.healthy("running"), 1.5, "running after the wait")
+    _flows(server)
+
+
+@pytest.mark.slow
+def test_abort_stops_the_run_and_run_starts_it_again(server: Server) -> None:
+    server.client.request("setup")
+    server.client.request("run")
+    server.client.request("abort")
+    status = server.status()
+    assert status["run"]["state"] == "stopped"
+    assert server.states() == {"stopped"}
+    assert_stays(lambda: server.healthy("stopped"), LONG, "stopped after abort")
+    server.client.request("run")
+    assert server.status()["run"]["state"] == "running"
+    _flows(server)
+
+
+@pytest.mark.slow
+def test_a_nexus_stopped_for_three_hang_timeouts_blames_no_actor(server: Server) -> None:
+    server.client.request("setup")
+    server.client.request("run")
+    _flows(server)
+    os.kill(server.proc.pid, signal.SIGSTOP)
+    try:
+        assert_stays(lambda: server.proc.poll() is None, LONG, "the stopped nexus to stay")
+    finally:
+        os.kill(server.proc.pid, signal.SIGCONT)
+    assert_stays(lambda: server.healthy("running"), 1.5, "running after the nexus's stop")
+    _flows(server)
+
+
+@pytest.mark.slow
+def test_pause_poll_resume_from_python_is_not_a_hang() -> None:
+    spec = loads(PIPE, "pipe")
+    with started(spec) as nexus:
+        nexus.pause()
+        nexus.poll(LONG)
+        assert not nexus.failures
+        nexus.resume()
+        nexus.poll(1.5)
+        assert not nexus.failures
+        assert {a.state for a in nexus.actors.values()} == {ActorState.RUNNING}
+        assert nexus.state is RunState.RUNNING
+
+
+@pytest.mark.slow
+def test_a_caller_that_does_not_poll_for_a_while_blames_no_actor() -> None:
+    spec = loads(PIPE, "pipe")
+    with started(spec) as nexus:
+        nexus.poll(0.3)
+        time.sleep(LONG)  # the scenario itself: the caller does something else, no polling
+        nexus.poll(1.5)
+        assert not nexus.failures
+        assert isinstance(nexus, Nexus)
+
+
+def test_a_whole_run_signal_nobody_can_take_is_refused_with_the_run_reason() -> None:
+    spec = loads(PIPE, "pipe")
+    with Nexus(spec) as nexus:
+        nexus.start()
+        with pytest.raises(Exception, match=re.escape("pause is not allowed while created")):
+            nexus.pause()
+        assert nexus.state is RunState.CREATED
