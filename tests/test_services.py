@@ -98,7 +98,7 @@ def test_a_sigkilled_fit_restarts_from_its_last_checkpoint(
 def test_set_checks_the_type_and_invoke_returns_values_or_the_remote_traceback() -> None:
     with started(spec_of()) as nexus:
         nexus.set_option("fit", "rate", 2.5)
-        with pytest.raises(plexa.RemoteError, match="rate expects float, got str"):
+        with pytest.raises(plexa.RemoteError, match="rate must be float, not str"):
             nexus.set_option("fit", "rate", "fast")
         with pytest.raises(plexa.RemoteError, match="'speed' is not an option"):
             nexus.set_option("fit", "speed", 1)

@@ -284,10 +284,15 @@ def test_run_tui_drives_the_nexus_until_the_app_is_left(monkeypatch: pytest.Monk
         await pilot.press("q")
 
     ran = drive_with(monkeypatch, script)
-    with live_run(drive=False) as (nexus, server):
-        run_tui(server=server, until=lambda: False)
-        assert len(ran) == 1 and not server.quit_requested
-        assert set(nexus_states(nexus).values()) == {"paused"}
+    nexus = plexa.Nexus(plexa.load(EXAMPLE))
+    server = ControlServer(nexus)
+    try:
+        outcome = run_tui(server=server)
+    finally:
+        server.close()
+    assert len(ran) == 1 and not server.quit_requested
+    assert outcome.report.clean, outcome.report  # leaving the UI stopped and quit the run
+    assert {a["state"] for a in outcome.status["actors"].values()} == {"stopped"}
 
 
 def test_run_tui_returns_when_the_run_ends(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -301,8 +306,11 @@ def test_run_tui_returns_when_the_run_ends(monkeypatch: pytest.MonkeyPatch) -> N
         await wait_until(pilot, lambda: not app.is_running, "the app to exit", timeout=5)
 
     drive_with(monkeypatch, script)
-    with live_run(drive=False) as (_, server):
+    server = ControlServer(plexa.Nexus(plexa.load(EXAMPLE)))
+    try:
         run_tui(server=server, until=seen.is_set)
+    finally:
+        server.close()
     assert seen.is_set()
 
 

@@ -8,8 +8,8 @@ The tree::
     ├── NameInUse              another live run already holds this run name
     ├── ActorFailed            an actor crashed, raised, hung or was killed (carries a report)
     ├── LinkError
-    │   ├── LinkClosed         the other end went away in an orderly way
-    │   ├── LinkBroken         the other end vanished, or a lossless link lost a message
+    │   ├── LinkClosed         ``get`` on an input whose every producer is gone for good
+    │   ├── LinkBroken         the link's shared memory cannot give a sample to send
     │   ├── WouldBlock         a ``*_nowait`` call found no message or no room
     │   └── OutOfSharedMemory  no room in /dev/shm for a link's samples
     ├── PayloadError           an object cannot be sent (names the actor, port and reason)
@@ -107,15 +107,16 @@ class ActorFailed(PlexaError):
 
 
 class LinkError(PlexaError):
-    """A link could not deliver or receive."""
+    """A link could not deliver or receive (also: a handler kept too many received arrays)."""
 
 
 class LinkClosed(LinkError):
-    """The other end of the link closed in an orderly way; no more messages will come."""
+    """Every producer feeding this input is gone for good and nothing is queued: no more
+    messages will come (raised by ``get`` and ``get_nowait``)."""
 
 
 class LinkBroken(LinkError):
-    """The other end vanished, or a lossless link found a gap in its sequence numbers."""
+    """The link's shared memory could not give a sample to send (``put``, ``loan``)."""
 
 
 class WouldBlock(LinkError):

@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 import yaml
 
 from plexa.core.actor import Actor
+from plexa.core.options import accepts
 from plexa.core.spec import (
     ActorSpec,
     LinkSpec,
@@ -66,17 +67,6 @@ _NUMBERS: dict[str, tuple[type | types.UnionType, Callable[[Any], bool]]] = {
     "an integer >= 0": (int, lambda x: x >= 0),
     "an integer >= 1": (int, lambda x: x >= 1),
 }
-_SIMPLE_TYPES: dict[object, Callable[[object], bool]] = {
-    bool: lambda v: isinstance(v, bool),
-    int: lambda v: isinstance(v, int) and not isinstance(v, bool),
-    float: lambda v: isinstance(v, int | float) and not isinstance(v, bool),
-    str: lambda v: isinstance(v, str),
-    list: lambda v: isinstance(v, list | tuple),
-    tuple: lambda v: isinstance(v, list | tuple),
-    dict: lambda v: isinstance(v, dict),
-}
-
-
 def load(path: str | os.PathLike[str]) -> PipelineSpec:
     """Read and validate the pipeline file at ``path``.
 
@@ -501,7 +491,7 @@ class _Checker:
             ann = hints.get(key)
             if ann is None or (value is None and param.default is None):
                 continue
-            if _accepts(ann, value) is False:
+            if accepts(ann, value) is False:
                 want = inspect.formatannotation(ann)
                 got = f"{type(value).__name__} {value!r}"
                 self.add(paths[key], f"option {key!r} of {target} must be {want}, not {got}")
@@ -653,16 +643,3 @@ def _parse_size(value: object) -> int | None:
     return int(float(number) * base**power)
 
 
-def _accepts(ann: object, value: object) -> bool | None:
-    """Whether ``value`` fits annotation ``ann``: True, False when clearly not, None if unsure."""
-    origin = typing.get_origin(ann)
-    if origin is typing.Union or origin is types.UnionType:
-        verdicts = [_accepts(arg, value) for arg in typing.get_args(ann)]
-        if True in verdicts:
-            return True
-        return None if None in verdicts else False
-    if ann is type(None):
-        return value is None
-    kind = origin or ann
-    check = _SIMPLE_TYPES.get(kind) if isinstance(kind, type) else None
-    return check(value) if check is not None else None

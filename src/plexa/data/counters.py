@@ -47,6 +47,9 @@ class LinkField:
     HOLD = 7
     """Set by the nexus while a ``block`` link's consumer is being restarted: the producer
     waits; the new consumer clears it once it is subscribed."""
+    CLOSED = 8
+    """Set by the nexus when the producer is gone for good: no more messages will come
+    (``get`` raises :class:`plexa.LinkClosed` once the queue is empty)."""
 
 
 class ActorField:

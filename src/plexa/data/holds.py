@@ -10,6 +10,8 @@ process ends, before its new process subscribes, and when it will not come back:
 ``release(consumer)``   what the dead process's queue held is counted as dropped; the
                         new subscriber lets held producers go once it is subscribed
 ``detach(consumer)``    producers stop waiting for it: it is gone for good
+``close(producer)``     its consumers learn that no more messages will come
+``reopen(producer)``    it is back (revived): its links are open again
 ======================  ===========================================================
 """
 
@@ -18,7 +20,7 @@ from __future__ import annotations
 from plexa.core.spec import PipelineSpec, Policy
 from plexa.data.counters import Counters, LinkField, OutputField
 
-__all__ = ["detach", "hold", "release"]
+__all__ = ["close", "detach", "hold", "release", "reopen"]
 
 
 def hold(counters: Counters, spec: PipelineSpec, consumer: str) -> None:
@@ -48,3 +50,16 @@ def detach(counters: Counters, spec: PipelineSpec, consumer: str) -> None:
         row = counters.link_row(link.name)
         row[LinkField.DETACHED] = 1
         row[LinkField.HOLD] = 0
+
+
+def close(counters: Counters, spec: PipelineSpec, producer: str) -> None:
+    """``producer`` is gone for good: its links are closed (``get`` raises ``LinkClosed``
+    once their queues are empty)."""
+    for link in spec.links_from(producer):
+        counters.link_row(link.name)[LinkField.CLOSED] = 1
+
+
+def reopen(counters: Counters, spec: PipelineSpec, producer: str) -> None:
+    """``producer`` comes back: its links are open again."""
+    for link in spec.links_from(producer):
+        counters.link_row(link.name)[LinkField.CLOSED] = 0

@@ -29,7 +29,14 @@ from plexa.core.paths import RunPaths
 from plexa.core.spec import LinkSpec, PipelineSpec, Policy
 from plexa.data import payload
 from plexa.data.counters import Counters, LinkField, OutputField, bucket, received
-from plexa.errors import LinkBroken, PayloadError, PlexaError, Timeout, WouldBlock
+from plexa.errors import (
+    LinkBroken,
+    LinkClosed,
+    LinkError,
+    PayloadError,
+    Timeout,
+    WouldBlock,
+)
 
 __all__ = ["EMPTY", "Domain", "InputPort", "LinkStatistics", "Loan", "OutputPort", "Wake"]
 
@@ -431,8 +438,8 @@ class _Sub:
         except Exception as exc:
             raise self._borrow_error(exc) from exc
 
-    def _borrow_error(self, exc: Exception) -> PlexaError:
-        return PlexaError(
+    def _borrow_error(self, exc: Exception) -> LinkError:
+        return LinkError(
             f"link {self.link.name}: cannot take another message ({exc}); handlers may "
             f"keep at most {MAX_BORROWED - 1} received arrays alive: call .copy() on "
             "the ones you keep"
@@ -610,10 +617,17 @@ class InputPort:
         """True when a message waits on some link of this port."""
         return any(sub.has_samples() for sub in self._subs)
 
+    def closed(self) -> bool:
+        """True when every link of this port is closed (its producer is gone for good)."""
+        return all(sub.row[LinkField.CLOSED] for sub in self._subs)
+
     def get_nowait(self) -> Any:
-        """The next message, or :class:`WouldBlock` if none is queued."""
+        """The next message; :class:`WouldBlock` if none is queued, :class:`LinkClosed` if
+        none ever will be."""
         obj = self.take()
         if obj is EMPTY:
+            if self._subs and self.closed():
+                raise LinkClosed(f"input {self.actor}.{self.name}: every producer is gone")
             raise WouldBlock(f"input {self.actor}.{self.name} is empty")
         return obj
 
@@ -621,13 +635,16 @@ class InputPort:
         """The next message, waiting up to ``timeout`` seconds (None: forever).
 
         Waiting is a safe point: a pause blocks here, a stop ends the step.
-        Raises :class:`plexa.Timeout` when nothing came in time.
+        Raises :class:`plexa.Timeout` when nothing came in time, and :class:`plexa.LinkClosed`
+        when nothing is queued and every producer of this port is gone for good.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             obj = self.take()
             if obj is not EMPTY:
                 return obj
+            if self._subs and self.closed():
+                raise LinkClosed(f"input {self.actor}.{self.name}: every producer is gone")
             left = 0.1 if deadline is None else deadline - time.monotonic()
             if left <= 0:
                 raise Timeout(f"input {self.actor}.{self.name}: nothing within {timeout} s")

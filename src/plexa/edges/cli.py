@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import signal
 import sys
@@ -19,7 +18,7 @@ from rich.table import Table
 
 from plexa.core import messages as msgs
 from plexa.core.config import format_issues, load
-from plexa.errors import ConfigError, InvalidTransition, PlexaError
+from plexa.errors import ConfigError, PlexaError
 
 app = typer.Typer(
     add_completion=False,
@@ -107,6 +106,7 @@ def _serve(
     ``transform`` turns the loaded spec into the one to run (``--record``, ``replay``);
     the run also ends once ``until(nexus)`` is true.
     """
+    from plexa.nexus.driver import drive
     from plexa.nexus.nexus import Nexus
     from plexa.nexus.server import ControlServer
 
@@ -132,60 +132,49 @@ def _serve(
     signal.signal(signal.SIGTERM, on_term)
     nexus = Nexus(spec, on_log=None if tui else show_log, resume=resume, name=run_name)
     server = ControlServer(nexus, bind=bind)
-    summary: dict[str, Any] = {}
-    interrupted = False
     live: Live | None = None
-    try:
-        nexus.start()
+
+    def started() -> None:
+        nonlocal live
         if not as_json and not console:
             err.print(
                 f"serving {run_name!r} (run {nexus.paths.run_id}): control "
                 f"{server.control_endpoint}, events {server.events_endpoint}"
             )
-        if not hold:
-            nexus.setup()
-            nexus.run()
-        end = None if duration is None else time.monotonic() + duration
+        if console and not tui and err.is_terminal:
+            live = Live(
+                _status_table(nexus.status()), console=err, refresh_per_second=4, transient=True
+            )
+            live.start()
 
-        def done() -> bool:
-            failed_stop = nexus.failed and spec.settings.on_failure.value == "stop"
-            ended = until is not None and until(nexus)
-            return failed_stop or ended or (end is not None and time.monotonic() >= end)
+    def between() -> None:
+        if live is not None:
+            live.update(_status_table(nexus.status()))
 
+    def ended() -> bool:
+        return until is not None and until(nexus)
+
+    try:
         if tui:
             from plexa.edges.tui import run_tui
 
-            run_tui(server=server, until=done)
+            outcome = run_tui(server=server, hold=hold, duration=duration, until=ended)
         else:
-            if console and err.is_terminal:
-                live = Live(
-                    _status_table(nexus.status()), console=err, refresh_per_second=4, transient=True
-                )
-                live.start()
-            try:
-                while not server.quit_requested and not done():
-                    nexus.poll(0.1)
-                    server.tick()
-                    if live is not None:
-                        live.update(_status_table(nexus.status()))
-            except KeyboardInterrupt:
-                interrupted = True  # Ctrl-C ends the run gracefully: stop, drain, quit
-        with contextlib.suppress(InvalidTransition):
-            nexus.stop()
-    except KeyboardInterrupt:
-        interrupted = True
-    except PlexaError as exc:
-        if not nexus.failed:
-            _say(f"error: {exc}")
+            outcome = drive(
+                nexus,
+                hold=hold,
+                duration=duration,
+                until=ended,
+                started=started,
+                between=between,
+            )
     finally:
         if live is not None:
             live.stop()
-        try:
-            summary = nexus.status()
-        finally:
-            server.close()
-            report = nexus.quit()
-    summary["run"]["state"] = "failed" if report.failures else "stopped"
+        server.close()
+    report, summary, interrupted = outcome.report, outcome.status, outcome.interrupted
+    if outcome.error is not None and not nexus.failed:
+        _say(f"error: {outcome.error}")
     for failure in report.failures:
         _say(str(failure))
     if report.terminated or report.killed:
@@ -196,8 +185,8 @@ def _serve(
         err.print(_status_table(summary))
         if interrupted:
             err.print("interrupted: stopped cleanly")
-    if report.exit_code:
-        raise typer.Exit(report.exit_code)
+    if outcome.exit_code:
+        raise typer.Exit(outcome.exit_code)
 
 
 @app.command()

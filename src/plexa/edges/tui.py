@@ -326,22 +326,36 @@ def run_client(name: str | None = None) -> None:
     PlexaApp(connect).run()
 
 
-def run_tui(*, server: ControlServer, until: Callable[[], bool]) -> None:
-    """Drive ``server`` (a ControlServer) in a thread and show the UI in this one.
+def run_tui(
+    *,
+    server: ControlServer,
+    hold: bool = False,
+    duration: float | None = None,
+    until: Callable[[], bool] | None = None,
+) -> Any:
+    """Drive ``server``'s nexus in a thread (:func:`plexa.nexus.driver.drive`, so the run is
+    stopped and quit there) and show the UI in this one; returns the run's outcome.
 
-    Returns when the UI is left (``q``, or ``Q`` after the run was told to quit) or when the
-    run ends (``until()`` or a ``quit`` command from any client). The nexus is then still up:
-    the caller stops and quits it from this thread.
+    The run ends when the UI is left (``q``), when a client sends ``quit``, after
+    ``duration``, when ``until()`` is true, or when an actor fails for good.
     """
-    stop = threading.Event()
+    from plexa.nexus.driver import drive
+
+    left = threading.Event()
     ended = threading.Event()
+    outcome: list[Any] = []
     errors: list[BaseException] = []
 
-    def drive() -> None:
+    def run() -> None:
         try:
-            while not stop.is_set() and not server.quit_requested and not until():
-                server.nexus.poll(0.05)
-                server.tick()
+            outcome.append(
+                drive(
+                    server.nexus,
+                    hold=hold,
+                    duration=duration,
+                    until=lambda: left.is_set() or (until is not None and until()),
+                )
+            )
         except BaseException as exc:  # re-raised in the caller's thread
             errors.append(exc)
         finally:
@@ -353,12 +367,13 @@ def run_tui(*, server: ControlServer, until: Callable[[], bool]) -> None:
     # The app watches `ended` itself: calling app.exit() from the driving thread through
     # call_from_thread could block forever if the app were closing at that very moment.
     app = PlexaApp(connect, until=ended.is_set)
-    thread = threading.Thread(target=drive, name="plexa-nexus", daemon=True)
+    thread = threading.Thread(target=run, name="plexa-nexus", daemon=True)
     thread.start()
     try:
         app.run()
     finally:
-        stop.set()
+        left.set()
         thread.join()
     if errors:
         raise errors[0]
+    return outcome[0]

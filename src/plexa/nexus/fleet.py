@@ -131,6 +131,7 @@ class Fleet:
         entry = self.entries[name]
         self.supervisor.restarted(name)
         holds.release(self.counters, self.spec, name)
+        holds.reopen(self.counters, self.spec, name)
         entry.failure = None
         entry.restarts += 1
         entry.pending_restart = True
@@ -230,6 +231,7 @@ class Fleet:
         entry.state = ACTOR_EVENTS.get((entry.state, event), entry.state)
         if delay is None or self.closed:
             holds.detach(self.counters, self.spec, entry.name)
+            holds.close(self.counters, self.spec, entry.name)
             self.emit("state", {"actor": entry.name, "state": entry.state.value})
             return
         entry.state = ACTOR_EVENTS[entry.state, ActorEvent.RESTART]

@@ -103,6 +103,8 @@ class Nexus:
         """What the nexus last drove the whole run to (see :attr:`state`)."""
         self.busy = ""
         """The lifecycle command in progress, if any."""
+        self.quit_requested = False
+        """A client asked the run to end (:func:`plexa.nexus.driver.drive` then ends it)."""
         self.started_at = time.monotonic()
         self.stopped_at: float | None = None
         self.started_wall = time.time()

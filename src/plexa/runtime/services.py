@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import time
 import traceback
-import typing
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -18,8 +18,10 @@ import numpy as np
 
 from plexa.core import messages as msgs
 from plexa.core.actor import Actor
+from plexa.core.options import option_problem
 from plexa.core.paths import data_dir
 from plexa.core.spec import ActorSpec, PipelineSpec
+from plexa.runtime.rates import Limiter
 
 __all__ = ["ServiceHooks", "apply_set", "call_command", "to_wire"]
 
@@ -55,16 +57,30 @@ def to_wire(value: Any) -> tuple[Any, str]:
 class ServiceHooks:
     """Rate limits, checkpoints and the worker pool of one actor process."""
 
-    def __init__(self, spec: PipelineSpec, aspec: ActorSpec, send: Any, safe_point: Any) -> None:
+    def __init__(
+        self,
+        spec: PipelineSpec,
+        aspec: ActorSpec,
+        send: Any,
+        safe_point: Any,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.spec = spec
         self.aspec = aspec
         self.send = send
         self.safe_point = safe_point
+        self.clock = clock
         self.actor: Actor | None = None
-        self._next_progress = 0.0
-        self._pending_progress: msgs.Progress | None = None
-        self._next_improved = 0.0
-        self._pending_improved: msgs.Improved | None = None
+
+        def restamp(msg: Any) -> Any:
+            return msgspec.structs.replace(msg, t=time.time())
+
+        self._progress: Limiter[msgs.Progress] = Limiter(
+            aspec.progress_delta, send, restamp=restamp, clock=clock
+        )
+        self._improved: Limiter[msgs.Improved] = Limiter(
+            aspec.improved_delta, send, restamp=restamp, clock=clock
+        )
         self.best: msgs.Improved | None = None
         self._ckpt_store: Any = None
         self._next_ckpt = float("inf")
@@ -74,58 +90,31 @@ class ServiceHooks:
 
     # ----- progress and improved ------------------------------------------------------------
     def progress(self, done: float, total: float | None, message: str) -> None:
-        msg = msgs.Progress(
-            float(done), None if total is None else float(total), message, time.time()
-        )
-        now = time.monotonic()
-        if now >= self._next_progress:
-            self._next_progress = now + self.aspec.progress_delta
-            self._pending_progress = None
-            self.send(msg)
-        else:
-            self._pending_progress = msg
-            self.next_due = min(self.next_due, self._next_progress)
+        """Report progress (sent at most every ``progress_delta`` s; the newest wins)."""
+        total = None if total is None else float(total)
+        self._progress.offer(msgs.Progress(float(done), total, message, time.time()))
+        self.next_due = min(self.next_due, self._progress.due)
 
     def improved(self, result: Any, score: float | None) -> None:
+        """Report a better partial result (sent at most every ``improved_delta`` s)."""
         wire, summary = to_wire(result)
         msg = msgs.Improved(wire, None if score is None else float(score), summary, time.time())
         self.best = msg
-        now = time.monotonic()
-        if now >= self._next_improved:
-            self._next_improved = now + self.aspec.improved_delta
-            self._pending_improved = None
-            self.send(msg)
-        else:
-            self._pending_improved = msg
-            self.next_due = min(self.next_due, self._next_improved)
+        self._improved.offer(msg)
+        self.next_due = min(self.next_due, self._improved.due)
 
     def at_safe_point(self) -> None:
         """Send reports held back by the rate limits, and take a checkpoint when one is due."""
-        now = time.monotonic()
-        self.next_due = self._next_ckpt
-        if self._pending_progress is not None:
-            if now >= self._next_progress:
-                msg, self._pending_progress = self._pending_progress, None
-                self._next_progress = now + self.aspec.progress_delta
-                self.send(msgspec.structs.replace(msg, t=time.time()))
-            else:
-                self.next_due = min(self.next_due, self._next_progress)
-        if self._pending_improved is not None:
-            if now >= self._next_improved:
-                msg2, self._pending_improved = self._pending_improved, None
-                self._next_improved = now + self.aspec.improved_delta
-                self.send(msgspec.structs.replace(msg2, t=time.time()))
-            else:
-                self.next_due = min(self.next_due, self._next_improved)
-        if now >= self._next_ckpt:
+        self._progress.tick()
+        self._improved.tick()
+        self.next_due = min(self._next_ckpt, self._progress.due, self._improved.due)
+        if self.clock() >= self._next_ckpt:
             self.checkpoint()
 
     def flush(self) -> None:
         """Send whatever the rate limits still hold (at stop)."""
-        for msg in (self._pending_progress, self._pending_improved):
-            if msg is not None:
-                self.send(msg)
-        self._pending_progress = self._pending_improved = None
+        self._progress.flush()
+        self._improved.flush()
 
     # ----- checkpoints ------------------------------------------------------------------------
     @property
@@ -147,7 +136,7 @@ class ServiceHooks:
     def start_checkpoints(self) -> None:
         """Arm periodic checkpoints (the first is skipped: it is only the start state)."""
         if self.checkpointing and self.aspec.checkpoint_delta > 0:
-            self._next_ckpt = time.monotonic() + self.aspec.checkpoint_delta
+            self._next_ckpt = self.clock() + self.aspec.checkpoint_delta
             self.next_due = min(self.next_due, self._next_ckpt)
 
     def checkpoint(self) -> None:
@@ -158,7 +147,7 @@ class ServiceHooks:
         state = self.actor.get_state()  # type: ignore[attr-defined]
         self._store().put({"state": state, "t": time.time()}, key=self.aspec.name)
         if self.aspec.checkpoint_delta > 0:
-            self._next_ckpt = time.monotonic() + self.aspec.checkpoint_delta
+            self._next_ckpt = self.clock() + self.aspec.checkpoint_delta
 
     def restore(self) -> bool:
         """Give the actor its last checkpoint back; True if there was one."""
@@ -192,17 +181,6 @@ class ServiceHooks:
             self._ckpt_store = None
 
 
-_SIMPLE = {
-    int: (int,),
-    float: (int, float),
-    str: (str,),
-    bool: (bool,),
-    list: (list,),
-    tuple: (list, tuple),
-    dict: (dict,),
-}
-
-
 def apply_set(actor: Actor, key: str, value: Any) -> str:
     """Check ``value`` against the type of ``setup``'s ``key`` option and apply it; returns
     an empty string, or why it was refused."""
@@ -210,20 +188,10 @@ def apply_set(actor: Actor, key: str, value: Any) -> str:
     if key not in params or key == "self":
         known = ", ".join(p for p in params if p != "self") or "none"
         return f"set: {key!r} is not an option of {type(actor).__name__}.setup (options: {known})"
-    try:
-        hints = typing.get_type_hints(type(actor).setup)
-    except Exception:
-        hints = {}
-    want = hints.get(key)
-    origin = typing.get_origin(want) or want
-    allowed = _SIMPLE.get(origin) if isinstance(origin, type) else None
-    if allowed is not None and (
-        not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed)
-    ):
-        return (
-            f"set: {key} expects {getattr(want, '__name__', want)}, "
-            f"got {type(value).__name__} {value!r}"
-        )
+    if value is not None or params[key].default is not None:
+        problem = option_problem(type(actor).setup, key, value)
+        if problem is not None:
+            return f"set: {key} {problem}"
     actor.on_set(key, value)
     return ""
 
