@@ -309,3 +309,22 @@ class Copier(plexa.Actor):
 
     def stop(self) -> None:
         self.store.put({"got": self.got, "writeable": self.flags}, key=f"result:{self.name}")
+
+
+class Getter(plexa.Actor):
+    """Reads ``inp`` with ``get``; once every producer is gone, notes how many it got."""
+
+    inputs = plexa.ports("inp")
+
+    def setup(self) -> None:
+        self.n = 0
+
+    def run_step(self) -> None:
+        try:
+            self.inputs.inp.get(timeout=0.2)
+            self.n += 1
+        except plexa.Timeout:
+            return
+        except plexa.LinkClosed:
+            self.store.put(self.n, key="closed")
+            time.sleep(0.05)

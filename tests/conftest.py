@@ -68,17 +68,22 @@ def wait_for(cond: Callable[[], object], timeout: float = 5.0, what: str = "cond
         time.sleep(0.01)
 
 
-def assert_stays(cond: Callable[[], object], seconds: float, what: str = "condition") -> None:
+def assert_stays(
+    cond: Callable[[], object],
+    seconds: float,
+    what: str = "condition",
+    why: Callable[[], object] = lambda: "",
+) -> None:
     """Check ``cond()`` again and again for ``seconds``; fail the moment it is false.
 
     The way to test that nothing goes wrong while time passes (a pause longer than a
-    timeout), instead of sleeping and looking once.
+    timeout), instead of sleeping and looking once. ``why()`` is shown when it fails.
     """
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        assert cond(), f"{what} stopped holding"
+        assert cond(), f"{what} stopped holding {why()}"
         time.sleep(0.02)
-    assert cond(), f"{what} stopped holding"
+    assert cond(), f"{what} stopped holding {why()}"
 
 
 @pytest.fixture(autouse=True)

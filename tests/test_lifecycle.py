@@ -135,10 +135,14 @@ class Server:
 
     def healthy(self, state: str) -> bool:
         """Every actor in ``state``, none restarted, none failed."""
-        actors = self.status()["actors"].values()
-        return all(
-            a["state"] == state and a["restarts"] == 0 and "failure" not in a for a in actors
-        )
+        actors = self.status()["actors"]
+        sick = {
+            n: a
+            for n, a in actors.items()
+            if a["state"] != state or a["restarts"] != 0 or "failure" in a
+        }
+        self.sick = sick
+        return not sick
 
 
 @pytest.fixture
@@ -190,9 +194,11 @@ def test_a_pause_longer_than_the_hang_timeout_is_not_a_hang(server: Server) -> N
     server.client.request("run")
     _flows(server)
     server.client.request("pause")
-    assert_stays(lambda: server.healthy("paused"), LONG, "a quiet pause")
+    assert_stays(lambda: server.healthy("paused"), LONG, "a quiet pause", lambda: server.sick)
     server.client.request("resume")
-    assert_stays(lambda: server.healthy("running"), 1.5, "running after the pause")
+    assert_stays(
+        lambda: server.healthy("running"), 1.5, "running after the pause", lambda: server.sick
+    )
     _flows(server)
     assert server.status()["run"]["state"] == "running"
 
@@ -202,19 +208,25 @@ def test_a_stop_longer_than_the_hang_timeout_then_run_again(server: Server) -> N
     server.client.request("setup")
     server.client.request("run")
     server.client.request("stop")
-    assert_stays(lambda: server.healthy("stopped"), LONG, "a quiet stop")
+    assert_stays(lambda: server.healthy("stopped"), LONG, "a quiet stop", lambda: server.sick)
     server.client.request("run")
-    assert_stays(lambda: server.healthy("running"), 1.5, "running after the stop")
+    assert_stays(
+        lambda: server.healthy("running"), 1.5, "running after the stop", lambda: server.sick
+    )
     _flows(server)
 
 
 @pytest.mark.slow
 def test_held_set_up_and_waiting_longer_than_the_hang_timeout(server: Server) -> None:
-    assert_stays(lambda: server.healthy("created"), LONG, "held before setup")
+    assert_stays(lambda: server.healthy("created"), LONG, "held before setup", lambda: server.sick)
     server.client.request("setup")
-    assert_stays(lambda: server.healthy("ready"), LONG, "ready, waiting for run")
+    assert_stays(
+        lambda: server.healthy("ready"), LONG, "ready, waiting for run", lambda: server.sick
+    )
     server.client.request("run")
-    assert_stays(lambda: server.healthy("running"), 1.5, "running after the wait")
+    assert_stays(
+        lambda: server.healthy("running"), 1.5, "running after the wait", lambda: server.sick
+    )
     _flows(server)
 
 
@@ -226,7 +238,9 @@ def test_abort_stops_the_run_and_run_starts_it_again(server: Server) -> None:
     status = server.status()
     assert status["run"]["state"] == "stopped"
     assert server.states() == {"stopped"}
-    assert_stays(lambda: server.healthy("stopped"), LONG, "stopped after abort")
+    assert_stays(
+        lambda: server.healthy("stopped"), LONG, "stopped after abort", lambda: server.sick
+    )
     server.client.request("run")
     assert server.status()["run"]["state"] == "running"
     _flows(server)
@@ -242,7 +256,12 @@ def test_a_nexus_stopped_for_three_hang_timeouts_blames_no_actor(server: Server)
         assert_stays(lambda: server.proc.poll() is None, LONG, "the stopped nexus to stay")
     finally:
         os.kill(server.proc.pid, signal.SIGCONT)
-    assert_stays(lambda: server.healthy("running"), 1.5, "running after the nexus's stop")
+    assert_stays(
+        lambda: server.healthy("running"),
+        1.5,
+        "running after the nexus's stop",
+        lambda: server.sick,
+    )
     _flows(server)
 
 
@@ -278,3 +297,22 @@ def test_a_whole_run_signal_nobody_can_take_is_refused_with_the_run_reason() -> 
         with pytest.raises(Exception, match=re.escape("pause is not allowed while created")):
             nexus.pause()
         assert nexus.state is RunState.CREATED
+
+
+def test_get_raises_link_closed_once_the_producer_is_gone_for_good() -> None:
+    spec = loads(
+        """
+settings: {on_failure: continue}
+actors:
+  src: {class: "actors:Fails", options: {phase: run}}
+  dst: {class: "actors:Getter"}
+connections:
+  src.out: [dst.inp]
+""",
+        "closed",
+    )
+    with started(spec) as nexus:
+        nexus.wait_until(lambda st: st["actors"]["src"]["state"] == "failed", 10)
+        nexus.wait_until(lambda st: "closed" in nexus.store, 10)
+        assert nexus.store.get("closed") == 0
+        assert nexus.actors["dst"].state is ActorState.RUNNING

@@ -199,6 +199,7 @@ class Fleet:
     # ----- supervision ---------------------------------------------------------------------------
     def check(self) -> None:
         """Notice exits and hangs; start the restarts that are due."""
+        self.supervisor.tick()  # a stall of the nexus itself is forgiven before anyone is judged
         for entry in self.entries.values():
             if entry.proc is None or entry.quitting:
                 continue

@@ -58,8 +58,9 @@ class Supervisor:
         return self.health.setdefault(name, Health())
 
     def tick(self) -> float:
-        """Called on every turn of the nexus's loop: time in which the loop did not turn for
-        longer than a heartbeat interval plus a margin is nobody's fault, and is forgiven."""
+        """Called on every turn of the nexus's loop and right before judging hangs: time in
+        which the loop did not turn for longer than a heartbeat interval plus a margin is
+        nobody's fault, and is forgiven (every clock starts again); returns the gap."""
         now = self.clock()
         last, self._last_tick = self._last_tick, now
         if last is None:
@@ -69,9 +70,9 @@ class Supervisor:
         if gap <= allowance:
             return 0.0
         self.stalls += 1
-        for h in self.health.values():
-            h.last_seen = max(h.last_seen, now - allowance)
-            h.loops_changed = max(h.loops_changed, now - allowance)
+        for h in self.health.values():  # a full hang_timeout from now, for everyone
+            h.last_seen = max(h.last_seen, now)
+            h.loops_changed = max(h.loops_changed, now)
         return gap
 
     def seen(self, name: str, loops: int | None = None) -> None:
