@@ -218,7 +218,7 @@ class Fleet:
     def _on_exit(self, entry: Entry, code: int) -> None:
         """A process ended without being asked to: record why, restart or give up."""
         assert self.counters is not None
-        self.release(entry)
+        self.release(entry, sweep_marked=code < 0)  # else its own teardown ended its children
         entry.connected = False
         if entry.failure is None:
             failure = exit_failure(entry.name, code, self.phase(entry))

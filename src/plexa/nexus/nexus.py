@@ -493,7 +493,8 @@ class Nexus:
             rungs = outcome.rungs
             for actor in self.actors.values():
                 self.fleet.release(actor, sweep_marked=False)
-            sweep(self.paths.run_id)
+            if any(r in (Rung.KILLED, Rung.LOST) for r in rungs.values()):
+                sweep(self.paths.run_id)  # their teardown did not run: end what they started
         removed = self._cleanup()
         self.run_state = RunState.QUIT
         asked = [n for n, r in rungs.items() if r is Rung.ASKED]

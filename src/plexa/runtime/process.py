@@ -144,6 +144,7 @@ class ActorProcess:
         dealer = self.ctx.socket(zmq.DEALER)
         dealer.setsockopt(zmq.IDENTITY, self.name.encode())
         dealer.setsockopt(zmq.LINGER, 500)
+        dealer.setsockopt(zmq.SNDTIMEO, 200)  # a send never blocks for good: see forward()
         dealer.connect(self.paths.endpoint("actors"))
         domain = Domain(self.paths, f"{self.name}-ctl")
         waker = domain.wake_service(self.spec, self.name).notifier_builder().create()
@@ -154,6 +155,17 @@ class ActorProcess:
         interval = self.spec.settings.heartbeat_interval
         next_beat = 0.0
         orphaned_at = 0.0
+
+        def forward(data: bytes) -> None:
+            """Send to the nexus; waits while it is slow, gives up once it is gone."""
+            while True:
+                try:
+                    dealer.send(data)
+                    return
+                except zmq.Again:
+                    if os.getppid() != parent:
+                        return
+
         self._ctl_ready.set()
         try:
             while not self._done.is_set():
@@ -161,15 +173,16 @@ class ActorProcess:
                     if sock is pull:
                         while True:
                             try:
-                                dealer.send(pull.recv(zmq.NOBLOCK))
+                                data = pull.recv(zmq.NOBLOCK)
                             except zmq.Again:
                                 break
+                            forward(data)
                     else:
                         self._receive(dealer, waker)
                 now = time.monotonic()
                 if now >= next_beat:
                     next_beat = now + interval
-                    dealer.send(msgs.encode(msgs.Heartbeat(self.loops)))
+                    forward(msgs.encode(msgs.Heartbeat(self.loops)))
                 if os.getppid() != parent:
                     if not orphaned_at:
                         orphaned_at = now
@@ -180,9 +193,10 @@ class ActorProcess:
                         os._exit(3)  # the nexus is gone and user code will not yield
             while True:  # flush what the main thread sent last
                 try:
-                    dealer.send(pull.recv(zmq.NOBLOCK))
+                    data = pull.recv(zmq.NOBLOCK)
                 except zmq.Again:
                     break
+                forward(data)
         finally:
             waker.delete()
             domain.close()
@@ -606,6 +620,12 @@ def _die_with_parent() -> None:
 def _end_descendants() -> None:
     """SIGKILL and reap every process this actor started (user code's children, their
     children, even those that started a new session: we are their subreaper)."""
+    try:  # the common case, no children at all, without importing psutil
+        tasks = os.listdir("/proc/self/task")
+        if not any(Path(f"/proc/self/task/{tid}/children").read_text().strip() for tid in tasks):
+            return
+    except OSError:
+        pass
     import psutil
 
     with contextlib.suppress(psutil.Error):
