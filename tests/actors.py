@@ -328,3 +328,29 @@ class Getter(plexa.Actor):
         except plexa.LinkClosed:
             self.store.put(self.n, key="closed")
             time.sleep(0.05)
+
+
+class Spawner(plexa.Actor):
+    """Starts three processes that outlive nothing: a plain child, a double-forked orphan
+    and one in a new session; puts their pids in the store under ``children``."""
+
+    def setup(self) -> None:
+        import subprocess
+
+        plain = subprocess.Popen(["sleep", "1000"])
+        session = subprocess.Popen(["sleep", "1001"], start_new_session=True)
+        read, write = os.pipe()
+        if os.fork() == 0:  # the child forks the orphan and leaves at once
+            if os.fork() == 0:
+                os.close(read)
+                os.write(write, str(os.getpid()).encode())
+                os.close(write)
+                os.execvp("sleep", ["sleep", "1002"])
+            os._exit(0)
+        os.close(write)
+        orphan = int(os.read(read, 32))
+        os.close(read)
+        self.store.put([plain.pid, session.pid, orphan], key="children")
+
+    def run_step(self) -> None:
+        time.sleep(0.01)

@@ -59,13 +59,35 @@ def started(spec: Any, **kw: Any) -> Any:
     return nexus
 
 
-def wait_for(cond: Callable[[], object], timeout: float = 5.0, what: str = "condition") -> None:
-    """Wait until ``cond()`` is true, or fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
+def wait_for(
+    cond: Callable[[], object],
+    timeout: float = 5.0,
+    what: str = "condition",
+    step: Callable[[], object] = lambda: time.sleep(0.01),
+) -> float:
+    """Wait until ``cond()`` is true, or fail after ``timeout`` seconds; returns the seconds
+    it took. ``step`` is what to do between looks (drive a nexus: ``lambda: nexus.poll(0.005)``).
+    """
+    start = time.monotonic()
     while not cond():
-        if time.monotonic() > deadline:
+        if time.monotonic() - start > timeout:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.01)
+        step()
+    return time.monotonic() - start
+
+
+def settled(value: Callable[[], object], quiet: float = 0.3, timeout: float = 10.0) -> object:
+    """Wait until ``value()`` has not changed for ``quiet`` seconds; returns it."""
+    last = [value(), time.monotonic()]
+
+    def still() -> bool:
+        now = value()
+        if now != last[0]:
+            last[:] = [now, time.monotonic()]
+        return time.monotonic() - float(last[1]) >= quiet  # type: ignore[arg-type]
+
+    wait_for(still, timeout, "the value to settle")
+    return last[0]
 
 
 def assert_stays(

@@ -20,7 +20,7 @@ import numpy as np
 import psutil
 import pytest
 
-from conftest import wait_for
+from conftest import assert_stays, settled, wait_for
 from plexa.errors import Aborted, PlexaError, RemoteError
 from plexa.runtime.pool import WorkerPool
 
@@ -250,11 +250,9 @@ def test_pause_at_a_safe_point_holds_submission() -> None:
         thread = threading.Thread(target=consume, args=(p,))
         thread.start()
         wait_for(lambda: len(results) >= 5, 10.0, "some results")
-        running.clear()  # pause
-        time.sleep(0.3)
-        held = (pulled, len(results))
-        time.sleep(0.5)
-        assert (pulled, len(results)) == held, "work went on while paused"
+        running.clear()  # pause: what was in flight finishes, then nothing moves
+        held = settled(lambda: (pulled, len(results)))
+        assert_stays(lambda: (pulled, len(results)) == held, 0.5, "nothing moving while paused")
         assert held[0] < 40
         running.set()  # resume
         thread.join(10.0)
@@ -330,7 +328,6 @@ def test_workers_die_with_a_killed_actor(tmp_path: Path, threaded: bool) -> None
         assert proc.stdout is not None
         pids = [int(x) for x in proc.stdout.readline().split()]
         assert len(pids) == 2 and all(alive(pid) for pid in pids)
-        time.sleep(0.3)  # the workers are inside their 60 s tasks
     finally:
         proc.kill()
         proc.wait()

@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -196,7 +195,6 @@ def test_a_reader_killed_with_sigkill_does_not_pin_pages(path: Path) -> None:
     assert child.stdout is not None and child.stdout.readline().strip() == "reading"
     os.kill(child.pid, signal.SIGKILL)
     child.wait(timeout=10)
-    time.sleep(0.05)
     assert first._env is not None and str(child.pid) in first._env.readers()
     # ``first`` keeps the environment open, as the nexus does, so LMDB does not reset the
     # reader table on the next open: only reader_check() can free the dead reader's slot.

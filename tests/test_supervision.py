@@ -5,13 +5,12 @@ from __future__ import annotations
 import os
 import signal
 import textwrap
-import time
 
 import psutil
 import pytest
 
 import plexa
-from conftest import started
+from conftest import started, wait_for
 from plexa import ActorState, FailureKind, Nexus
 
 
@@ -20,13 +19,8 @@ def spec_of(text: str) -> plexa.PipelineSpec:
 
 
 def drive_until(nexus: Nexus, cond, timeout: float, what: str) -> float:  # type: ignore[no-untyped-def]
-    """Poll the nexus until ``cond()``; returns the seconds it took."""
-    start = time.monotonic()
-    while not cond():
-        if time.monotonic() - start > timeout:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        nexus.poll(0.005)
-    return time.monotonic() - start
+    """Drive the nexus until ``cond()``; returns the seconds it took."""
+    return wait_for(cond, timeout, what, step=lambda: nexus.poll(0.005))
 
 
 PIPE = """

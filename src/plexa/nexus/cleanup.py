@@ -15,6 +15,7 @@ from typing import Any
 import psutil
 
 from plexa.core.paths import IOX_PREFIX, SHM_ROOT, RunPaths, runtime_root
+from plexa.launch.local import sweep
 
 __all__ = ["CleanupReport", "RunInfo", "cleanup", "list_runs", "remove_run_files"]
 
@@ -154,6 +155,8 @@ def cleanup() -> CleanupReport:
     for run_id in sorted(dead_ids):
         if owner_alive(run_id):
             continue
+        for pid in sweep(run_id):  # what its actors started and left (their mark proves it)
+            report.processes.append(f"{pid} (started by an actor of run {run_id})")
         paths = RunPaths(run_id, root)
         existed = paths.run_dir.exists()
         report.files += remove_run_files(paths)

@@ -1,0 +1,73 @@
+"""What an actor starts goes with it: plain children, double-forked orphans and children in
+a new session, after a normal quit and after ``kill -9`` of the nexus."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import psutil
+
+from conftest import plexa_shm, started, wait_for
+from plexa import loads
+from plexa.launch.local import marked_processes
+
+ROOT = Path(__file__).resolve().parent.parent
+PIPE = """
+actors:
+  spawner: {class: "actors:Spawner"}
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def test_every_process_an_actor_started_is_gone_after_quit() -> None:
+    with started(loads(PIPE, "children")) as nexus:
+        children = nexus.store.get("children")
+        run_id = nexus.paths.run_id
+        assert all(_alive(pid) for pid in children)
+        assert set(children) <= set(marked_processes(run_id))
+    wait_for(lambda: not any(_alive(p) for p in children), 5, "the actor's children to go")
+    assert not list(marked_processes(run_id))
+
+
+def test_kill_9_of_the_nexus_then_cleanup_leaves_no_child_behind(tmp_path: Path) -> None:
+    cfg = tmp_path / "children.yaml"
+    cfg.write_text(PIPE)
+    before = plexa_shm()
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "tests")}
+    nexus = subprocess.Popen(
+        [sys.executable, "-m", "plexa", "run", str(cfg)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    root = Path(os.environ["PLEXA_RUNTIME_DIR"])
+    found: list[str] = []
+
+    def running() -> bool:
+        for record in root.glob("*/run.json"):
+            found[:] = [json.loads(record.read_text())["run_id"]]
+        return bool(found) and len(list(marked_processes(found[0]))) >= 4
+
+    wait_for(running, 30, "the actor and its three children")
+    run_id = found[0]
+    marked = list(marked_processes(run_id))
+    os.kill(nexus.pid, signal.SIGKILL)
+    nexus.wait()
+    wait_for(lambda: not any(_alive(p) for p in marked), 10, "everything the run started to go")
+    result = subprocess.run(
+        [sys.executable, "-m", "plexa", "cleanup"], capture_output=True, text=True, env=env
+    )
+    assert result.returncode == 0, result.stderr
+    assert not list(marked_processes(run_id))
+    wait_for(lambda: plexa_shm() <= before, 5, "the run's shared memory to be removed")
