@@ -140,6 +140,8 @@ class Nexus:
         self._pipes: dict[int, tuple[str, str, bytearray]] = {}
         self.busy = ""
         self.record_extra: dict[str, Any] = {}
+        self.on_start: list[Callable[[], None]] = []
+        """Called once the run directory exists, before any actor starts (edges bind there)."""
         self.failures: list[ActorFailure] = []
         """Every failure so far, including those recovered by a restart."""
         self.supervisor = Supervisor(spec.settings)
@@ -210,6 +212,8 @@ class Nexus:
 
         paths = self.paths
         paths.run_dir.mkdir(parents=True, mode=0o700)
+        for hook in self.on_start:
+            hook()
         self._write_record()
         paths.spec_file.write_bytes(msgspec.json.encode(self.spec))
         (paths.run_dir / "sys_path.json").write_text(json.dumps([p for p in sys.path if p]))
