@@ -83,3 +83,4 @@ def no_leftovers(request: pytest.FixtureRequest) -> Iterator[None]:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "allow_leftovers: the test cleans up by itself")
+    config.addinivalue_line("markers", "slow: an end-to-end test of several seconds")
