@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -29,7 +30,7 @@ from plexa.data.zenoh_links import (  # noqa: E402
     open_session,
     wait_connected,
 )
-from plexa.data.zenoh_session import check_settings  # noqa: E402
+from plexa.data.zenoh_session import check_settings, zenoh_config  # noqa: E402
 from plexa.errors import ConfigError, PayloadError, Timeout, WouldBlock  # noqa: E402
 from zenoh_certs import make_certs  # noqa: E402
 
@@ -39,9 +40,11 @@ RUN = "test"
 
 
 def _port() -> int:
-    """A port unlikely to collide with another test session on this machine."""
-    _port.n = getattr(_port, "n", 0) + 1  # type: ignore[attr-defined]
-    return 20000 + (os.getpid() * 7 + _port.n * 13) % 20000  # type: ignore[attr-defined]
+    """A free TCP port (the kernel's choice), for an endpoint to listen on."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
 
 
 def _link(policy: Policy = Policy.BLOCK, capacity: int = 8) -> LinkSpec:
@@ -55,16 +58,13 @@ def _link(policy: Policy = Policy.BLOCK, capacity: int = 8) -> LinkSpec:
     )
 
 
-def _zenoh_shm() -> set[str]:
-    return {e for e in os.listdir("/dev/shm") if e.endswith(".zenoh")}
-
-
 @pytest.fixture
 def no_zenoh_shm() -> Iterator[None]:
-    """Zenoh's shared memory is off: a run leaves no *.zenoh file in /dev/shm."""
-    before = _zenoh_shm()
+    """Zenoh's shared memory stays off (on, it leaves *.zenoh files in /dev/shm; other
+    programs on the machine may use Zenoh too, so /dev/shm itself is not compared)."""
+    cfg = zenoh_config(ZenohSettings(listen=("tcp/127.0.0.1:0",)))
+    assert cfg.get_json("transport/shared_memory/enabled") == "false"
     yield
-    assert _zenoh_shm() <= before
 
 
 @pytest.fixture(scope="module")
