@@ -159,6 +159,13 @@ class Event(msgspec.Struct, frozen=True, kw_only=True):
     data: Any = None
     """The event's content (see docs/protocol.md)."""
 
+    def document(self) -> msgspec.Struct:
+        """``data`` as its typed document (:mod:`plexa.core.documents`), e.g. a ``Status``
+        for ``metrics``; raises ``msgspec.ValidationError`` if it does not match."""
+        from plexa.core.documents import event_document
+
+        return event_document(self.kind, self.data)
+
 
 def _depth(obj: Any) -> int:
     """How deeply lists and maps nest in ``obj`` (iteratively: no recursion to exhaust)."""

@@ -27,6 +27,7 @@ import psutil
 import zmq
 
 from plexa.core import messages as msgs
+from plexa.core.documents import ActorFacts, RunFacts
 from plexa.core.lifecycle import ActorState, FailureKind, Phase, Signal
 from plexa.core.paths import RunPaths, log_dir, new_run_id
 from plexa.core.spec import PipelineSpec
@@ -1006,7 +1007,9 @@ class Nexus:
                 for n, a in actors.items()
             }
             return {"run": {**run, "uptime_s": 0.0}, "actors": empty, "links": {}}
-        return self._status.build(run, actors, drained, uptime)
+        facts = {n: msgspec.convert(a, ActorFacts) for n, a in actors.items()}
+        built = self._status.build(msgspec.convert(run, RunFacts), facts, drained, uptime)
+        return msgspec.to_builtins(built)  # type: ignore[no-any-return]
 
 
 _LEVEL_NAMES = {10: "DEBUG", 20: "INFO", 30: "WARNING", 40: "ERROR", 50: "CRITICAL"}
