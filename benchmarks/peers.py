@@ -371,8 +371,8 @@ def section(
         "",
     ]
     for peer in PEERS:
-        doc = _first_paragraph(PEERS_DIR / peer.script)
-        extra = f" *Lossless:* {peer.note}." if peer.note else ""
+        doc = _description(PEERS_DIR / peer.script)
+        extra = f" *Lossless, 8 in flight:* {peer.note}." if peer.note else ""
         notes.append(f"* **{peer.name}**: {doc}{extra}")
     problems = [
         f"{name} run {i + 1}: {r.error}"
@@ -399,10 +399,12 @@ def section(
     return f"{BEGIN}\n## Peers: plexa and other frameworks on one workload\n\n{body}\n{END}"
 
 
-def _first_paragraph(path: Path) -> str:
+def _description(path: Path) -> str:
+    """The module docstring of a peer's script, as one Markdown paragraph."""
     text = path.read_text()
     doc = text.split('"""')[1] if '"""' in text else ""
-    return " ".join(doc.strip().split("\n\n")[0].split())
+    doc = doc.replace("``", "`").replace("IN_FLIGHT", str(IN_FLIGHT))
+    return " ".join(doc.split())
 
 
 # ----- main ------------------------------------------------------------------------------------

@@ -30,7 +30,7 @@ QUIT = 20
 def _raw(cfg: Config) -> RawConfig:
     work = Path(cfg.workdir)
     return RawConfig(
-        prefix=f"plxpeer_{work.name}_",
+        prefix=f"plxpeer_{work.parent.name.rsplit('_', 1)[-1]}_{work.name}_",
         root=str(work / "iox"),
         ctl="",
         shape=SHAPE,
