@@ -120,6 +120,10 @@ class ActorStatus(ActorFacts, frozen=True, kw_only=True):
     """Median handler time, µs."""
     handler_p99_us: float | UnsetType | None = UNSET
     """99th percentile handler time, µs."""
+    cpu_percent: float | UnsetType | None = UNSET
+    """CPU use of its process over the last window, % of one core (``None``: no window yet)."""
+    rss_bytes: int | UnsetType | None = UNSET
+    """Resident memory of its process, bytes (``None``: no process)."""
 
 
 class LinkStatus(_Doc, frozen=True, kw_only=True):
