@@ -106,6 +106,7 @@ class ControlServer:
         self.curve: proto.CurveKeys | None = None
         """The keys of a tcp run (the server's public key, the client key pair it admits)."""
         self._auth: ThreadAuthenticator | None = None
+        self._bound = False
         if bind is None:
             self.control_endpoint = nexus.paths.endpoint("control")
             self.events_endpoint = nexus.paths.endpoint("events")
@@ -183,8 +184,18 @@ class ControlServer:
 
     def _bind_local(self) -> None:
         """ipc sockets in the run directory: its mode (0700) keeps every other user out."""
-        self.control.bind(self.control_endpoint)
-        self.events.bind(self.events_endpoint)
+        if not self._bound:
+            self.control.bind(self.control_endpoint)
+            self.events.bind(self.events_endpoint)
+            self._bound = True
+
+    def record_fields(self) -> dict[str, Any]:
+        """The run record's fields for clients, once the endpoints are bound: the nexus asks
+        when it writes the record, inside the run directory, so the local sockets can be
+        bound there first (if they were not already)."""
+        if self.bind is None and self.nexus.paths.run_dir.is_dir():
+            self._bind_local()
+        return self.record()
 
     def _secure(self) -> None:
         """CURVE on both sockets: encrypted, and only the run's client key gets in (ZAP)."""
