@@ -446,3 +446,59 @@ def test_the_status_and_every_event_kind_match_their_documents(served: Served) -
         _same_shape(json.loads(msgspec.json.encode(doc)), status)
         assert "progress" in status["actors"]["fit"] and "failure" not in status["actors"]["src"]
     assert record["token"]
+
+
+def test_a_request_head_is_read_without_its_args_and_args_nest_at_most_max_depth() -> None:
+    with pytest.raises(ValueError, match="nesting too deep"):
+        proto.decode_head(NESTED)
+    head = proto.decode_head(proto.encode(proto.Request(token="t", command="ping", args={})))
+    assert (head.token, head.command, head.request().args) == ("t", "ping", {})
+    for depth, ok in ((proto.MAX_DEPTH - 1, True), (proto.MAX_DEPTH, False)):
+        deep: Any = 1
+        for _ in range(depth):
+            deep = [deep]
+        head = proto.decode_head(proto.encode(proto.Request(command="set", args={"v": deep})))
+        if ok:
+            assert head.request().args == {"v": deep}
+        else:
+            with pytest.raises(ValueError, match="deeper than"):
+                head.request()
+
+
+def test_the_server_counts_what_it_received_answered_refused_and_could_not_read() -> None:
+    import threading
+
+    from plexa import Nexus, load
+    from plexa.nexus.server import ControlServer
+
+    nexus = Nexus(load(ROOT / "examples" / "imaging.yaml"))
+    server = ControlServer(nexus)
+    done = threading.Event()
+    try:
+        nexus.start()
+        thread = threading.Thread(target=lambda: server.serve(done.is_set), daemon=True)
+        thread.start()
+        with zmq.Context() as ctx:
+            sock = _dealer(ctx, server.control_endpoint)
+            frames = [
+                proto.encode(proto.Request(id=1, token=server.token, command="ping")),
+                proto.encode(proto.Request(id=2, token="wrong", command="ping")),
+                b"\x00garbage",
+                NESTED,
+                proto.encode(proto.Request(id=3, token=server.token, command="fly")),
+            ]
+            for frame in frames:
+                sock.send(frame)
+            answers = [_answer(sock) for _ in frames]
+            sock.close()
+        assert [a.ok for a in answers] == [True, False, False, False, False]
+        assert [a.id for a in answers] == [1, 2, 0, 0, 3]
+        wait_for(lambda: server.statistics().answered == 5, 5, "the counts")
+        stats = server.statistics()
+        assert (stats.received, stats.refused, stats.malformed, stats.dropped) == (5, 1, 2, 0)
+        assert stats.queued == 0
+    finally:
+        done.set()
+        thread.join(10)
+        server.close()
+        nexus.quit()
