@@ -74,7 +74,13 @@ class Peer:
 
 PEERS = (
     Peer("shm", "raw shared-memory ring + pipe wake-up (the limit)", "peer_shm.py"),
-    Peer("iceoryx2", "raw iceoryx2", "peer_iceoryx2.py"),
+    Peer(
+        "iceoryx2",
+        "raw iceoryx2",
+        "peer_iceoryx2.py",
+        note="`RetryUntilDelivered` and a buffer of 8, plus a 0.3 s pause before the first "
+        "send, without which it lost 6 frames in one run of four",
+    ),
     Peer("plexa", "**plexa** (`loan`, `block` link)", "peer_plexa.py"),
     Peer(
         "ezmsg",
@@ -138,6 +144,9 @@ class Result:
     """What one run of one peer measured."""
 
     start_s: float = float("nan")
+    start_cpu_s: float = float("nan")
+    """CPU time the peer's processes had used when its first frame was handled (s): what
+    starting costs, which a busy machine stretches in wall time but hardly changes."""
     fps: float = float("nan")
     fast_cpu_us: float = float("nan")
     """CPU time of all the peer's processes per frame at full speed (µs)."""
@@ -207,6 +216,7 @@ def _measure(
             raise RuntimeError("no frame handled within 120 s")
         time.sleep(0.001)
     res.start_s = (ctl[Slot.FIRST_NS] - t0) / 1e9
+    res.start_cpu_s = watch.cpu()
     time.sleep(plan.warmup_s)
     c0, n0, w0 = watch.cpu(), ctl[Slot.HANDLED], time.monotonic()
     time.sleep(plan.fast_s)
@@ -307,18 +317,19 @@ def render(runs: dict[str, list[Result]], missing: dict[str, str]) -> str:
     lines = [
         "| peer | frames/s | vs iceoryx2 / ring | CPU µs/frame | 200 Hz p50 / p99 (µs) "
         "| p50 vs iceoryx2 / ring | frames/s at 200 Hz | CPU at 200 Hz | start / stop (s) "
+        "| CPU to start (s) "
         "| peak PSS (MB) | procs | drops | leftovers |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for peer in PEERS:
         if peer.name not in runs and peer.name not in missing:
             continue
         if peer.name in missing:
-            lines.append(f"| {peer.label} | not installed: {missing[peer.name]} |" + " |" * 11)
+            lines.append(f"| {peer.label} | not installed: {missing[peer.name]} |" + " |" * 12)
             continue
         rs = [r for r in runs.get(peer.name, []) if not r.error]
         if not rs:
-            lines.append(f"| {peer.label} | failed |" + " |" * 11)
+            lines.append(f"| {peer.label} | failed |" + " |" * 12)
             continue
         fps = _range([r.fps for r in rs], ",.0f")
         thr = " / ".join(_ratio(runs, peer.name, b, "fps") for b in BASELINES)
@@ -330,6 +341,7 @@ def render(runs: dict[str, list[Result]], missing: dict[str, str]) -> str:
             f"| {lat} | {_med([r.paced_hz for r in rs]):.0f} "
             f"| {_med([r.paced_cpu_pct for r in rs]):.0f} % "
             f"| {_med([r.start_s for r in rs]):.2f} / {_med([r.stop_s for r in rs]):.2f} "
+            f"| {_med([r.start_cpu_s for r in rs]):.2f} "
             f"| {_range([r.pss_mb for r in rs], '.0f')} | {max(r.procs for r in rs)} "
             f"| {sum(r.drops for r in rs)} "
             f"| {'none' if left == (0, 0) else f'{left[0]} procs, {left[1]} shm'} |"
@@ -360,7 +372,9 @@ def section(
         f"{RATE_HZ:g} Hz (latency from the stamp to the processor's handler, before its "
         "`mean()`). CPU is user + system time of all the peer's processes (per frame at full "
         "speed, % of one core at 200 Hz). Start: from launching the peer's command to the "
-        "first frame handled; stop: from SIGINT to its process group (what Ctrl-C in a "
+        "first frame handled (and the CPU time its processes had used by then, which a "
+        "busy machine stretches less than the wall time); stop: from SIGINT to its process "
+        "group (what Ctrl-C in a "
         "terminal does) to the last of its processes gone. "
         "PSS: the largest sum over its processes, sampled every 0.5 s. Drops: sent but never "
         "handled, or missing from the sequence numbers. Leftovers: processes still alive 20 s "
@@ -371,8 +385,8 @@ def section(
         "",
     ]
     for peer in PEERS:
-        doc = _first_paragraph(PEERS_DIR / peer.script)
-        extra = f" *Lossless:* {peer.note}." if peer.note else ""
+        doc = _description(PEERS_DIR / peer.script)
+        extra = f" *Lossless, 8 in flight:* {peer.note}." if peer.note else ""
         notes.append(f"* **{peer.name}**: {doc}{extra}")
     problems = [
         f"{name} run {i + 1}: {r.error}"
@@ -399,10 +413,12 @@ def section(
     return f"{BEGIN}\n## Peers: plexa and other frameworks on one workload\n\n{body}\n{END}"
 
 
-def _first_paragraph(path: Path) -> str:
+def _description(path: Path) -> str:
+    """The module docstring of a peer's script, as one Markdown paragraph."""
     text = path.read_text()
     doc = text.split('"""')[1] if '"""' in text else ""
-    return " ".join(doc.strip().split("\n\n")[0].split())
+    doc = doc.replace("``", "`").replace("IN_FLIGHT", str(IN_FLIGHT))
+    return " ".join(doc.split())
 
 
 # ----- main ------------------------------------------------------------------------------------
@@ -473,7 +489,8 @@ def main(argv: list[str] | None = None) -> int:
                     f"({res.fast_cpu_us:.0f} µs CPU each), p50 {res.p50_us:.0f} µs "
                     f"p99 {res.p99_us:.0f} µs ({res.paced_hz:.0f}/s, "
                     f"{res.paced_cpu_pct:.0f} % CPU), start "
-                    f"{res.start_s:.2f} s, stop {res.stop_s:.2f} s, PSS {res.pss_mb:.0f} MB "
+                    f"{res.start_s:.2f} s ({res.start_cpu_s:.2f} s CPU), "
+                    f"stop {res.stop_s:.2f} s, PSS {res.pss_mb:.0f} MB "
                     f"in {res.procs} procs, drops {res.drops}" + (f", LEFT {left}" if left else "")
                 )
     finally:

@@ -370,3 +370,135 @@ def test_refusals_are_logged_once_per_interval_and_truncated(served: Served) -> 
     refusals = [line for line in err.splitlines() if "wrong or missing token" in line]
     assert len(refusals) == 1, refusals
     assert len(err) < 5_000, f"{len(err)} bytes of stderr for 50 refused requests"
+
+
+def test_the_server_has_one_handler_for_every_command_of_the_protocol() -> None:
+    from plexa import Nexus, load
+    from plexa.nexus.server import ControlServer
+
+    spec = load(ROOT / "examples" / "imaging.yaml")
+    server = ControlServer(Nexus(spec))
+    try:
+        assert set(server._handlers) == set(proto.COMMANDS)
+        assert set(proto.COMMANDS) == {c.value for c in proto.Command}
+    finally:
+        server.close()
+
+
+DOCUMENTED = """
+actors:
+  src: {class: "actors:Source", options: {count: 100000000, rate_hz: 200}}
+  mid: {class: "actors:Sink", restart: on-failure}
+  fit:
+    class: "actors:LongFit"
+    options: {chunk_s: 0.002, improve_every: 5}
+    progress_delta: 0.2
+    improved_delta: 0.2
+  talk: {class: "actors:Chatty"}
+connections:
+  src.out: [mid.inp]
+"""
+
+
+def _same_shape(doc: Any, plain: Any) -> None:
+    """``doc`` (a document encoded and read back) and ``plain`` have the same keys, in order."""
+    if isinstance(plain, dict):
+        assert list(doc) == list(plain)
+        for key in plain:
+            _same_shape(doc[key], plain[key])
+    else:
+        assert doc == plain
+
+
+@pytest.mark.parametrize("served", [DOCUMENTED], indirect=True)
+def test_the_status_and_every_event_kind_match_their_documents(served: Served) -> None:
+    import msgspec
+
+    from plexa.core import documents
+
+    record = _record(served.name)
+    with served.client() as c:
+        c.subscribe()
+        c.request("setup")
+        c.request("run")
+        wait_for(lambda: c.status()["actors"]["mid"]["msgs_in"] > 5, 10, "frames to flow")
+        c.request("kill", "mid")
+        c.request("abort", "fit")
+        with (
+            Client(c.sock.getsockopt_string(zmq.LAST_ENDPOINT), c.events_endpoint, "wrong") as bad,
+            pytest.raises(RemoteError),
+        ):
+            bad.request("ping")
+        seen: dict[str, proto.Event] = {}
+        wanted = set(documents.EVENT_KINDS) - {"warning"}  # only on a bad day: a full disk
+        deadline = time.monotonic() + 20
+        for event in c.events(timeout=2.0):
+            doc = event.document()
+            assert isinstance(doc, documents.EVENT_TYPES[event.kind])
+            _same_shape(json.loads(msgspec.json.encode(doc)), event.data)
+            seen.setdefault(event.kind, event)
+            if wanted <= set(seen) or time.monotonic() > deadline:
+                break
+        assert set(seen) == wanted
+        assert seen["refused"].data["reason"] == "wrong or missing token"
+        status = c.status()
+        doc = msgspec.convert(status, documents.Status)
+        _same_shape(json.loads(msgspec.json.encode(doc)), status)
+        assert "progress" in status["actors"]["fit"] and "failure" not in status["actors"]["src"]
+    assert record["token"]
+
+
+def test_a_request_head_is_read_without_its_args_and_args_nest_at_most_max_depth() -> None:
+    with pytest.raises(ValueError, match="nesting too deep"):
+        proto.decode_head(NESTED)
+    head = proto.decode_head(proto.encode(proto.Request(token="t", command="ping", args={})))
+    assert (head.token, head.command, head.request().args) == ("t", "ping", {})
+    for depth, ok in ((proto.MAX_DEPTH - 1, True), (proto.MAX_DEPTH, False)):
+        deep: Any = 1
+        for _ in range(depth):
+            deep = [deep]
+        head = proto.decode_head(proto.encode(proto.Request(command="set", args={"v": deep})))
+        if ok:
+            assert head.request().args == {"v": deep}
+        else:
+            with pytest.raises(ValueError, match="deeper than"):
+                head.request()
+
+
+def test_the_server_counts_what_it_received_answered_refused_and_could_not_read() -> None:
+    import threading
+
+    from plexa import Nexus, load
+    from plexa.nexus.server import ControlServer
+
+    nexus = Nexus(load(ROOT / "examples" / "imaging.yaml"))
+    server = ControlServer(nexus)
+    done = threading.Event()
+    try:
+        nexus.start()
+        thread = threading.Thread(target=lambda: server.serve(done.is_set), daemon=True)
+        thread.start()
+        with zmq.Context() as ctx:
+            sock = _dealer(ctx, server.control_endpoint)
+            frames = [
+                proto.encode(proto.Request(id=1, token=server.token, command="ping")),
+                proto.encode(proto.Request(id=2, token="wrong", command="ping")),
+                b"\x00garbage",
+                NESTED,
+                proto.encode(proto.Request(id=3, token=server.token, command="fly")),
+            ]
+            for frame in frames:
+                sock.send(frame)
+            answers = [_answer(sock) for _ in frames]
+            sock.close()
+        assert [a.ok for a in answers] == [True, False, False, False, False]
+        assert [a.id for a in answers] == [1, 2, 0, 0, 3]
+        wait_for(lambda: server.statistics().answered == 5, 5, "the counts")
+        stats = server.statistics()
+        assert (stats.received, stats.refused, stats.malformed, stats.dropped) == (5, 1, 2, 0)
+        assert stats.queued == 0
+    finally:
+        done.set()
+        thread.join(10)
+        server.close()
+        nexus.quit()

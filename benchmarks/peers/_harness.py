@@ -153,8 +153,8 @@ class Watch:
         total = 0.0
         for proc in self.alive():
             with contextlib.suppress(psutil.Error):
-                t = proc.cpu_times()
-                total += t.user + t.system
+                t = proc.cpu_times()  # with the children it has reaped
+                total += t.user + t.system + t.children_user + t.children_system
         return total
 
     def close(self) -> None:

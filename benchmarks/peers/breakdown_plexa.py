@@ -126,7 +126,11 @@ def _instrument(actor: MarkProc, marks: dict[str, Any]) -> None:
         if not seq & mask and sub.metrics:
             sub._time(header[t_i])
         t2 = clock()
-        obj = payload.decode(header[layout_i], header[meta_i], sample)
+        try:
+            obj = payload.decode(header[layout_i], header[meta_i], sample)
+        except Exception as exc:
+            sub._unreadable(seq, exc)
+            return empty
         stamps[:] = t0, t1, t2, clock()
         return obj
 

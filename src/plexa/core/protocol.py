@@ -19,6 +19,7 @@ __all__ = [
     "MAX_REQUEST_BYTES",
     "PROTOCOL_VERSION",
     "Command",
+    "CurveKeys",
     "Event",
     "Request",
     "RequestHead",
@@ -57,6 +58,20 @@ class Command(enum.StrEnum):
 
 COMMANDS = tuple(c.value for c in Command)
 """Every command name a nexus understands, as strings."""
+
+
+class CurveKeys(msgspec.Struct, frozen=True, kw_only=True):
+    """The CURVE keys of a run bound to tcp (``plexa server --bind``), z85-encoded.
+
+    They are in the run record (mode 0600); whoever holds them and the token is admitted.
+    """
+
+    server_key: str
+    """The server's public key: a client checks it is talking to this run."""
+    client_key: str
+    """The public key of the one client key pair the server admits."""
+    client_secret: str
+    """That pair's secret key."""
 
 
 class Request(msgspec.Struct, frozen=True, kw_only=True):
@@ -143,6 +158,13 @@ class Event(msgspec.Struct, frozen=True, kw_only=True):
     """Event number, increasing by one per event: a gap means the subscriber missed some."""
     data: Any = None
     """The event's content (see docs/protocol.md)."""
+
+    def document(self) -> msgspec.Struct:
+        """``data`` as its typed document (:mod:`plexa.core.documents`), e.g. a ``Status``
+        for ``metrics``; raises ``msgspec.ValidationError`` if it does not match."""
+        from plexa.core.documents import event_document
+
+        return event_document(self.kind, self.data)
 
 
 def _depth(obj: Any) -> int:

@@ -91,7 +91,7 @@ def _serve(
     file: Path,
     *,
     name: str | None,
-    bind: str,
+    bind: str | None,
     duration: float | None,
     hold: bool,
     as_json: bool,
@@ -216,7 +216,7 @@ def run(
         transform=with_record_option(record, links),
         resume=resume,
         name=name,
-        bind="127.0.0.1",
+        bind=None,
         duration=duration,
         hold=False,
         as_json=as_json,
@@ -232,8 +232,13 @@ def server(
         str | None, typer.Option(help="Run name (default: the pipeline's name).")
     ] = None,
     bind: Annotated[
-        str, typer.Option(help="Address for the control and event endpoints.")
-    ] = "127.0.0.1",
+        str | None,
+        typer.Option(
+            help="Serve clients over tcp on this address, encrypted and authenticated with "
+            "CURVE keys kept in the run record (default: ipc sockets in the run directory, "
+            "for this user on this host only; see docs/security.md)."
+        ),
+    ] = None,
     hold: Annotated[
         bool, typer.Option(help="Start the actors but wait for setup/run commands.")
     ] = False,
@@ -245,7 +250,9 @@ def server(
 
 @app.command()
 def ctl(
-    name: Annotated[str, typer.Argument(help="Run name (or id).")],
+    name: Annotated[
+        str, typer.Argument(help="Run name (or id), or the path of a copy of its run record.")
+    ],
     command: Annotated[
         str, typer.Argument(help="setup, run, pause, resume, stop, quit, status, ...")
     ],
@@ -253,12 +260,15 @@ def ctl(
     args: Annotated[list[str] | None, typer.Argument(help="Further arguments.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the reply as JSON.")] = False,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the reply.")] = 30.0,
+    host: Annotated[
+        str | None, typer.Option(help="The run's host, for a run record copied from there.")
+    ] = None,
 ) -> None:
     """Send one command to a running pipeline; exit 1 if it is refused."""
     from plexa.edges.client import connect
 
     try:
-        client = connect(name, timeout=timeout)
+        client = connect(name, host=host, timeout=timeout)
     except PlexaError as exc:
         err.print(f"error: {exc}", markup=False)
         raise typer.Exit(1) from None

@@ -241,7 +241,7 @@ def register(app: typer.Typer) -> None:
         _serve(
             pipeline,
             name=None,
-            bind="127.0.0.1",
+            bind=None,
             duration=duration,
             hold=False,
             as_json=as_json,

@@ -1,19 +1,29 @@
-"""Talking to a running nexus from another process: :func:`connect` and :class:`Client`."""
+"""Talking to a running nexus from another process: :func:`connect` and :class:`Client`.
+
+A local run is found by name in the runtime directory; its run record gives the endpoints
+(ipc sockets in the run directory) and the token. A run on another host (``plexa server
+--bind ADDR``) is reached with a copy of its run record, which also holds the CURVE keys:
+``connect("run.json", host="lab-pc")``. See ``docs/security.md``.
+"""
 
 from __future__ import annotations
 
 import itertools
+import json
+import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
+import msgspec
 import zmq
 
 from plexa.core import protocol as proto
 from plexa.errors import PlexaError, RemoteError, Timeout
 from plexa.nexus.cleanup import RunInfo, list_runs
 
-__all__ = ["Client", "connect", "find_run"]
+__all__ = ["Client", "connect", "find_run", "load_record"]
 
 
 def find_run(name: str) -> RunInfo:
@@ -35,10 +45,21 @@ class Client:
     the nexus's reason when it is refused. ``events()`` yields events as they come.
     """
 
-    def __init__(self, control: str, events: str, token: str, *, timeout: float = 5.0) -> None:
+    def __init__(
+        self,
+        control: str,
+        events: str,
+        token: str,
+        *,
+        timeout: float = 5.0,
+        curve: proto.CurveKeys | None = None,
+    ) -> None:
         self.ctx: zmq.Context[Any] = zmq.Context()
+        self.curve = curve
+        """The run's CURVE keys (tcp runs); ``None`` for ipc."""
         self.sock = self.ctx.socket(zmq.DEALER)
         self.sock.setsockopt(zmq.LINGER, 0)
+        self._secure(self.sock)
         self.sock.connect(control)
         self.events_endpoint = events
         self.token = token
@@ -51,11 +72,37 @@ class Client:
     @classmethod
     def for_run(cls, name: str, *, timeout: float = 5.0) -> Client:
         """A client for the live run called ``name``."""
-        run = find_run(name)
-        endpoints = run.record["endpoints"]
+        return cls.from_record(find_run(name).record, timeout=timeout)
+
+    @classmethod
+    def from_record(
+        cls, record: Mapping[str, Any] | str | os.PathLike[str], *, host: str | None = None,
+        timeout: float = 5.0,
+    ) -> Client:  # fmt: skip
+        """A client for the run described by ``record`` (a run record, or the path of a copy).
+
+        ``host`` replaces the host of tcp endpoints: a record written by a server bound to
+        ``0.0.0.0`` names no host another machine can reach.
+        """
+        if not isinstance(record, Mapping):
+            record = load_record(record)
+        endpoints = record.get("endpoints", {})
+        if "control" not in endpoints or "events" not in endpoints:
+            raise PlexaError(f"run {record.get('name', '?')!r} has no control endpoint")
+        curve = record.get("curve")
         return cls(
-            endpoints["control"], endpoints["events"], run.record.get("token", ""), timeout=timeout
+            _on_host(endpoints["control"], host),
+            _on_host(endpoints["events"], host),
+            record.get("token", ""),
+            timeout=timeout,
+            curve=None if curve is None else msgspec.convert(curve, proto.CurveKeys),
         )
+
+    def _secure(self, sock: zmq.Socket[Any]) -> None:
+        if self.curve is not None:
+            sock.setsockopt(zmq.CURVE_SERVERKEY, self.curve.server_key.encode())
+            sock.setsockopt(zmq.CURVE_PUBLICKEY, self.curve.client_key.encode())
+            sock.setsockopt(zmq.CURVE_SECRETKEY, self.curve.client_secret.encode())
 
     def request(
         self, command: str, actor: str | None = None, *, timeout: float | None = None, **args: Any
@@ -107,6 +154,7 @@ class Client:
         sub = self.ctx.socket(zmq.SUB)
         sub.setsockopt(zmq.LINGER, 0)
         sub.setsockopt(zmq.RCVHWM, 10000)
+        self._secure(sub)
         self._kinds = set(kinds)
         for kind in (*kinds, "metrics") if kinds else ("",):
             sub.setsockopt(zmq.SUBSCRIBE, kind.encode())
@@ -149,6 +197,32 @@ class Client:
         self.close()
 
 
-def connect(name: str, *, timeout: float = 5.0) -> Client:
-    """A :class:`Client` for the running pipeline called ``name`` (or with that run id)."""
-    return Client.for_run(name, timeout=timeout)
+def connect(name: str, *, host: str | None = None, timeout: float = 5.0) -> Client:
+    """A :class:`Client` for the running pipeline called ``name`` (or with that run id), or
+    for the run whose record (a copy of its ``run.json``) is at path ``name``."""
+    if name.endswith(".json") or os.sep in name:
+        return Client.from_record(name, host=host, timeout=timeout)
+    return Client.from_record(find_run(name).record, host=host, timeout=timeout)
+
+
+def load_record(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """A run record read from ``path`` (refused if other users could read it: it holds the
+    token and keys)."""
+    file = Path(path)
+    try:
+        mode = file.stat().st_mode
+        record: dict[str, Any] = json.loads(file.read_text())
+    except (OSError, ValueError) as exc:
+        raise PlexaError(f"cannot read run record {file}: {exc}") from None
+    if mode & 0o077:
+        raise PlexaError(
+            f"run record {file} is readable by others (mode {mode & 0o777:o}); chmod 600 it"
+        )
+    return record
+
+
+def _on_host(endpoint: str, host: str | None) -> str:
+    if host is None or not endpoint.startswith("tcp://"):
+        return endpoint
+    port = endpoint.rsplit(":", 1)[1]
+    return f"tcp://[{host}]:{port}" if ":" in host else f"tcp://{host}:{port}"

@@ -24,7 +24,7 @@ from textual.widgets import DataTable, Footer, Header, RichLog, Sparkline, Stati
 from textual.worker import get_current_worker
 
 from plexa.core import protocol as proto
-from plexa.edges.client import Client, find_run
+from plexa.edges.client import Client, find_run, load_record
 from plexa.errors import PlexaError
 from plexa.nexus.cleanup import list_runs
 from plexa.nexus.logs import format_log
@@ -314,12 +314,10 @@ def run_client(name: str | None = None) -> None:
             names = ", ".join(r.name for r in alive) or "none"
             raise PlexaError(f"name the run to attach to (running: {names})")
         name = alive[0].name
-    record = find_run(name).record
-    control, events = record["endpoints"]["control"], record["endpoints"]["events"]
-    token = record.get("token", "")
+    record = load_record(name) if name.endswith(".json") else find_run(name).record
 
     def connect() -> Client:
-        return Client(control, events, token)
+        return Client.from_record(record)
 
     with connect() as client:  # fail here, on a plain terminal, if the run does not answer
         client.request("ping", timeout=3.0)
@@ -362,7 +360,7 @@ def run_tui(
             ended.set()
 
     def connect() -> Client:
-        return Client(server.control_endpoint, server.events_endpoint, server.token)
+        return Client.from_record(server.record())
 
     # The app watches `ended` itself: calling app.exit() from the driving thread through
     # call_from_thread could block forever if the app were closing at that very moment.

@@ -45,8 +45,8 @@ class ActorFailure:
             "kind": self.kind.value,
             "phase": self.phase.value,
             "error": self.error,
-            "exit_code": self.exit_code,
             "traceback": self.traceback,
+            "exit_code": self.exit_code,
         }
 
 

@@ -19,6 +19,7 @@ from typing import Any
 import msgspec
 
 from plexa.core import messages as msgs
+from plexa.core.documents import ActorFacts, RunFacts
 from plexa.core.lifecycle import (
     ACTOR_SIGNALS,
     RUN_SIGNALS,
@@ -560,4 +561,6 @@ class Nexus:
                 for n, a in actors.items()
             }
             return {"run": {**run, "uptime_s": 0.0}, "actors": empty, "links": {}}
-        return self._status.build(run, actors, drained, uptime)
+        facts = {n: msgspec.convert(a, ActorFacts) for n, a in actors.items()}
+        built = self._status.build(msgspec.convert(run, RunFacts), facts, drained, uptime)
+        return msgspec.to_builtins(built)  # type: ignore[no-any-return]

@@ -33,6 +33,7 @@ from typing import Any
 
 import msgspec
 import zmq
+from zmq.auth.thread import ThreadAuthenticator
 
 from plexa.core import protocol as proto
 from plexa.core.protocol import Command
@@ -50,6 +51,7 @@ MAX_QUEUED = 1024
 """Requests held while another is being handled; beyond that a request is refused at once."""
 REFUSAL_LOG_INTERVAL = 10.0
 """A peer's refusals are logged (and published as ``refused`` events) once per interval."""
+ZAP_DOMAIN = "plexa"
 SHOWN_CHARS = 60
 """How much of a refused request's command is repeated in logs and events."""
 
@@ -91,9 +93,10 @@ class _Counts:
 class ControlServer(Attachment):
     """Serves one nexus to clients. ``serve()`` runs until a ``quit`` command (or ``stop()``)."""
 
-    def __init__(self, nexus: Nexus, *, bind: str = "127.0.0.1", token: str | None = None) -> None:
+    def __init__(self, nexus: Nexus, *, bind: str | None = None, token: str | None = None) -> None:
         self.nexus = nexus
         self.bind = bind
+        """``None``: ipc sockets in the run directory; else tcp on this address, with CURVE."""
         self.token = token or secrets.token_urlsafe(24)
         self.ctx: zmq.Context[Any] = zmq.Context()
         self.control = self.ctx.socket(zmq.ROUTER)
@@ -102,8 +105,19 @@ class ControlServer(Attachment):
         self.events = self.ctx.socket(zmq.PUB)
         self.events.setsockopt(zmq.LINGER, 0)
         self.events.setsockopt(zmq.SNDHWM, EVENT_HWM)
-        self.control_endpoint = self._bind(self.control)
-        self.events_endpoint = self._bind(self.events)
+        self.curve: proto.CurveKeys | None = None
+        """The keys of a tcp run (the server's public key, the client key pair it admits)."""
+        self._auth: ThreadAuthenticator | None = None
+        self._bound = False
+        if bind is None:
+            self.control_endpoint = nexus.paths.endpoint("control")
+            self.events_endpoint = nexus.paths.endpoint("events")
+            if nexus.paths.run_dir.is_dir():
+                self._bind_local()  # else when the nexus first asks for record_fields()
+        else:
+            self._secure()
+            self.control_endpoint = self._bind_tcp(self.control)
+            self.events_endpoint = self._bind_tcp(self.events)
         self.quit_requested = False
         self._seq = 0
         self._next_metrics = 0.0
@@ -132,13 +146,20 @@ class ControlServer(Attachment):
         """Publish every event of the run."""
         self.publish(kind, data)
 
-    def record_fields(self) -> dict[str, Any]:
-        """The endpoints, token and protocol version clients need (in the 0600 run record)."""
-        return {
-            "endpoints": {"control": self.control_endpoint, "events": self.events_endpoint},
+    def record(self) -> dict[str, Any]:
+        """What a client needs to connect, as written to the run record (mode 0600)."""
+        record: dict[str, Any] = {
+            "endpoints": {
+                "actors": self.nexus.paths.endpoint("actors"),
+                "control": self.control_endpoint,
+                "events": self.events_endpoint,
+            },
             "token": self.token,
             "protocol": proto.PROTOCOL_VERSION,
         }
+        if self.curve is not None:
+            record["curve"] = msgspec.to_builtins(self.curve)
+        return record
 
     def _command_table(self) -> dict[Command, Handler]:
         nexus = self.nexus
@@ -172,7 +193,40 @@ class ControlServer(Attachment):
             raise AssertionError(f"commands without a handler: {sorted(missing)}")
         return table
 
-    def _bind(self, sock: zmq.Socket[Any]) -> str:
+    def _bind_local(self) -> None:
+        """ipc sockets in the run directory: its mode (0700) keeps every other user out."""
+        if not self._bound:
+            self.control.bind(self.control_endpoint)
+            self.events.bind(self.events_endpoint)
+            self._bound = True
+
+    def record_fields(self) -> dict[str, Any]:
+        """The run record's fields for clients, once the endpoints are bound: the nexus asks
+        when it writes the record, inside the run directory, so the local sockets can be
+        bound there first (if they were not already)."""
+        if self.bind is None and self.nexus.paths.run_dir.is_dir():
+            self._bind_local()
+        return self.record()
+
+    def _secure(self) -> None:
+        """CURVE on both sockets: encrypted, and only the run's client key gets in (ZAP)."""
+        server_public, server_secret = zmq.curve_keypair()
+        client_public, client_secret = zmq.curve_keypair()
+        self.curve = proto.CurveKeys(
+            server_key=server_public.decode(),
+            client_key=client_public.decode(),
+            client_secret=client_secret.decode(),
+        )
+        self._auth = ThreadAuthenticator(self.ctx, log=logging.getLogger("plexa.server.auth"))
+        self._auth.start()
+        self._auth.configure_curve_callback(ZAP_DOMAIN, _AllowList({client_public}))
+        for sock in (self.control, self.events):
+            sock.setsockopt(zmq.CURVE_SERVER, 1)
+            sock.setsockopt(zmq.CURVE_SECRETKEY, server_secret)
+            sock.setsockopt(zmq.ZAP_DOMAIN, ZAP_DOMAIN.encode())
+
+    def _bind_tcp(self, sock: zmq.Socket[Any]) -> str:
+        assert self.bind is not None
         host = f"[{self.bind}]" if ":" in self.bind else self.bind
         if ":" in self.bind:
             sock.setsockopt(zmq.IPV6, 1)
@@ -412,7 +466,19 @@ class ControlServer(Attachment):
         self.nexus.detach(self)
         self.control.close(0)
         self.events.close(0)
+        if self._auth is not None:
+            self._auth.stop()
         self.ctx.term()
+
+
+class _AllowList:
+    """The ZAP credentials check: a client's CURVE public key must be one of ``keys``."""
+
+    def __init__(self, keys: set[bytes]) -> None:
+        self.keys = keys
+
+    def callback(self, domain: str, key: bytes) -> bool:
+        return key in self.keys
 
 
 def _actors(req: proto.Request) -> list[str] | None:

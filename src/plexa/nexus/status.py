@@ -7,11 +7,14 @@ asked, so a status request costs microseconds whatever the pipeline is doing.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import Any
 
+import msgspec
 import numpy as np
 import numpy.typing as npt
 
+from plexa.core.documents import ActorFacts, ActorStatus, LinkStatus, RunFacts, RunStatus, Status
 from plexa.core.spec import PipelineSpec
 from plexa.data.counters import (
     HIST_BASE,
@@ -23,7 +26,7 @@ from plexa.data.counters import (
     percentile,
 )
 
-__all__ = ["StatusBuilder"]
+__all__ = ["StatusBuilder", "empty_status"]
 
 WINDOW_S = 0.5
 """Rates and percentiles are taken over the last window at least this long."""
@@ -58,16 +61,16 @@ class StatusBuilder:
             self._prev = (now, snap)
 
     def build(
-        self, run: dict[str, Any], actors: dict[str, dict[str, Any]], drained: bool, uptime: float
-    ) -> dict[str, Any]:
+        self, run: RunFacts, actors: Mapping[str, ActorFacts], drained: bool, uptime: float
+    ) -> Status:
         """The status object; ``actors`` holds what only the nexus knows (state, pid...)."""
         counters = self.counters
         snap = counters.snapshot()
         now = time.monotonic()
         self._advance(now, snap)
         dt, delta = self._window if self._window is not None else (0.0, None)
-        out_actors: dict[str, Any] = {}
-        for name, info in actors.items():
+        out_actors: dict[str, ActorStatus] = {}
+        for name, facts in actors.items():
             i = counters.actor_index(name)
             row = snap[i]
             calls = int(row[ActorField.HANDLER_CALLS])
@@ -75,23 +78,26 @@ class StatusBuilder:
                 HIST_BASE : HIST_BASE + HIST_BUCKETS
             ]
             ins, outs = self._ins[name], self._outs[name]
-            entry = {
-                **info,
-                "msgs_in": int(snap[ins, LinkField.RECEIVED].sum()),
-                "msgs_out": int(snap[outs, OutputField.SENT].sum()),
-                "rate_in": _rate(delta, dt, ins, LinkField.RECEIVED),
-                "rate_out": _rate(delta, dt, outs, OutputField.SENT),
-                "handler_mean_us": round(int(row[ActorField.HANDLER_NS]) / calls / 1e3, 1)
+            msgs_in = int(snap[ins, LinkField.RECEIVED].sum())
+            msgs_out = int(snap[outs, OutputField.SENT].sum())
+            if drained and uptime > 0:  # after a stop, the run's mean is the rate
+                rate_in, rate_out = round(msgs_in / uptime, 1), round(msgs_out / uptime, 1)
+            else:
+                rate_in = _rate(delta, dt, ins, LinkField.RECEIVED)
+                rate_out = _rate(delta, dt, outs, OutputField.SENT)
+            out_actors[name] = ActorStatus(
+                **_fields(facts),
+                msgs_in=msgs_in,
+                msgs_out=msgs_out,
+                rate_in=rate_in,
+                rate_out=rate_out,
+                handler_mean_us=round(int(row[ActorField.HANDLER_NS]) / calls / 1e3, 1)
                 if calls
                 else None,
-                "handler_p50_us": percentile(hist, 0.5),
-                "handler_p99_us": percentile(hist, 0.99),
-            }
-            if drained and uptime > 0:  # after a stop, the run's mean is the rate
-                entry["rate_in"] = round(entry["msgs_in"] / uptime, 1)
-                entry["rate_out"] = round(entry["msgs_out"] / uptime, 1)
-            out_actors[name] = entry
-        links: dict[str, Any] = {}
+                handler_p50_us=percentile(hist, 0.5),
+                handler_p99_us=percentile(hist, 0.99),
+            )
+        links: dict[str, LinkStatus] = {}
         for link in self.spec.links:
             li = counters.link_index(link.name)
             oi = counters.output_index(link.output)
@@ -104,21 +110,41 @@ class StatusBuilder:
             hist = (delta[li] if delta is not None and delta[li][HIST_BASE:].sum() else lrow)[
                 HIST_BASE : HIST_BASE + HIST_BUCKETS
             ]
-            links[link.name] = {
-                "policy": link.policy.value,
-                "capacity": link.capacity,
-                "sent": sent,
-                "received": received,
-                "dropped": dropped,
-                "lost": lost + (in_flight if drained else 0),
-                "in_flight": 0 if drained else in_flight,
-                "depth": max(0, sent - int(lrow[LinkField.CONSUMED])),
-                "rate": _rate(delta, dt, li, LinkField.RECEIVED),
-                "bytes_per_s": _rate(delta, dt, oi, OutputField.BYTES),
-                "latency_p50_us": percentile(hist, 0.5),
-                "latency_p99_us": percentile(hist, 0.99),
-            }
-        return {"run": {**run, "uptime_s": round(uptime, 3)}, "actors": out_actors, "links": links}
+            links[link.name] = LinkStatus(
+                policy=link.policy.value,
+                capacity=link.capacity,
+                sent=sent,
+                received=received,
+                dropped=dropped,
+                lost=lost + (in_flight if drained else 0),
+                in_flight=0 if drained else in_flight,
+                depth=max(0, sent - int(lrow[LinkField.CONSUMED])),
+                rate=_rate(delta, dt, li, LinkField.RECEIVED),
+                bytes_per_s=_rate(delta, dt, oi, OutputField.BYTES),
+                latency_p50_us=percentile(hist, 0.5),
+                latency_p99_us=percentile(hist, 0.99),
+            )
+        return Status(
+            run=RunStatus(**_fields(run), uptime_s=round(uptime, 3)),
+            actors=out_actors,
+            links=links,
+        )
+
+
+def empty_status(run: RunFacts, actors: Mapping[str, ActorFacts]) -> Status:
+    """The status before the run has counters (before ``start``): nothing counted yet."""
+    return Status(
+        run=RunStatus(**_fields(run), uptime_s=0.0),
+        actors={
+            name: ActorStatus(**_fields(facts), msgs_in=0, msgs_out=0, rate_in=0.0, rate_out=0.0)
+            for name, facts in actors.items()
+        },
+        links={},
+    )
+
+
+def _fields(record: msgspec.Struct) -> dict[str, Any]:
+    return {f: getattr(record, f) for f in record.__struct_fields__}
 
 
 def _rate(delta: npt.NDArray[np.int64] | None, dt: float, rows: int | list[int], col: int) -> float:
