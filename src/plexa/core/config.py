@@ -67,6 +67,8 @@ _NUMBERS: dict[str, tuple[type | types.UnionType, Callable[[Any], bool]]] = {
     "an integer >= 0": (int, lambda x: x >= 0),
     "an integer >= 1": (int, lambda x: x >= 1),
 }
+
+
 def load(path: str | os.PathLike[str]) -> PipelineSpec:
     """Read and validate the pipeline file at ``path``.
 
@@ -641,5 +643,3 @@ def _parse_size(value: object) -> int | None:
     power = "kmgt".index(prefix.lower()) + 1 if prefix else 0
     base = 1000 if byte and not binary else 1024
     return int(float(number) * base**power)
-
-

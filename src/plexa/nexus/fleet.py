@@ -32,7 +32,7 @@ from plexa.core.paths import RunPaths
 from plexa.core.spec import PipelineSpec
 from plexa.data import holds
 from plexa.data.counters import Counters
-from plexa.launch.base import ActorProcess, Launcher, LaunchRequest
+from plexa.launch.base import ActorProcess, Launcher, LaunchRequest, Rung, stop_ladder
 from plexa.launch.local import sweep
 from plexa.nexus.failures import ActorFailure, exit_failure, write_json
 from plexa.nexus.logs import LogMerger
@@ -153,6 +153,46 @@ class Fleet:
         close = getattr(proc, "close", None)
         if close is not None:
             close()
+
+    def end_all(self, grace: float, wait: Callable[[float], None]) -> dict[str, Rung]:
+        """The run is ending: no more restarts; every process walks the stop ladder (asked to
+        quit, then SIGTERM, then SIGKILL); what a killed actor started is ended too."""
+        self.closed = True
+        for entry in self.entries.values():
+            entry.pending_restart = False
+            self.supervisor.cancel(entry.name)
+        live = {e.proc: e for e in self.entries.values() if e.proc is not None}
+        for entry in live.values():
+            entry.quitting = True
+
+        def ask(proc: Any) -> bool:
+            entry = live[proc]
+            return entry.connected and self.send(entry.name, Signal.QUIT) >= 0
+
+        rungs = stop_ladder(list(live), ask=ask, grace=grace, wait=wait).rungs
+        for entry in self.entries.values():
+            self.release(entry, sweep_marked=False)
+        if any(r in (Rung.KILLED, Rung.LOST) for r in rungs.values()):
+            sweep(self.paths.run_id)  # their teardown did not run: end what they started
+        return rungs
+
+    def facts(self, latest: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        """Per actor, what only the nexus knows (state, pid, restarts, progress, failure)."""
+        actors: dict[str, dict[str, Any]] = {}
+        for name, entry in self.entries.items():
+            info: dict[str, Any] = {
+                "state": entry.state.value,
+                "pid": entry.proc.pid if entry.proc is not None else None,
+                "restarts": entry.restarts,
+            }
+            progress = latest.get(name, {}).get("progress")
+            if progress is not None:
+                info["progress"] = {k: progress[k] for k in ("done", "total", "message")}
+            if entry.failure is not None:
+                failure = entry.failure.to_dict()
+                info["failure"] = {k: failure[k] for k in ("kind", "phase", "error", "traceback")}
+            actors[name] = info
+        return actors
 
     # ----- what actors say -------------------------------------------------------------------
     def on_message(self, name: str, msg: msgs.Message) -> None:

@@ -19,7 +19,6 @@ from typing import Any
 import msgspec
 
 from plexa.core import messages as msgs
-from plexa.core.documents import ActorFacts, RunFacts
 from plexa.core.lifecycle import (
     ACTOR_SIGNALS,
     RUN_SIGNALS,
@@ -34,8 +33,8 @@ from plexa.core.paths import RunPaths, log_dir, new_run_id
 from plexa.core.spec import PipelineSpec
 from plexa.data.counters import Counters
 from plexa.errors import ActorFailed, InvalidTransition, RemoteError, Timeout
-from plexa.launch.base import Launcher, Rung, stop_ladder
-from plexa.launch.local import LocalLauncher, sweep
+from plexa.launch.base import Launcher, Rung
+from plexa.launch.local import LocalLauncher
 from plexa.nexus.attach import Attachment
 from plexa.nexus.failures import ActorFailure, QuitReport
 from plexa.nexus.fleet import Entry, Fleet
@@ -43,13 +42,11 @@ from plexa.nexus.logs import LogMerger, LogSink
 from plexa.nexus.loop import Loop
 from plexa.nexus.recorder import with_recorder
 from plexa.nexus.rundir import RunResources, write_record
-from plexa.nexus.status import StatusBuilder
+from plexa.nexus.status import StatusBuilder, status_document
 from plexa.nexus.supervisor import Supervisor
 
 __all__ = ["ActorFailure", "Nexus", "QuitReport"]
 
-IDLE_POLL_S = 0.1
-"""The longest the loop waits for anything (actors heartbeat faster than this)."""
 ALL_OR_NOTHING = frozenset({Signal.SETUP, Signal.RUN})
 """Signals that, sent to the whole run, need every actor to accept them."""
 
@@ -137,6 +134,11 @@ class Nexus:
     def log_path(self) -> Path:
         """The run's merged log file."""
         return self.logs.path
+
+    @property
+    def recent_logs(self) -> Any:
+        """The last lines of the merged log (for late clients), newest last."""
+        return self.logs.recent
 
     @property
     def report_path(self) -> Path:
@@ -477,25 +479,7 @@ class Nexus:
             if any(a.state in live_states for a in self.actors.values()):
                 with contextlib.suppress(Exception):
                     self.stop()
-            for actor in self.actors.values():
-                actor.pending_restart = False
-                self.supervisor.cancel(actor.name)
-            live = {a.proc: a for a in self.actors.values() if a.proc is not None}
-            for actor in live.values():
-                actor.quitting = True
-
-            def ask(proc: Any) -> bool:
-                actor = live[proc]
-                return actor.connected and self._send(actor.name, Signal.QUIT) >= 0
-
-            outcome = stop_ladder(
-                list(live), ask=ask, grace=self.spec.settings.stop_timeout, wait=self._turn
-            )
-            rungs = outcome.rungs
-            for actor in self.actors.values():
-                self.fleet.release(actor, sweep_marked=False)
-            if any(r in (Rung.KILLED, Rung.LOST) for r in rungs.values()):
-                sweep(self.paths.run_id)  # their teardown did not run: end what they started
+            rungs = self.fleet.end_all(self.spec.settings.stop_timeout, wait=self._turn)
         removed = self._cleanup()
         self.run_state = RunState.QUIT
         asked = [n for n, r in rungs.items() if r is Rung.ASKED]
@@ -537,30 +521,7 @@ class Nexus:
             a.state in (ActorState.STOPPED, ActorState.FAILED, ActorState.EXITED)
             for a in self.actors.values()
         )
-        actors: dict[str, dict[str, Any]] = {}
-        for name, actor in self.actors.items():
-            info: dict[str, Any] = {
-                "state": actor.state.value,
-                "pid": actor.proc.pid if actor.proc is not None else None,
-                "restarts": actor.restarts,
-            }
-            progress = self.latest.get(name, {}).get("progress")
-            if progress is not None:
-                info["progress"] = {k: progress[k] for k in ("done", "total", "message")}
-            if actor.failure is not None:
-                failure = actor.failure.to_dict()
-                info["failure"] = {k: failure[k] for k in ("kind", "phase", "error", "traceback")}
-            actors[name] = info
+        actors = self.fleet.facts(self.latest)
         run = {"name": self.name, "id": self.paths.run_id, "state": self.state.value}
         run["busy"] = self.busy
-        if self._status is None and self._final_status is not None:
-            return {**self._final_status, "run": {**self._final_status["run"], **run}}
-        if self._status is None:
-            empty = {
-                n: {**a, "msgs_in": 0, "msgs_out": 0, "rate_in": 0.0, "rate_out": 0.0}
-                for n, a in actors.items()
-            }
-            return {"run": {**run, "uptime_s": 0.0}, "actors": empty, "links": {}}
-        facts = {n: msgspec.convert(a, ActorFacts) for n, a in actors.items()}
-        built = self._status.build(msgspec.convert(run, RunFacts), facts, drained, uptime)
-        return msgspec.to_builtins(built)  # type: ignore[no-any-return]
+        return status_document(self._status, self._final_status, run, actors, drained, uptime)

@@ -26,7 +26,7 @@ from plexa.data.counters import (
     percentile,
 )
 
-__all__ = ["StatusBuilder", "empty_status"]
+__all__ = ["StatusBuilder", "empty_status", "status_document"]
 
 WINDOW_S = 0.5
 """Rates and percentiles are taken over the last window at least this long."""
@@ -151,3 +151,26 @@ def _rate(delta: npt.NDArray[np.int64] | None, dt: float, rows: int | list[int],
     if delta is None or dt <= 0:
         return 0.0
     return round(float(delta[rows, col].sum()) / dt, 1)
+
+
+def status_document(
+    builder: StatusBuilder | None,
+    final: dict[str, Any] | None,
+    run: dict[str, Any],
+    actors: dict[str, dict[str, Any]],
+    drained: bool,
+    uptime: float,
+) -> dict[str, Any]:
+    """The status document (JSON shape): built from the counters while the run has them,
+    the last one built (with the current run facts) after, an empty one before start."""
+    if builder is None and final is not None:
+        return {**final, "run": {**final["run"], **run}}
+    if builder is None:
+        empty = {
+            n: {**a, "msgs_in": 0, "msgs_out": 0, "rate_in": 0.0, "rate_out": 0.0}
+            for n, a in actors.items()
+        }
+        return {"run": {**run, "uptime_s": 0.0}, "actors": empty, "links": {}}
+    facts = {n: msgspec.convert(a, ActorFacts) for n, a in actors.items()}
+    built = builder.build(msgspec.convert(run, RunFacts), facts, drained, uptime)
+    return msgspec.to_builtins(built)  # type: ignore[no-any-return]
