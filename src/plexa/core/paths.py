@@ -10,6 +10,10 @@ import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from plexa.core.spec import Settings
 
 __all__ = ["SHM_ROOT", "RunPaths", "new_run_id", "runtime_root"]
 
@@ -111,3 +115,13 @@ def data_dir(pipeline: str) -> Path:
     ``$PLEXA_DATA_DIR/NAME``, else ``state_dir()/data/NAME``."""
     env = os.environ.get("PLEXA_DATA_DIR")
     return (Path(env) if env else state_dir() / "data") / pipeline
+
+
+def store_dir(settings: Settings, pipeline: str, paths: RunPaths) -> Path:
+    """Where a run's object store lives: ``settings.store_path``; with ``use_hdd``, the
+    pipeline's data directory; else the run's shared memory (removed with the run)."""
+    if settings.store_path:
+        return Path(settings.store_path)
+    if settings.use_hdd:
+        return data_dir(pipeline) / "store"
+    return paths.store_dir

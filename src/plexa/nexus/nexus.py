@@ -29,7 +29,7 @@ import zmq
 from plexa.core import messages as msgs
 from plexa.core.documents import ActorFacts, RunFacts
 from plexa.core.lifecycle import ActorState, FailureKind, Phase, Signal
-from plexa.core.paths import RunPaths, log_dir, new_run_id
+from plexa.core.paths import RunPaths, log_dir, new_run_id, store_dir
 from plexa.core.spec import PipelineSpec
 from plexa.data.counters import Counters, LinkField, OutputField
 from plexa.errors import ActorFailed, InvalidTransition, RemoteError, Timeout
@@ -227,7 +227,8 @@ class Nexus:
         (paths.shm_dir / "owner.json").write_text(json.dumps(owner))  # before anything else
         self.counters = Counters(self.spec, paths.counters_file, create=True)
         self._status = StatusBuilder(self.spec, self.counters)
-        self._store = Store(paths.store_dir, self.spec.settings.store_size, create=True)
+        where = store_dir(self.spec.settings, self.spec.name, paths)
+        self._store = Store(where, self.spec.settings.store_size, create=True)
         self._domain = Domain(paths, "nexus")
         self._ctx = zmq.Context()
         self._router = self._ctx.socket(zmq.ROUTER)

@@ -29,7 +29,7 @@ import zmq
 from plexa.core import messages as msgs
 from plexa.core.actor import Actor, AsyncActor, Ports
 from plexa.core.lifecycle import ActorState, FailureKind, Phase, Signal
-from plexa.core.paths import RunPaths
+from plexa.core.paths import RunPaths, store_dir
 from plexa.core.spec import PipelineSpec
 from plexa.data.counters import ActorField, Counters, bucket
 from plexa.data.links import EMPTY, SAMPLE_MASK, Domain, InputPort, OutputPort, Wake, make_sub
@@ -265,7 +265,8 @@ class ActorProcess:
         self.actor = actor
         actor.name = self.name
         actor.log = logging.getLogger(f"plexa.actor.{self.name}")
-        self.store = Store(self.paths.store_dir, self.spec.settings.store_size)
+        where = store_dir(self.spec.settings, self.spec.name, self.paths)
+        self.store = Store(where, self.spec.settings.store_size)
         actor.store = self.store
         self.domain = Domain(self.paths, self.name)
         self.wake = Wake(self.domain, self.spec, self.name)
