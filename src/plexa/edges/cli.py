@@ -284,6 +284,9 @@ def ctl(
     except PlexaError as exc:
         err.print(f"error: {exc}", markup=False)
         raise typer.Exit(1) from None
+    if command == "record":  # plexa ctl NAME record start|stop [LINKS]: the recorder's command
+        record_args = [actor or "", None, list(args or [])]
+        command, actor, args = "invoke", "recorder", ["record", json.dumps(record_args)]
     with client:
         extra = _ctl_args(command, list(args or []))
         try:
