@@ -226,3 +226,29 @@ def test_plexa_ctl_record_stops_and_starts_the_recording_of_a_running_pipeline(
         assert rec.complete and set(rec.topics) == {"camera.frames", "traces.traces"}
     with plexa.recording.open(tmp_path / "a-1.mcap") as rec:
         assert rec.complete and {m.channel for m in rec} == {"camera.frames"}
+
+
+@pytest.mark.slow
+def test_kill_9_of_the_nexus_leaves_a_recording_readable_up_to_its_last_chunk(
+    tmp_path: Path,
+) -> None:
+    import psutil
+
+    run = subprocess.Popen(
+        [sys.executable, "-m", "plexa", "run", str(EXAMPLE), "--record", "k.mcap"],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    path = tmp_path / "k.mcap"
+    try:
+        wait_for(lambda: path.exists() and path.stat().st_size > 20 * 2**20, 60.0, "frames")
+        children = psutil.Process(run.pid).children(recursive=True)
+    finally:
+        run.kill()
+        run.wait()
+    wait_for(lambda: not any(c.is_running() and c.status() != "zombie" for c in children), 30.0)
+    assert _plexa("cleanup", cwd=tmp_path).returncode == 0
+    with plexa.recording.open(path) as rec:  # finished on SIGTERM, or up to its last chunk
+        frames = [m.sequence for m in rec.messages(["camera.frames"])]
+    assert len(frames) >= 40 and frames == list(range(len(frames)))
