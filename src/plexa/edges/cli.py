@@ -19,7 +19,7 @@ from rich.table import Table
 
 from plexa.core import messages as msgs
 from plexa.core.config import format_issues, load
-from plexa.errors import ConfigError, InvalidTransition, PlexaError
+from plexa.errors import ConfigError, InvalidTransition, NameInUse, PlexaError, UnsafePath
 
 app = typer.Typer(
     add_completion=False,
@@ -80,12 +80,15 @@ def _progress_bar(progress: dict[str, Any] | None, width: int = 20) -> str:
     return f"[{'#' * filled}{'.' * (width - filled)}] {frac:4.0%} {note}".rstrip()
 
 
-def _check_name_free(name: str) -> None:
-    from plexa.nexus.cleanup import list_runs
+def _claim_name(name: str) -> Any:
+    """Claim run name ``name`` for this process (exit 2 if a live run holds it)."""
+    from plexa.nexus.names import claim_name
 
-    if any(r.alive and r.name == name for r in list_runs()):
-        err.print(f"error: a pipeline named {name!r} is already running; choose another --name")
-        raise typer.Exit(2)
+    try:
+        return claim_name(name)
+    except (NameInUse, UnsafePath) as exc:
+        _say(f"error: {exc}")
+        raise typer.Exit(2) from None
 
 
 def _serve(
@@ -118,7 +121,6 @@ def _serve(
             _say(f"error: {exc}")
             raise typer.Exit(2) from None
     run_name = name or spec.name
-    _check_name_free(run_name)
 
     def show_log(actor: str, rec: msgs.LogRecord) -> None:
         if rec.level >= (20 if console else 30):
@@ -130,8 +132,13 @@ def _serve(
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_term)
-    nexus = Nexus(spec, on_log=None if tui else show_log, resume=resume)
-    server = ControlServer(nexus, bind=bind)
+    claim = _claim_name(run_name)  # held until the run has quit
+    try:
+        nexus = Nexus(spec, on_log=None if tui else show_log, resume=resume)
+        server = ControlServer(nexus, bind=bind)
+    except BaseException:
+        claim.release()
+        raise
     nexus.name = run_name
     summary: dict[str, Any] = {}
     interrupted = False
@@ -185,7 +192,10 @@ def _serve(
             summary = nexus.status()
         finally:
             server.close()
-            report = nexus.quit()
+            try:
+                report = nexus.quit()
+            finally:
+                claim.release()
     summary["run"]["state"] = "failed" if report.failures else "stopped"
     for failure in report.failures:
         _say(str(failure))
@@ -448,3 +458,6 @@ def main() -> None:
         app()
     except KeyboardInterrupt:
         sys.exit(130)
+    except UnsafePath as exc:  # a runtime directory another user could control
+        _say(f"error: {exc}")
+        sys.exit(2)

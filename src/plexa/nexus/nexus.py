@@ -29,7 +29,7 @@ import zmq
 from plexa.core import messages as msgs
 from plexa.core.documents import ActorFacts, RunFacts
 from plexa.core.lifecycle import ActorState, FailureKind, Phase, Signal
-from plexa.core.paths import RunPaths, log_dir, new_run_id, store_dir
+from plexa.core.paths import RunPaths, actor_env, log_dir, new_run_id, store_dir
 from plexa.core.spec import PipelineSpec
 from plexa.data.counters import Counters, LinkField, OutputField
 from plexa.errors import ActorFailed, InvalidTransition, RemoteError, Timeout
@@ -217,7 +217,6 @@ class Nexus:
             hook()
         self._write_record()
         paths.spec_file.write_bytes(msgspec.json.encode(self.spec))
-        (paths.run_dir / "sys_path.json").write_text(json.dumps([p for p in sys.path if p]))
         paths.shm_dir.mkdir(mode=0o700)
         owner = {
             "pid": os.getpid(),
@@ -259,6 +258,7 @@ class Nexus:
                 str(os.getpid()),
             ],
             start_new_session=True,
+            env=actor_env(self.paths),  # the import path travels here, never in a file
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
-import json
 import logging
 import os
 import queue
@@ -29,7 +28,7 @@ import zmq
 from plexa.core import messages as msgs
 from plexa.core.actor import Actor, AsyncActor, Ports
 from plexa.core.lifecycle import ActorState, FailureKind, Phase, Signal
-from plexa.core.paths import RunPaths, store_dir
+from plexa.core.paths import RunPaths, import_path_from_env, store_dir
 from plexa.core.spec import PipelineSpec
 from plexa.data.counters import ActorField, Counters, bucket
 from plexa.data.links import EMPTY, SAMPLE_MASK, Domain, InputPort, OutputPort, Wake, make_sub
@@ -604,9 +603,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _on_sigterm)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the nexus's to handle
     paths = RunPaths(Path(run_dir).name, Path(run_dir).parent)
-    with contextlib.suppress(OSError, ValueError):
-        extra = json.loads((paths.run_dir / "sys_path.json").read_text())
-        sys.path[:0] = [p for p in extra if p not in sys.path]
+    sys.path[:0] = [p for p in import_path_from_env() if p not in sys.path]
     spec = msgspec.json.decode(paths.spec_file.read_bytes(), type=PipelineSpec)
     proc = ActorProcess(paths, spec, name, nexus_pid)
     thread = threading.Thread(target=proc.control_thread, name="plexa-control", daemon=True)
