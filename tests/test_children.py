@@ -3,7 +3,6 @@ a new session, after a normal quit and after ``kill -9`` of the nexus."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -33,11 +32,11 @@ def _alive(pid: int) -> bool:
 def test_every_process_an_actor_started_is_gone_after_quit() -> None:
     with started(loads(PIPE, "children")) as nexus:
         children = nexus.store.get("children")
-        run_id = nexus.paths.run_id
+        run_dir = str(nexus.paths.run_dir)
         assert all(_alive(pid) for pid in children)
-        assert set(children) <= set(marked_processes(run_id))
+        assert set(children) <= set(marked_processes(run_dir))
     wait_for(lambda: not any(_alive(p) for p in children), 5, "the actor's children to go")
-    assert not list(marked_processes(run_id))
+    assert not list(marked_processes(run_dir))
 
 
 def test_kill_9_of_the_nexus_then_cleanup_leaves_no_child_behind(tmp_path: Path) -> None:
@@ -56,12 +55,12 @@ def test_kill_9_of_the_nexus_then_cleanup_leaves_no_child_behind(tmp_path: Path)
 
     def running() -> bool:
         for record in root.glob("*/run.json"):
-            found[:] = [json.loads(record.read_text())["run_id"]]
+            found[:] = [str(record.parent)]
         return bool(found) and len(list(marked_processes(found[0]))) >= 4
 
     wait_for(running, 30, "the actor and its three children")
-    run_id = found[0]
-    marked = list(marked_processes(run_id))
+    run_dir = found[0]
+    marked = list(marked_processes(run_dir))
     os.kill(nexus.pid, signal.SIGKILL)
     nexus.wait()
     wait_for(lambda: not any(_alive(p) for p in marked), 10, "everything the run started to go")
@@ -69,5 +68,5 @@ def test_kill_9_of_the_nexus_then_cleanup_leaves_no_child_behind(tmp_path: Path)
         [sys.executable, "-m", "plexa", "cleanup"], capture_output=True, text=True, env=env
     )
     assert result.returncode == 0, result.stderr
-    assert not list(marked_processes(run_id))
+    assert not list(marked_processes(run_dir))
     wait_for(lambda: plexa_shm() <= before, 5, "the run's shared memory to be removed")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -12,7 +15,7 @@ import pytest
 
 import plexa
 import plexa.recording
-from conftest import started
+from conftest import started, wait_for
 from plexa.data.recording import RecordingWriter
 from plexa.replay import replay_spec
 
@@ -191,3 +194,61 @@ def test_export_refuses_a_channel_of_unequal_arrays(tmp_path: Path) -> None:
         w.write("cam.x", np.zeros((3, 2)), sequence=1, publish_ns=1)
     done = _plexa("export", str(path), "--channel", "cam.x", "--to", "s.npy", cwd=tmp_path)
     assert done.returncode == 2 and "not one stack" in done.stderr
+
+
+@pytest.mark.slow
+def test_plexa_ctl_record_stops_and_starts_the_recording_of_a_running_pipeline(
+    tmp_path: Path,
+) -> None:
+    name = f"rec-{os.getpid()}"
+    run = subprocess.Popen(
+        [sys.executable, "-m", "plexa", "run", str(EXAMPLE), "--name", name, "--record", "a.mcap"],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_for(lambda: _plexa("ctl", name, "status", cwd=tmp_path).returncode == 0, 30.0)
+        stopped = _plexa("ctl", name, "record", "stop", "--json", cwd=tmp_path)
+        assert stopped.returncode == 0, stopped.stderr
+        assert json.loads(stopped.stdout)["value"]["path"] == str(tmp_path / "a.mcap")
+        refused = _plexa("ctl", name, "record", "start", "camera.frame", cwd=tmp_path)
+        assert refused.returncode == 1 and "not recordable: camera.frame" in refused.stderr
+        started_ = _plexa("ctl", name, "record", "start", "camera.frames", "--json", cwd=tmp_path)
+        assert started_.returncode == 0, started_.stderr
+        assert json.loads(started_.stdout)["value"]["path"] == str(tmp_path / "a-1.mcap")
+    finally:
+        run.send_signal(signal.SIGINT)
+        _, err = run.communicate(timeout=60)
+    assert run.returncode == 0, err
+    with plexa.recording.open(tmp_path / "a.mcap") as rec:
+        assert rec.complete and set(rec.topics) == {"camera.frames", "traces.traces"}
+    with plexa.recording.open(tmp_path / "a-1.mcap") as rec:
+        assert rec.complete and {m.channel for m in rec} == {"camera.frames"}
+
+
+@pytest.mark.slow
+def test_kill_9_of_the_nexus_leaves_a_recording_readable_up_to_its_last_chunk(
+    tmp_path: Path,
+) -> None:
+    import psutil
+
+    run = subprocess.Popen(
+        [sys.executable, "-m", "plexa", "run", str(EXAMPLE), "--record", "k.mcap"],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    path = tmp_path / "k.mcap"
+    try:
+        wait_for(lambda: path.exists() and path.stat().st_size > 20 * 2**20, 60.0, "frames")
+        children = psutil.Process(run.pid).children(recursive=True)
+    finally:
+        run.kill()
+        run.wait()
+    wait_for(lambda: not any(c.is_running() and c.status() != "zombie" for c in children), 30.0)
+    assert _plexa("cleanup", cwd=tmp_path).returncode == 0
+    with plexa.recording.open(path) as rec:  # finished on SIGTERM, or up to its last chunk
+        frames = [m.sequence for m in rec.messages(["camera.frames"])]
+    assert len(frames) >= 40 and frames == list(range(len(frames)))

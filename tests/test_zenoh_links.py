@@ -4,8 +4,6 @@ network namespaces where ``ip netns`` works (root; skipped with the reason other
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -21,6 +19,7 @@ import pytest
 zenoh = pytest.importorskip("zenoh", reason="eclipse-zenoh is not installed (extra 'hosts')")
 
 from conftest import wait_for  # noqa: E402
+from netns import Hosts, netns_reason  # noqa: E402
 from plexa.core.spec import LinkSpec, Policy  # noqa: E402
 from plexa.data.zenoh_links import (  # noqa: E402
     TlsFiles,
@@ -322,51 +321,9 @@ def test_mutual_tls_admits_a_host_signed_by_the_run_ca_and_refuses_any_other(
 # -- two hosts: network namespaces joined by a veth pair ------------------------------------
 
 
-def _netns_reason() -> str | None:
-    if shutil.which("ip") is None:
-        return "the ip command (iproute2) is not installed"
-    if os.geteuid() != 0:
-        return "network namespaces need root"
-    probe = f"plxprobe{os.getpid() % 100000}"
-    made = subprocess.run(["ip", "netns", "add", probe], capture_output=True, text=True)
-    if made.returncode != 0:
-        return f"ip netns add failed: {made.stderr.strip()}"
-    subprocess.run(["ip", "netns", "del", probe], capture_output=True)
-    return None
-
-
-class Hosts:
-    """Namespaces A (198.18.0.1) and B (198.18.0.2) joined by veth ``va``/``vb``."""
-
-    def __init__(self) -> None:
-        tag = f"{os.getpid() % 100000}"
-        self.a, self.b = f"plxA{tag}", f"plxB{tag}"
-        self.va, self.vb = f"plxva{tag}", f"plxvb{tag}"
-        self._run("ip", "netns", "add", self.a)
-        self._run("ip", "netns", "add", self.b)
-        self._run("ip", "link", "add", self.va, "type", "veth", "peer", "name", self.vb)
-        for dev, ns, ip in ((self.va, self.a, "198.18.0.1"), (self.vb, self.b, "198.18.0.2")):
-            self._run("ip", "link", "set", dev, "netns", ns)
-            self._run("ip", "-n", ns, "addr", "add", f"{ip}/30", "dev", dev)
-            self._run("ip", "-n", ns, "link", "set", dev, "up")
-            self._run("ip", "-n", ns, "link", "set", "lo", "up")
-
-    @staticmethod
-    def _run(*argv: str) -> None:
-        subprocess.run(argv, check=True, capture_output=True)
-
-    def link(self, up: bool) -> None:
-        """Cut (or restore) the cable between the two hosts."""
-        self._run("ip", "-n", self.b, "link", "set", self.vb, "up" if up else "down")
-
-    def close(self) -> None:
-        for ns in (self.a, self.b):
-            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
-
-
 @pytest.fixture(scope="module")
 def hosts() -> Iterator[Hosts]:
-    reason = _netns_reason()
+    reason = netns_reason()
     if reason:
         pytest.skip(reason)
     h = Hosts()

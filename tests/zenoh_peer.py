@@ -3,6 +3,7 @@ benchmarks/hosts.py.
 
     python zenoh_peer.py produce SETTINGS LINK COUNT SIZE RATE_HZ
     python zenoh_peer.py consume SETTINGS LINK COUNT DELAY_S TIMEOUT_S
+    python zenoh_peer.py member SETTINGS NAME
 
 SETTINGS and LINK are JSON (ZenohSettings, LinkSpec). The producer loans COUNT frames of
 SIZE bytes (RATE_HZ 0: as fast as it can), closes (a last sync), prints ``{"sent": N}``.
@@ -29,6 +30,7 @@ from plexa.data.zenoh_links import (
     open_session,
     wait_connected,
 )
+from plexa.data.zenoh_presence import Presence
 
 RUN = "test"
 
@@ -100,8 +102,24 @@ def consume(
         session.close()
 
 
+def member(settings: ZenohSettings, name: str) -> None:
+    """Be present as ``name`` until killed."""
+    session = open_session(settings)
+    try:
+        presence = Presence(session, RUN, name)
+        presence.wait(name, timeout=20)
+        print(json.dumps({"ready": True}), flush=True)
+        while True:
+            time.sleep(1)
+    finally:
+        session.close()
+
+
 def main() -> None:
     role = sys.argv[1]
+    if role == "member":
+        member(msgspec.json.decode(sys.argv[2], type=ZenohSettings), sys.argv[3])
+        return
     settings = msgspec.json.decode(sys.argv[2], type=ZenohSettings)
     link = msgspec.json.decode(sys.argv[3], type=LinkSpec)
     if role == "produce":

@@ -54,7 +54,7 @@ ACTOR_KEYS = (
 )
 IMPROV_KEYS = ("package", *ACTOR_KEYS)
 LINK_KEYS = ("to", "policy", "capacity")
-SETTING_KEYS: tuple[str, ...] = Settings.__struct_fields__
+SETTING_KEYS: tuple[str, ...] = (*Settings.__struct_fields__, "store")
 _MAP, _SEQ = "tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"
 _SIZE = re.compile(r"(\d+(?:\.\d*)?)\s*([kmgt]?)(i?)(b?)", re.IGNORECASE)
 _SIZE_HINT = "give bytes, or a size such as '256MB', '1GiB' or '512k'"
@@ -291,13 +291,15 @@ class _Checker:
                 if size is None or size <= 0:
                     self.add(path, f"must be a positive size, not {value!r}", _SIZE_HINT)
                 values[key] = size
+            elif key in ("store", "store_path"):
+                self.store_setting(path, value, values)
             elif key in ("control", "output"):
                 if value is not None and not isinstance(value, str):
                     self.add(path, f"must be a zmq endpoint string or null, not {value!r}")
                 values[key] = value
             elif key == "on_failure":
                 values[key] = self.choice(path, value, OnFailure)
-            elif key in ("metrics", "use_watcher"):
+            elif key in ("metrics", "use_watcher", "use_hdd"):
                 if not isinstance(value, bool):
                     self.add(path, f"must be true or false, not {value!r}")
                 values[key] = value if isinstance(value, bool) else None
@@ -361,6 +363,24 @@ class _Checker:
             else:
                 values[key] = value
         return RecordSpec(**{k: v for k, v in values.items() if v is not None})
+
+    def store_setting(self, path: str, value: object, values: dict[str, Any]) -> None:
+        """``store: {path: DIR, size: 1GB}`` (or ``store_path: DIR``): the store on disk."""
+        raw = {"path": value} if path.endswith("store_path") else value
+        if not isinstance(raw, dict) or not isinstance(raw.get("path"), str) or not raw["path"]:
+            self.add(path, f"must be {{path: DIR, size: SIZE}}, not {value!r}")
+            return
+        for key in raw:
+            if key not in ("path", "size"):
+                self.unknown(f"{path}.{key}", key, ("path", "size"))
+        values["store_path"] = str(Path(raw["path"]).expanduser().absolute())
+        if "size" in raw:
+            size = _parse_size(raw["size"])
+            if size is None or size <= 0:
+                self.add(
+                    f"{path}.size", f"must be a positive size, not {raw['size']!r}", _SIZE_HINT
+                )
+            values["store_size"] = size
 
     def actors(self, raw: object) -> dict[str, ActorSpec]:
         if not isinstance(raw, dict) or not raw:

@@ -72,6 +72,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """What the pipeline does when an actor fails and will not be restarted."""
     metrics: bool = True
     """Measure link latency and handler time per message (cheap; off only to measure its cost)."""
+    store_path: str = ""
+    """A directory on disk for the object store, kept across runs and reopened by the next
+    (``settings.store: {path: DIR, size: 1GB}``); empty: in the run's shared memory."""
+    use_hdd: bool = False
+    """improv's spelling: the store on disk, in the pipeline's data directory."""
     use_watcher: bool = False
     """improv's spelling of ``record: all``: record every output (see ``docs/recording.md``)."""
 

@@ -44,7 +44,8 @@ from typing import Any, NamedTuple
 import msgspec
 import numpy as np
 
-from plexa.data.mcap import ChannelRecord, Compression, McapFile, McapWriter
+from plexa.data.mcap import Compression, McapWriter
+from plexa.data.mcap_reader import ChannelRecord, McapFile
 from plexa.errors import RecordingError
 
 __all__ = [

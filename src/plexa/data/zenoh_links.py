@@ -2,9 +2,10 @@
 local links (:mod:`plexa.data.links`), between processes on different machines.
 
 One Zenoh key per link, ``plexa/RUN/link/SRC/PORT/DST/PORT``, carries the messages, and
-``.../ack`` carries the consumer's position back. Every message has a small header in its
-Zenoh attachment: sequence number, send time (wall clock, nanoseconds), array layout key and
-payload kind, so the payload itself is never concatenated with it.
+``.../ack`` carries the consumer's position back. Every message starts with a 25-byte header:
+sequence number, send time (wall clock, nanoseconds, one message in 8), array layout key and
+payload kind. Arrays are written behind it in a reusable buffer, so nothing is concatenated
+(a Zenoh attachment would cost as much again as the put).
 
 * ``block``: credits. The producer keeps at most ``capacity`` messages unacknowledged and
   waits for acknowledgements otherwise (a safe point). Zenoh's own blocking is not relied on:
@@ -31,12 +32,13 @@ from __future__ import annotations
 
 import collections
 import ctypes
+import math
 import pickle
 import struct
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 import numpy as np
@@ -46,7 +48,7 @@ import zenoh
 from plexa.core.spec import LinkSpec, Policy
 from plexa.data import payload as _payload
 from plexa.data.counters import HIST_BASE, HIST_BUCKETS, LinkField, OutputField, Row, bucket
-from plexa.data.links import EMPTY, LinkStatistics
+from plexa.data.links import EMPTY, SAMPLE_MASK, LinkStatistics
 from plexa.data.zenoh_session import (
     TlsFiles,
     ZenohSettings,
@@ -154,7 +156,7 @@ class ZenohOutputPort:
             session.declare_subscriber(out.key + "/ack", self._on_ack(out))
             for out in self._blocking
         ]
-        self._buffers: dict[tuple[Any, Any], tuple[bytearray, int, int]] = {}
+        self._frames: dict[tuple[Any, Any], _Frame] = {}
 
     def _matching(self, out: _Out) -> Callable[[Any], None]:
         def on_matching(status: Any) -> None:
@@ -183,8 +185,11 @@ class ZenohOutputPort:
 
     def _room(self) -> bool:
         """True if every ``block`` link has a consumer subscribed and room for one more."""
-        sent = self.sent
-        return all(out.matched and sent - 1 - out.acked < out.capacity for out in self._blocking)
+        last = self.sent - 1
+        for out in self._blocking:
+            if not out.matched or last - out.acked >= out.capacity:
+                return False
+        return True
 
     def _wait_room(self, timeout: float | None) -> None:
         if not self._blocking or self._room():
@@ -197,7 +202,7 @@ class ZenohOutputPort:
             for out in self._blocking:  # lost messages never get acknowledged: tell the
                 if out.matched and now - max(start, out.last_sync) > SYNC_AFTER:  # consumer
                     out.last_sync = now  # where we are, so it counts them and answers
-                    out.publisher.put(b"", attachment=HEADER.pack(self.sent, 0, 0, SYNC))
+                    out.publisher.put(HEADER.pack(self.sent, 0, 0, SYNC))
             left = 0.05 if timeout is None else min(0.05, start + timeout - now)
             self._idle_wait(max(left, 0.0))
 
@@ -212,62 +217,73 @@ class ZenohOutputPort:
             raise WouldBlock(f"output {self.actor}.{self.name} is full")
         self._send(*self._encode(obj))
 
-    def _buffer(self, shape: tuple[int, ...], dtype: np.dtype[Any]) -> tuple[bytearray, int, int]:
-        """A reusable buffer (descriptor, then data) for arrays of one shape and dtype."""
-        found = self._buffers.get((shape, dtype))
+    def _frame(self, shape: tuple[int, ...], dtype: Any) -> _Frame:
+        """The reusable buffer (header, descriptor, data) for arrays of one shape and dtype,
+        with a writable view of its data; keyed by ``dtype`` as given (hashing an
+        ``np.dtype`` costs more than the rest of a send)."""
+        found = self._frames.get((shape, dtype))
         if found is None:
-            meta = _payload.array_meta(shape, dtype)
-            nbytes = dtype.itemsize * int(np.prod(shape, dtype=np.int64))
-            buf = bytearray(len(meta) + nbytes)
-            buf[: len(meta)] = meta
-            if len(self._buffers) > 16:
-                self._buffers.clear()
-            found = self._buffers[(shape, dtype)] = (buf, len(meta), _payload.layout_key(meta))
+            dt = np.dtype(dtype)
+            meta = _payload.array_meta(shape, dt)
+            offset = HEADER.size + len(meta)
+            buf = bytearray(offset + dt.itemsize * math.prod(shape))
+            buf[HEADER.size : offset] = meta
+            view: npt.NDArray[Any] = np.ndarray(shape, dt, buf, offset)
+            if len(self._frames) > 16:
+                self._frames.clear()
+            found = self._frames[(shape, dtype)] = _Frame(buf, view, _payload.layout_key(meta))
         return found
 
-    def _encode(self, obj: object) -> tuple[zenoh.ZBytes, int, int, int]:
+    def _encode(self, obj: object) -> tuple[bytearray | bytes, int, int]:
         try:
-            if type(obj) is np.ndarray:
-                enc = _payload.encode(obj)
-                if enc.layout != _payload.PICKLE:
-                    buf, offset, key = self._buffer(obj.shape, obj.dtype)
-                    buf[offset:] = enc.buffers[0]  # the one copy on this side
-                    return zenoh.ZBytes(buf), key, ARRAY, len(buf)
+            if type(obj) is np.ndarray and obj.dtype.kind != "O":
+                frame = self._frame(obj.shape, obj.dtype)
+                np.copyto(frame.view, obj)  # the one copy on this side
+                return frame.buf, frame.key, ARRAY
             if self._pickle:
-                data = pickle.dumps(obj, protocol=5)
-                return zenoh.ZBytes(data), 0, PICKLE, len(data)
-            data = msgspec.msgpack.encode(obj)
-            return zenoh.ZBytes(data), 0, MSGPACK, len(data)
-        except PayloadError:
-            raise
+                return HEADER.pack(0, 0, 0, PICKLE) + pickle.dumps(obj, protocol=5), 0, PICKLE
+            return HEADER.pack(0, 0, 0, MSGPACK) + msgspec.msgpack.encode(obj), 0, MSGPACK
+        except PayloadError as exc:
+            raise PayloadError(f"output {self.actor}.{self.name}: {exc}") from exc
         except Exception as exc:
             how = "pickled" if self._pickle else "sent as msgpack without TLS (plain data only)"
             raise PayloadError(
                 f"output {self.actor}.{self.name}: {type(obj).__name__} cannot be {how}: {exc}"
             ) from exc
 
-    def _send(self, data: zenoh.ZBytes, key: int, kind: int, nbytes: int) -> None:
-        """Number the message, count it as sent, send it on every link (one ZBytes shared)."""
+    def _send(self, buf: bytearray | bytes, key: int, kind: int) -> None:
+        """Number the message, count it as sent, send it on every link (one ZBytes shared).
+
+        The header is written into the payload's first bytes: a Zenoh attachment costs as
+        much again as the put itself (measured)."""
         seq = self.sent
-        header = HEADER.pack(seq, time.time_ns(), key, kind)
+        t_ns = 0 if seq & SAMPLE_MASK else time.time_ns()
+        if type(buf) is bytearray:
+            HEADER.pack_into(buf, 0, seq, t_ns, key, kind)
+        else:  # an encoded object: header placeholder already in front
+            buf = HEADER.pack(seq, t_ns, key, kind) + buf[HEADER.size :]
+        data = zenoh.ZBytes(buf)
         row = self._row
         row[OutputField.SENT] = self.sent = seq + 1
         for out in self._outs:
-            out.publisher.put(data, attachment=header)
-        row[OutputField.BYTES] += nbytes
+            out.publisher.put(data)
+        row[OutputField.BYTES] += len(buf)
 
     def loan(
         self, shape: tuple[int, ...] | list[int] | int, dtype: npt.DTypeLike = np.uint8
     ) -> ZLoan:
-        """Write a frame in place; it is sent when the ``with`` block ends (not if it raises)."""
+        """Write a frame in place; it is sent when the ``with`` block ends (not if it raises).
+
+        The array handed out is reused by the next loan of the same shape and dtype: do not
+        keep it (its bytes were copied when it was sent)."""
         dims = (shape,) if isinstance(shape, int) else tuple(shape)
-        return ZLoan(self, dims, np.dtype(dtype))
+        return ZLoan(self, self._frame(dims, dtype))
 
     def sync(self) -> None:
         """Tell every consumer where this producer is (it then accounts for every message
         sent so far). Called on close; harmless at any time."""
         for out in self._outs:
-            out.publisher.put(b"", attachment=HEADER.pack(self.sent, 0, 0, SYNC))
+            out.publisher.put(HEADER.pack(self.sent, 0, 0, SYNC))
 
     def close(self) -> None:
         """Send a last sync, then undeclare the publishers and ack subscribers."""
@@ -282,24 +298,27 @@ class ZenohOutputPort:
             self._acks, self._outs, self._blocking = [], [], []
 
 
+class _Frame(NamedTuple):
+    buf: bytearray
+    view: npt.NDArray[Any]
+    key: int
+
+
 class ZLoan:
     """A frame being written in place (``with port.loan(shape, dtype) as frame``)."""
 
-    __slots__ = ("_dtype", "_port", "_shape")
+    __slots__ = ("_frame", "_port")
 
-    def __init__(self, port: ZenohOutputPort, shape: tuple[int, ...], dtype: np.dtype[Any]):
-        self._port, self._shape, self._dtype = port, shape, dtype
+    def __init__(self, port: ZenohOutputPort, frame: _Frame) -> None:
+        self._port, self._frame = port, frame
 
     def __enter__(self) -> npt.NDArray[Any]:
-        port = self._port
-        port._wait_room(None)
-        buf, offset, _ = port._buffer(self._shape, self._dtype)
-        return np.ndarray(self._shape, self._dtype, buf, offset)
+        self._port._wait_room(None)
+        return self._frame.view
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
         if exc_type is None:
-            buf, _, key = self._port._buffer(self._shape, self._dtype)
-            self._port._send(zenoh.ZBytes(buf), key, ARRAY, len(buf))
+            self._port._send(self._frame.buf, self._frame.key, ARRAY)
 
 
 class _In:
@@ -369,11 +388,10 @@ class _In:
             return
 
     def _on_sample(self, sample: zenoh.Sample) -> None:
-        attachment = sample.attachment
-        if attachment is None:
+        body = sample.payload.to_bytes()
+        if len(body) < HEADER.size:
             return
-        seq, t_ns, key, kind = HEADER.unpack(attachment.to_bytes())
-        body = sample.payload.to_bytes() if kind != SYNC else b""
+        seq, t_ns, key, kind = HEADER.unpack_from(body)
         self.queue.append((seq, t_ns, key, kind, body))
         self.newest_seen = max(self.newest_seen, seq + (kind != SYNC))
 
@@ -395,7 +413,7 @@ class _In:
             self.expected = seq + 1
             self.row[LinkField.CONSUMED] = seq + 1
             self._ack(force=False)
-            if t_ns and not seq & 7:
+            if t_ns:
                 latency = max(time.time_ns() - t_ns, 0)
                 self.row[LinkField.LATENCY_NS] = latency
                 self.row[bucket(latency)] += 1
@@ -427,13 +445,13 @@ class _In:
     def _decode(self, key: int, kind: int, body: bytes) -> Any:
         if kind == ARRAY:
             shape, dtype, meta_len = _layouts.get(key) or _learn(key, body)
-            return np.frombuffer(body, dtype, offset=meta_len).reshape(shape)
+            return np.frombuffer(body, dtype, offset=HEADER.size + meta_len).reshape(shape)
         if kind == MSGPACK:
-            return msgspec.msgpack.decode(body)
+            return msgspec.msgpack.decode(memoryview(body)[HEADER.size :])
         if kind == PICKLE:
             if not self.pickle:
                 raise PlexaError("a pickle from an unauthenticated peer is never loaded")
-            return pickle.loads(body)
+            return pickle.loads(memoryview(body)[HEADER.size :])
         raise PlexaError(f"unknown payload kind {kind}")
 
     def close(self) -> None:
@@ -449,9 +467,9 @@ _layouts: dict[int, _Layout] = {}
 
 def _learn(key: int, body: bytes) -> _Layout:
     """Parse an array descriptor not seen before: its shape, dtype and length."""
-    size, ndim = struct.unpack_from("<HI", body)
+    size, ndim = struct.unpack_from("<HI", body, HEADER.size)
     meta_len = 6 + size + 8 * ndim
-    meta = body[:meta_len]
+    meta = body[HEADER.size : HEADER.size + meta_len]
     if _payload.layout_key(meta) != key:
         raise PlexaError("corrupt array descriptor")
     if len(_layouts) > 256:

@@ -18,7 +18,7 @@ from rich.table import Table
 
 from plexa.core import messages as msgs
 from plexa.core.config import format_issues, load
-from plexa.errors import ConfigError, PlexaError
+from plexa.errors import ConfigError, NameInUse, PlexaError, UnsafePath
 
 app = typer.Typer(
     add_completion=False,
@@ -79,12 +79,15 @@ def _progress_bar(progress: dict[str, Any] | None, width: int = 20) -> str:
     return f"[{'#' * filled}{'.' * (width - filled)}] {frac:4.0%} {note}".rstrip()
 
 
-def _check_name_free(name: str) -> None:
-    from plexa.nexus.cleanup import list_runs
+def _claim_name(name: str) -> Any:
+    """Claim run name ``name`` for this process (exit 2 if a live run holds it)."""
+    from plexa.nexus.names import claim_name
 
-    if any(r.alive and r.name == name for r in list_runs()):
-        err.print(f"error: a pipeline named {name!r} is already running; choose another --name")
-        raise typer.Exit(2)
+    try:
+        return claim_name(name)
+    except (NameInUse, UnsafePath) as exc:
+        _say(f"error: {exc}")
+        raise typer.Exit(2) from None
 
 
 def _serve(
@@ -118,7 +121,6 @@ def _serve(
             _say(f"error: {exc}")
             raise typer.Exit(2) from None
     run_name = name or spec.name
-    _check_name_free(run_name)
 
     def show_log(actor: str, rec: msgs.LogRecord) -> None:
         if rec.level >= (20 if console else 30):
@@ -130,8 +132,13 @@ def _serve(
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_term)
-    nexus = Nexus(spec, on_log=None if tui else show_log, resume=resume, name=run_name)
-    server = ControlServer(nexus, bind=bind)
+    claim = _claim_name(run_name)  # held until the run has quit
+    try:
+        nexus = Nexus(spec, on_log=None if tui else show_log, resume=resume, name=run_name)
+        server = ControlServer(nexus, bind=bind)
+    except BaseException:
+        claim.release()
+        raise
     live: Live | None = None
 
     def started() -> None:
@@ -172,6 +179,7 @@ def _serve(
         if live is not None:
             live.stop()
         server.close()
+        claim.release()
     report, summary, interrupted = outcome.report, outcome.status, outcome.interrupted
     if outcome.error is not None and not nexus.failed:
         _say(f"error: {outcome.error}")
@@ -272,6 +280,9 @@ def ctl(
     except PlexaError as exc:
         err.print(f"error: {exc}", markup=False)
         raise typer.Exit(1) from None
+    if command == "record":  # plexa ctl NAME record start|stop [LINKS]: the recorder's command
+        record_args = [actor or "", None, list(args or [])]
+        command, actor, args = "invoke", "recorder", ["record", json.dumps(record_args)]
     with client:
         extra = _ctl_args(command, list(args or []))
         try:
@@ -433,3 +444,6 @@ def main() -> None:
         app()
     except KeyboardInterrupt:
         sys.exit(130)
+    except UnsafePath as exc:  # a runtime directory another user could control
+        _say(f"error: {exc}")
+        sys.exit(2)

@@ -2,7 +2,7 @@
 
 Each actor runs in its own session (so its process group can be signalled as a whole), with
 its output on pipes the nexus merges into the run's log, and two environment variables
-(``PLEXA_RUN_ID``, ``PLEXA_ACTOR``) that every process it starts inherits: that mark is how
+(``PLEXA_RUN_DIR``, ``PLEXA_ACTOR``) that every process it starts inherits: that mark is how
 the nexus and ``plexa cleanup`` find an actor's children that left its process group.
 """
 
@@ -15,13 +15,10 @@ import subprocess
 import sys
 from collections.abc import Iterator, Sequence
 
-from plexa.core.paths import ENV_ACTOR, ENV_IMPORT_PATH, ENV_RUN_ID
+from plexa.core.paths import ENV_ACTOR, RUN_DIR_ENV, SYS_PATH_ENV
 from plexa.launch.base import ActorProcess, LaunchRequest
 
 __all__ = [
-    "ENV_ACTOR",
-    "ENV_IMPORT_PATH",
-    "ENV_RUN_ID",
     "LocalLauncher",
     "LocalProcess",
     "marked_processes",
@@ -89,9 +86,9 @@ class LocalLauncher:
         """Start ``python -m plexa.runtime.process RUN_DIR ACTOR NEXUS_PID``; returns at once."""
         env = dict(os.environ)
         env.update(request.env)
-        env[ENV_RUN_ID] = request.run_id
+        env[RUN_DIR_ENV] = request.run_dir  # inherited by all it starts: the run's mark
         env[ENV_ACTOR] = request.actor
-        env[ENV_IMPORT_PATH] = os.pathsep.join(request.import_path)
+        env[SYS_PATH_ENV] = os.pathsep.join(request.import_path)  # never through a file
         popen = subprocess.Popen(
             [
                 sys.executable,
@@ -116,13 +113,14 @@ class LocalLauncher:
         """Nothing to release for local processes."""
 
 
-def marked_processes(run_id: str, actor: str | None = None) -> Iterator[int]:
-    """Pids of this user's processes that carry run ``run_id``'s mark (of one actor, or any).
+def marked_processes(run_dir: str, actor: str | None = None) -> Iterator[int]:
+    """Pids of this user's processes that carry the mark of the run in ``run_dir`` (of one
+    actor, or any): ``PLEXA_RUN_DIR`` (and ``PLEXA_ACTOR``) in their environment.
 
     Read from ``/proc/PID/environ``, which only the owner (or root) can read: another
     user's processes are never matched.
     """
-    want = f"{ENV_RUN_ID}={run_id}".encode()
+    want = f"{RUN_DIR_ENV}={run_dir}".encode()
     who = f"{ENV_ACTOR}={actor}".encode() if actor is not None else None
     me = os.getuid()
     for entry in os.scandir("/proc"):
@@ -139,15 +137,15 @@ def marked_processes(run_id: str, actor: str | None = None) -> Iterator[int]:
             yield int(entry.name)
 
 
-def sweep(run_id: str, actor: str | None = None, *, spare: Sequence[int] = ()) -> list[int]:
-    """SIGKILL every process marked with run ``run_id`` (and ``actor``), except ``spare``.
+def sweep(run_dir: str, actor: str | None = None, *, spare: Sequence[int] = ()) -> list[int]:
+    """SIGKILL every process marked with the run in ``run_dir`` (and ``actor``), but ``spare``.
 
     What an actor started and left behind (even in a new session) goes with it. Returns
     the pids signalled. The caller reaps its own children; others are init's.
     """
     killed = []
     me = os.getpid()
-    for pid in marked_processes(run_id, actor):
+    for pid in marked_processes(run_dir, actor):
         if pid in spare or pid == me:
             continue
         with contextlib.suppress(ProcessLookupError, PermissionError):

@@ -1,4 +1,11 @@
-"""Finding runs and removing what dead ones left behind (``plexa list``, ``plexa cleanup``)."""
+"""Finding runs and removing what dead ones left behind (``plexa list``, ``plexa cleanup``).
+
+Cleanup removes only what it can prove is a dead plexa run of this user: an entry whose
+name follows plexa's naming (``<runid>`` in the runtime root, ``plexa-<runid>`` and
+``plx<runid>_*`` in /dev/shm), that belongs to this user, and whose owner record (the run
+record, or the shared-memory owner record) names a nexus that is not alive. Anything else,
+a directory a user made in the runtime root for instance, is left alone.
+"""
 
 from __future__ import annotations
 
@@ -8,17 +15,25 @@ import os
 import re
 import shutil
 import signal
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import psutil
 
-from plexa.core.paths import IOX_PREFIX, SHM_ROOT, RunPaths, runtime_root
-from plexa.launch.local import sweep
+from plexa.core.paths import (
+    IOX_PREFIX,
+    RUN_DIR_ENV,
+    SHM_ROOT,
+    RunPaths,
+    runtime_root,
+    secure_root,
+)
 
 __all__ = ["CleanupReport", "RunInfo", "cleanup", "list_runs", "remove_run_files"]
 
+_RUN_ID = re.compile(r"^[0-9a-f]{8}$")
 _SHM_DIR = re.compile(r"^plexa-([0-9a-f]{8})$")
 _IOX_FILE = re.compile(rf"^{IOX_PREFIX}([0-9a-f]{{8}})_")
 
@@ -75,21 +90,41 @@ def _alive(record: dict[str, Any]) -> bool:
         return False
 
 
+def _mine(path: Path, kind: int) -> bool:
+    """True if ``path`` is (not a link to) a ``kind`` (stat.S_IFDIR/S_IFREG) of this user."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return False
+    return stat.S_IFMT(st.st_mode) == kind and st.st_uid == os.geteuid()
+
+
 def _read(record_file: Path) -> dict[str, Any] | None:
+    """A record of this user's (a JSON object in a regular file it owns), or None."""
+    if not _mine(record_file, stat.S_IFREG):
+        return None
     try:
         data = json.loads(record_file.read_text())
     except (OSError, ValueError):
         return None
-    return data if isinstance(data, dict) else None
+    if not isinstance(data, dict) or int(data.get("uid", os.geteuid())) != os.geteuid():
+        return None
+    return data
 
 
 def list_runs() -> list[RunInfo]:
-    """Every run with a record in the runtime directory, alive or not."""
+    """Every run of this user with a record in the runtime directory, alive or not.
+
+    Raises :class:`UnsafePath` if the runtime directory exists but another user could
+    control it (its records could then point anywhere)."""
     root = runtime_root()
+    if not os.path.lexists(root):
+        return []
+    secure_root(create=False)
     runs: list[RunInfo] = []
-    if not root.is_dir():
-        return runs
     for run_dir in sorted(root.iterdir()):
+        if not _RUN_ID.match(run_dir.name) or not _mine(run_dir, stat.S_IFDIR):
+            continue
         record = _read(run_dir / "run.json")
         if record is None:
             continue
@@ -107,59 +142,112 @@ def list_runs() -> list[RunInfo]:
     return runs
 
 
-def _orphaned_actors() -> dict[str, list[psutil.Process]]:
-    """Actor processes whose nexus is gone, by run id (argv: RUN_DIR ACTOR NEXUS_PID)."""
-    found: dict[str, list[psutil.Process]] = {}
-    for proc in psutil.process_iter(["cmdline", "ppid"]):
-        cmd = proc.info.get("cmdline") or []
-        if len(cmd) >= 6 and cmd[1:3] == ["-m", "plexa.runtime.process"]:
-            with contextlib.suppress(ValueError):
-                if proc.info.get("ppid") != int(cmd[5]):
-                    found.setdefault(Path(cmd[3]).name, []).append(proc)
-    return found
-
-
 def owner_alive(run_id: str) -> bool:
     """True while the nexus that created run ``run_id``'s shared memory is alive."""
     record = _read(SHM_ROOT / f"plexa-{run_id}" / "owner.json")
     return record is not None and _alive(record)
 
 
-def cleanup() -> CleanupReport:
-    """Remove processes, shared memory and socket files of runs whose nexus is dead.
+def _run_alive(run_dir: Path) -> bool:
+    """True unless run directory ``run_dir`` (anywhere) is known dead: a live run always
+    has a run record or a shared-memory owner record naming its live nexus."""
+    record = _read(run_dir / "run.json")
+    return (record is not None and _alive(record)) or owner_alive(run_dir.name)
 
-    Liveness comes from each run's own records (its run record, and the owner record in its
-    shared-memory directory), so runs of other users or other runtime directories are left
-    alone while their nexus lives.
-    """
-    report = CleanupReport()
-    for run_id, procs in _orphaned_actors().items():
-        for proc in procs:
-            with contextlib.suppress(psutil.Error, ProcessLookupError, PermissionError):
-                name = proc.cmdline()[4]
+
+def _run_processes(dead: set[str]) -> dict[psutil.Process, str]:
+    """This user's processes that belong to a dead run: actor processes (argv ``-m
+    plexa.runtime.process RUN_DIR ACTOR NEXUS_PID``) whose nexus is gone, and every process
+    that inherited an actor's ``PLEXA_RUN_DIR``. Maps each to what it is."""
+    me = os.getpid()
+    skip = {me, *(p.pid for p in psutil.Process(me).parents())}
+    found: dict[psutil.Process, str] = {}
+    verdicts: dict[str, bool] = {}
+
+    def dead_run(run_dir: str) -> bool:
+        if run_dir not in verdicts:
+            path = Path(run_dir)
+            verdicts[run_dir] = path.name in dead or (
+                bool(_RUN_ID.match(path.name)) and not _run_alive(path)
+            )
+        return verdicts[run_dir]
+
+    for proc in psutil.process_iter(["cmdline", "ppid", "uids"]):
+        if proc.pid in skip or proc.info["uids"] is None or proc.info["uids"].real != os.getuid():
+            continue
+        cmd = proc.info.get("cmdline") or []
+        if len(cmd) >= 6 and cmd[1:3] == ["-m", "plexa.runtime.process"]:
+            with contextlib.suppress(ValueError):
+                if proc.info.get("ppid") != int(cmd[5]) or dead_run(cmd[3]):
+                    found[proc] = f"actor {cmd[4]} of run {Path(cmd[3]).name}"
+                    continue
+        with contextlib.suppress(psutil.Error):
+            run_dir = proc.environ().get(RUN_DIR_ENV)
+            if run_dir and dead_run(run_dir):
+                found[proc] = f"started by an actor of run {Path(run_dir).name}: {' '.join(cmd)}"
+    return found
+
+
+def _kill(procs: dict[psutil.Process, str], report: CleanupReport) -> None:
+    for proc, what in procs.items():
+        report.processes.append(f"{proc.pid} ({what})")
+        with contextlib.suppress(psutil.Error, OSError):
+            if os.getpgid(proc.pid) == proc.pid:  # a group leader: its group goes with it
                 os.killpg(proc.pid, signal.SIGKILL)
-                report.processes.append(f"{proc.pid} (actor {name} of run {run_id})")
-        psutil.wait_procs(procs, timeout=3)
-    root = runtime_root()
-    dead_ids: set[str] = set()
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
+    psutil.wait_procs(list(procs), timeout=3)
+
+
+def _dead_runs(root: Path) -> set[str]:
+    """Run ids of this user's runs that are proven dead (see the module docstring)."""
+    dead: set[str] = set()
     if root.is_dir():
         for run_dir in root.iterdir():
+            if not _RUN_ID.match(run_dir.name) or not _mine(run_dir, stat.S_IFDIR):
+                continue
             record = _read(run_dir / "run.json")
-            if run_dir.is_dir() and not (record is not None and _alive(record)):
-                dead_ids.add(run_dir.name)
+            if record is not None and not _alive(record) and not owner_alive(run_dir.name):
+                dead.add(run_dir.name)
     if SHM_ROOT.is_dir():
         for entry in SHM_ROOT.iterdir():
-            match = _SHM_DIR.match(entry.name) or _IOX_FILE.match(entry.name)
-            if match and not owner_alive(match.group(1)):
-                dead_ids.add(match.group(1))
-    for run_id in sorted(dead_ids):
+            match = _SHM_DIR.match(entry.name)
+            if match and _mine(entry, stat.S_IFDIR):
+                owner = _read(entry / "owner.json")
+                if owner is not None and not _alive(owner):
+                    dead.add(match.group(1))
+                continue
+            match = _IOX_FILE.match(entry.name)
+            # iceoryx2's files of a run with no live owner record (a live run writes it
+            # before anything else) and no live run record
+            if match and _mine(entry, stat.S_IFREG) and not _run_alive(root / match.group(1)):
+                dead.add(match.group(1))
+    return dead
+
+
+def cleanup() -> CleanupReport:
+    """Kill processes and remove shared memory, sockets and name claims of this user's runs
+    whose nexus is dead; anything not provably so is left alone.
+
+    Raises :class:`UnsafePath` if the runtime directory exists but another user could
+    control it.
+    """
+    from plexa.nexus.names import remove_stale_claims
+
+    report = CleanupReport()
+    root = runtime_root()
+    if os.path.lexists(root):
+        secure_root(create=False)
+    dead = _dead_runs(root)
+    _kill(_run_processes(dead), report)
+    for run_id in sorted(dead):
         if owner_alive(run_id):
             continue
-        for pid in sweep(run_id):  # what its actors started and left (their mark proves it)
-            report.processes.append(f"{pid} (started by an actor of run {run_id})")
         paths = RunPaths(run_id, root)
-        existed = paths.run_dir.exists()
+        existed = _mine(paths.run_dir, stat.S_IFDIR)
         report.files += remove_run_files(paths)
         if existed:
             report.files.append(str(paths.run_dir))
+    if root.is_dir():
+        report.files += remove_stale_claims(root)
     return report

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import signal
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from plexa.core.lifecycle import FailureKind, Phase
+from plexa.core.paths import write_private
 
 __all__ = ["ActorFailure", "QuitReport", "exit_failure", "write_json"]
 
@@ -104,15 +103,9 @@ def write_json(path: Path, document: dict[str, Any]) -> bool:
     Returns False instead of raising when the disk is full or the folder is gone: a report
     that cannot be written must not end the run.
     """
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            json.dump(document, fh, indent=2)
-        os.replace(tmp, path)
+        write_private(path, json.dumps(document, indent=2).encode())
     except OSError:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
         return False
     return True

@@ -149,7 +149,7 @@ class Fleet:
                 self.logs.read(fd)
             self.logs.forget(fd)
         if sweep_marked:
-            sweep(self.paths.run_id, entry.name)
+            sweep(str(self.paths.run_dir), entry.name)
         close = getattr(proc, "close", None)
         if close is not None:
             close()
@@ -173,7 +173,7 @@ class Fleet:
         for entry in self.entries.values():
             self.release(entry, sweep_marked=False)
         if any(r in (Rung.KILLED, Rung.LOST) for r in rungs.values()):
-            sweep(self.paths.run_id)  # their teardown did not run: end what they started
+            sweep(str(self.paths.run_dir))  # their teardown did not run: end what they started
         return rungs
 
     def facts(self, latest: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:

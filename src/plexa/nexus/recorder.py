@@ -14,6 +14,7 @@ written, so not even a ``block`` link stalls.
 
 from __future__ import annotations
 
+import atexit
 import os
 import time
 from pathlib import Path
@@ -130,6 +131,8 @@ class Recorder(Actor):
         self.clock = time.time_ns() - time.monotonic_ns()
         """Add to a send time (``monotonic_ns``) to get ns since the Unix epoch."""
         self.writer: RecordingWriter | None = None
+        self.only: set[str] | None = None
+        """The outputs written (after ``record start LINKS``), or None: all of them."""
         self.path = ""
         self.written = 0
         self.bytes = 0
@@ -138,6 +141,9 @@ class Recorder(Actor):
         self.started = time.monotonic()
         if start:
             self._open(path)
+        # SIGTERM (the nexus died, or the stop ladder) ends the process without stop():
+        # finish the file on the way out, so it opens fast everywhere.
+        atexit.register(self._close)
 
     def _open(self, path: str) -> None:
         target = _free(Path(path))
@@ -148,10 +154,13 @@ class Recorder(Actor):
         self.log.info("recording %d outputs to %s", len(self.inputs), self.path)
 
     @command
-    def record(self, action: str, path: str | None = None) -> dict[str, Any]:
-        """``plexa ctl NAME invoke recorder record '["stop"]'``: finish the file and go on
-        taking messages without writing them; ``'["start"]'`` (or ``'["start", "x.mcap"]'``):
-        write to a new file. Returns the counters."""
+    def record(
+        self, action: str, path: str | None = None, links: list[str] | None = None
+    ) -> dict[str, Any]:
+        """``plexa ctl NAME record stop``: finish the file and go on taking messages without
+        writing them; ``record start [LINKS]``: write to a new file (``path``, or the
+        configured one), only ``LINKS`` if given (of the outputs recorded since the start).
+        Returns the counters."""
         if action == "stop":
             if self.writer is not None:
                 self._close()
@@ -159,6 +168,13 @@ class Recorder(Actor):
         elif action == "start":
             if self.writer is not None:
                 raise RecordingError(f"already recording to {self.path}")
+            unknown = sorted(set(links or ()) - set(self.inputs))
+            if unknown:
+                raise RecordingError(
+                    f"not recordable: {', '.join(unknown)} (this run records "
+                    f"{', '.join(self.inputs)}; which outputs is fixed when the run starts)"
+                )
+            self.only = set(links) if links else None
             self._open(path or self.template)
         else:
             raise ValueError(f"record takes 'start' or 'stop', not {action!r}")
@@ -187,7 +203,7 @@ class Recorder(Actor):
 
     def _write(self, topic: str, obj: object, seq: int, t_ns: int) -> None:
         writer = self.writer
-        if writer is None:
+        if writer is None or (self.only is not None and topic not in self.only):
             self.not_written += 1
             return
         try:

@@ -16,7 +16,7 @@ import msgspec
 import psutil
 import zmq
 
-from plexa.core.paths import RunPaths
+from plexa.core.paths import RunPaths, store_dir, write_private
 from plexa.core.spec import PipelineSpec
 from plexa.data.counters import Counters
 
@@ -26,7 +26,7 @@ __all__ = ["RunResources", "create_run_dir", "write_record"]
 def create_run_dir(paths: RunPaths, spec: PipelineSpec) -> None:
     """Make the run's private directory and shared-memory folder; write the spec and owner."""
     paths.run_dir.mkdir(parents=True, mode=0o700)
-    _write(paths.spec_file, msgspec.json.encode(spec))
+    write_private(paths.spec_file, msgspec.json.encode(spec))
     paths.shm_dir.mkdir(mode=0o700)
     owner = {
         "pid": os.getpid(),
@@ -34,7 +34,7 @@ def create_run_dir(paths: RunPaths, spec: PipelineSpec) -> None:
         "create_time": psutil.Process().create_time(),
         "root": str(paths.root),
     }
-    _write(paths.shm_dir / "owner.json", json.dumps(owner).encode())
+    write_private(paths.shm_dir / "owner.json", json.dumps(owner).encode())
 
 
 def write_record(paths: RunPaths, name: str, fields: dict[str, Any]) -> None:
@@ -48,20 +48,7 @@ def write_record(paths: RunPaths, name: str, fields: dict[str, Any]) -> None:
         "create_time": me.create_time(),
         **fields,
     }
-    _write(paths.record, json.dumps(record).encode())
-
-
-def _write(path: Any, data: bytes) -> None:
-    """Write ``data`` to a fresh temp file (never following a planted link), then rename."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    write_private(paths.record, json.dumps(record).encode())
 
 
 class RunResources:
@@ -75,7 +62,8 @@ class RunResources:
         self.paths = paths
         create_run_dir(paths, spec)
         self.counters = Counters(spec, paths.counters_file, create=True)
-        self.store = Store(paths.store_dir, spec.settings.store_size, create=True)
+        where = store_dir(spec.settings, spec.name, paths)
+        self.store = Store(where, spec.settings.store_size, create=True)
         self.domain = Domain(paths, "nexus")
         self.ctx: zmq.Context[Any] = zmq.Context()
         self.router = self.ctx.socket(zmq.ROUTER)

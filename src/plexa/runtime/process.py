@@ -37,7 +37,7 @@ from plexa.core.lifecycle import (
     Signal,
     refusal,
 )
-from plexa.core.paths import ENV_IMPORT_PATH, RunPaths
+from plexa.core.paths import RunPaths, import_path_from_env, store_dir
 from plexa.core.spec import PipelineSpec
 from plexa.data.counters import ActorField, Counters, bucket
 from plexa.data.links import EMPTY, SAMPLE_MASK, Domain, InputPort, OutputPort, Wake, make_sub
@@ -300,7 +300,8 @@ class ActorProcess:
         self.actor = actor
         actor.name = self.name
         actor.log = logging.getLogger(f"plexa.actor.{self.name}")
-        self.store = Store(self.paths.store_dir, self.spec.settings.store_size)
+        where = store_dir(self.spec.settings, self.spec.name, self.paths)
+        self.store = Store(where, self.spec.settings.store_size)
         actor.store = self.store
         self.domain = Domain(self.paths, self.name)
         self.wake = Wake(self.domain, self.spec, self.name)
@@ -650,8 +651,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _on_sigterm)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the nexus's to handle
     paths = RunPaths(Path(run_dir).name, Path(run_dir).parent)
-    extra = [p for p in os.environ.get(ENV_IMPORT_PATH, "").split(os.pathsep) if p]
-    sys.path[:0] = [p for p in extra if p not in sys.path]
+    sys.path[:0] = [p for p in import_path_from_env() if p not in sys.path]
     spec = msgspec.json.decode(paths.spec_file.read_bytes(), type=PipelineSpec)
     proc = ActorProcess(paths, spec, name, nexus_pid)
     thread = threading.Thread(target=proc.control_thread, name="plexa-control", daemon=True)
