@@ -621,12 +621,6 @@ def _die_with_parent() -> None:
 def _end_descendants() -> None:
     """SIGKILL and reap every process this actor started (user code's children, their
     children, even those that started a new session: we are their subreaper)."""
-    try:  # the common case, no children at all, without importing psutil
-        tasks = os.listdir("/proc/self/task")
-        if not any(Path(f"/proc/self/task/{tid}/children").read_text().strip() for tid in tasks):
-            return
-    except OSError:
-        pass
     import psutil
 
     with contextlib.suppress(psutil.Error):
@@ -638,6 +632,9 @@ def _end_descendants() -> None:
 
 
 def _on_sigterm(signum: int, frame: object) -> None:
+    """The first SIGTERM ends the process through its teardown; a second one (the kernel's
+    parent-death signal can come twice) must not cut that teardown short."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     raise SystemExit(128 + signum)
 
 
