@@ -172,8 +172,7 @@ class Fleet:
         rungs = stop_ladder(list(live), ask=ask, grace=grace, wait=wait).rungs
         for entry in self.entries.values():
             self.release(entry, sweep_marked=False)
-        if any(r in (Rung.KILLED, Rung.LOST) for r in rungs.values()):
-            sweep(str(self.paths.run_dir))  # their teardown did not run: end what they started
+        sweep(str(self.paths.run_dir))  # what a killed actor (or a race) left behind
         return rungs
 
     def facts(self, latest: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
