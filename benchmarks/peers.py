@@ -240,13 +240,15 @@ def _measure(
         raise RuntimeError(f"only {len(kept)} latency samples at {RATE_HZ:g} Hz")
     res.p50_us, res.p99_us = (float(x) for x in np.percentile(kept, [50, 99]))
     res.paced_hz = len(kept) / ((s1 - s0) / 1e9)
-    res.drops = ctl[Slot.LOST] + ctl[Slot.SENT] - ctl[Slot.HANDLED]
+    # Sent and never handled (after the drain); LOST, the gaps in the numbering, says the same
+    # from the other end (it also catches a frame handled twice in place of another).
+    res.drops = max(ctl[Slot.SENT] - ctl[Slot.HANDLED], ctl[Slot.LOST])
 
 
 def _drain(ctl: Ctl, timeout: float = 5.0) -> None:
     """Wait until every frame sent has been handled (or ``timeout``)."""
     deadline = time.monotonic() + timeout
-    while ctl[Slot.SENT] + ctl[Slot.LOST] > ctl[Slot.HANDLED] and time.monotonic() < deadline:
+    while ctl[Slot.SENT] > ctl[Slot.HANDLED] + ctl[Slot.LOST] and time.monotonic() < deadline:
         time.sleep(0.005)
     time.sleep(0.02)  # a frame sent just as the pause was read
 
