@@ -173,11 +173,7 @@ def table(results: dict[str, dict[str, list[dict[str, Any]]]], reps: int) -> str
             name = case
         lost = sum(r["gaps"] for s in SYSTEMS for r in per[s])
         loss = f" (LOSS: {lost})" if lost else ""
-        lines.append(
-            f"| {name}{loss} | "
-            + " | ".join(cells)
-            + f" | {ratio:.2f}x |"
-        )
+        lines.append(f"| {name}{loss} | " + " | ".join(cells) + f" | {ratio:.2f}x |")
     lines += [
         "",
         "Targets (issue 14): throughput >= 0.8x raw Zenoh, latency p50 <= 1.3x raw Zenoh. "

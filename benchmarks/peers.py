@@ -200,7 +200,9 @@ def run_peer(peer: Peer, python: str, plan: Plan, root: Path, n: int) -> Result:
         _quit(proc, watch, res)
         log_file.close()
     if res.error:
-        tail = (work / "peer.log").read_text(errors="replace").strip().splitlines()[-3:]
+        lines = (work / "peer.log").read_text(errors="replace").strip().splitlines()
+        errors = [ln for ln in lines if "Error" in ln or "Exception" in ln]
+        tail = (errors or lines)[-2:]
         res.error += " | " + " / ".join(tail)
     return res
 
