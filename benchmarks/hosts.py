@@ -110,7 +110,7 @@ CASES = {
 }
 
 
-def run(reps: int, quick: bool) -> dict[str, dict[str, list[dict[str, Any]]]]:
+def run(reps: int, quick: bool, only: str = "") -> dict[str, dict[str, list[dict[str, Any]]]]:
     counts = {
         "100 B, msg/s": 100_000,
         "512 KB, frames/s": 2000,
@@ -120,13 +120,14 @@ def run(reps: int, quick: bool) -> dict[str, dict[str, list[dict[str, Any]]]]:
     if quick:
         counts = {k: max(v // 10, 100) for k, v in counts.items()}
     results: dict[str, dict[str, list[dict[str, Any]]]] = {
-        c: {s: [] for s in SYSTEMS} for c in CASES
+        c: {s: [] for s in SYSTEMS} for c in CASES if only in c
     }
     ns = Namespaces()
     port = 21000 + os.getpid() % 1000 * 10
     try:
         for rep in range(reps):
-            for case, (size, rate) in CASES.items():
+            for case in results:
+                size, rate = CASES[case]
                 for system in SYSTEMS:
                     port += 1
                     r = measure(ns, system, counts[case], size, rate, port)
@@ -173,11 +174,7 @@ def table(results: dict[str, dict[str, list[dict[str, Any]]]], reps: int) -> str
             name = case
         lost = sum(r["gaps"] for s in SYSTEMS for r in per[s])
         loss = f" (LOSS: {lost})" if lost else ""
-        lines.append(
-            f"| {name}{loss} | "
-            + " | ".join(cells)
-            + f" | {ratio:.2f}x |"
-        )
+        lines.append(f"| {name}{loss} | " + " | ".join(cells) + f" | {ratio:.2f}x |")
     lines += [
         "",
         "Targets (issue 14): throughput >= 0.8x raw Zenoh, latency p50 <= 1.3x raw Zenoh. "
@@ -193,10 +190,11 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="a smoke test, 1/10 the messages")
     parser.add_argument("--write", action="store_true", help="write into BENCHMARKS.md")
+    parser.add_argument("--only", default="", help="only the cases whose name contains this")
     args = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit("benchmarks/hosts.py creates network namespaces: run it as root")
-    results = run(args.reps, args.quick)
+    results = run(args.reps, args.quick, args.only)
     text = table(results, args.reps)
     print(text)
     if args.write:

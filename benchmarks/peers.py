@@ -200,7 +200,9 @@ def run_peer(peer: Peer, python: str, plan: Plan, root: Path, n: int) -> Result:
         _quit(proc, watch, res)
         log_file.close()
     if res.error:
-        tail = (work / "peer.log").read_text(errors="replace").strip().splitlines()[-3:]
+        lines = (work / "peer.log").read_text(errors="replace").strip().splitlines()
+        errors = [ln for ln in lines if "Error" in ln or "Exception" in ln]
+        tail = (errors or lines)[-2:]
         res.error += " | " + " / ".join(tail)
     return res
 
@@ -240,13 +242,15 @@ def _measure(
         raise RuntimeError(f"only {len(kept)} latency samples at {RATE_HZ:g} Hz")
     res.p50_us, res.p99_us = (float(x) for x in np.percentile(kept, [50, 99]))
     res.paced_hz = len(kept) / ((s1 - s0) / 1e9)
-    res.drops = ctl[Slot.LOST] + ctl[Slot.SENT] - ctl[Slot.HANDLED]
+    # Sent and never handled (after the drain); LOST, the gaps in the numbering, says the same
+    # from the other end (it also catches a frame handled twice in place of another).
+    res.drops = max(ctl[Slot.SENT] - ctl[Slot.HANDLED], ctl[Slot.LOST])
 
 
 def _drain(ctl: Ctl, timeout: float = 5.0) -> None:
     """Wait until every frame sent has been handled (or ``timeout``)."""
     deadline = time.monotonic() + timeout
-    while ctl[Slot.SENT] + ctl[Slot.LOST] > ctl[Slot.HANDLED] and time.monotonic() < deadline:
+    while ctl[Slot.SENT] > ctl[Slot.HANDLED] + ctl[Slot.LOST] and time.monotonic() < deadline:
         time.sleep(0.005)
     time.sleep(0.02)  # a frame sent just as the pause was read
 

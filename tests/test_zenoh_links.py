@@ -221,6 +221,10 @@ def test_a_full_block_link_makes_put_wait_until_the_consumer_takes_a_message(
     assert [inp.get(timeout=5) for _ in range(3)] == [1, 2, 3]
     stats = inp.statistics()[_link().name]
     assert (stats.sent, stats.received, stats.dropped, stats.lost) == (4, 4, 0, 0)
+    started = time.monotonic()
+    with pytest.raises(Timeout):  # an empty link: the wait ends at its deadline
+        inp.get(timeout=0.3)
+    assert 0.25 < time.monotonic() - started < 5
 
 
 def test_arrays_of_any_plain_dtype_arrive_equal_and_read_only_and_plain_data_as_msgpack(

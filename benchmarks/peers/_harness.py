@@ -95,11 +95,14 @@ class Watch:
 
     A background thread samples them every 0.5 s: the peak PSS sum, the /dev/shm entries
     they have mapped or open, and every pid ever seen (so that reparented daemons count).
+    A descendant that starts a session of its own brings that session in too (improv's
+    server does, and its store process outlives it when it fails).
     """
 
     def __init__(self, root: int) -> None:
         self.root = root
         self.seen: dict[int, psutil.Process] = {}
+        self.sessions = {root}
         self.peak_pss = 0
         self.most = 0
         self.shm: set[str] = set()
@@ -116,9 +119,12 @@ class Watch:
             found[root.pid] = root
             for child in root.children(recursive=True):
                 found[child.pid] = child
+        for pid in found:
+            with contextlib.suppress(OSError):
+                self.sessions.add(os.getsid(pid))
         for pid in psutil.pids():
             with contextlib.suppress(OSError):
-                if pid not in found and os.getsid(pid) == self.root:
+                if pid not in found and os.getsid(pid) in self.sessions:
                     with contextlib.suppress(psutil.Error):
                         found[pid] = psutil.Process(pid)
         with self._lock:

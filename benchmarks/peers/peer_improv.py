@@ -131,9 +131,12 @@ def main() -> None:
         signal.pause()
     except KeyboardInterrupt:
         pass
+    sock.close(linger=0)  # Ctrl-C may have come between a request and its reply
     if server.poll() is None:
+        sock = zmq.Context.instance().socket(zmq.REQ)
+        sock.connect(f"tcp://127.0.0.1:{control}")
         command("quit")
-    sock.close(linger=0)
+        sock.close(linger=0)
     server.wait()
 
 

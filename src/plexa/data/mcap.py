@@ -357,27 +357,39 @@ class McapWriter:
         if self.failed is not None:
             raise self.failed
         start = self.pos
-        views = [memoryview(p).cast("B") for p in parts]
-        total = sum(v.nbytes for v in views)
+        total = 0
+        for part in parts:
+            total += len(part) if type(part) is bytes else memoryview(part).nbytes
         try:
-            while views:
-                n = os.writev(self._fd, views)
-                while views and n >= views[0].nbytes:
-                    n -= views.pop(0).nbytes
-                if views and n:
-                    views[0] = views[0][n:]
+            done = os.writev(self._fd, parts)
+            if done < total:  # a short write (a signal, a nearly full disk): write the rest
+                self._rest(parts, done)
         except OSError as exc:
             with contextlib.suppress(OSError):
                 os.ftruncate(self._fd, start)
+            with contextlib.suppress(OSError):
                 os.lseek(self._fd, start, os.SEEK_SET)
             full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
             why = "the disk is full" if full else exc.strerror or str(exc)
             self.failed = RecordingError(f"recording {self.path} stopped: {why}", disk_full=full)
             raise self.failed from exc
+        self.pos = start + total
+
+    def _rest(self, parts: list[Any], done: int) -> None:
+        """Write what a short ``writev`` left of ``parts`` (``done`` bytes went out)."""
+        views = [memoryview(p).cast("B") for p in parts]
+        try:
+            while views:
+                while views and done >= views[0].nbytes:
+                    done -= views.pop(0).nbytes
+                if not views:
+                    return
+                if done:
+                    views[0] = views[0][done:]
+                done = os.writev(self._fd, views)
         finally:
             for view in views:
                 view.release()
-        self.pos = start + total
 
     # ----- the end ---------------------------------------------------------------------------
     def close(self) -> None:

@@ -67,8 +67,9 @@ __all__ = [
     "wait_connected",
 ]
 
-ARRAY, MSGPACK, PICKLE, SYNC = range(4)
-"""Payload kinds in the header (SYNC: no payload, the producer's next sequence number)."""
+ARRAY, MSGPACK, PICKLE, SYNC, WAKE = range(5)
+"""Payload kinds in the header (SYNC: no payload, the producer's next sequence number;
+WAKE: a consumer's own alarm, never sent off its process)."""
 HEADER = struct.Struct("<QQQB")
 """seq, send time (time.time_ns()), array layout key, kind."""
 SYNC_AFTER = 0.2
@@ -332,8 +333,10 @@ class _In:
         row: Row,
         authenticated: bool,
         wake: Callable[[], None],
+        pump: bool,
     ) -> None:
         self.link = link
+        self.key = link_key(run, link)
         self.policy = link.policy
         self.row = row
         self.expected = int(row[LinkField.CONSUMED])
@@ -366,13 +369,13 @@ class _In:
             else zenoh.handlers.RingChannel(link.capacity)  # evicts the oldest: a gap
         )
         self.subscriber = session.declare_subscriber(key, channel)
-        self._pump = threading.Thread(
-            target=self._drain,
-            args=(self.subscriber.handler,),
-            daemon=True,
-            name=f"plexa zenoh {link.name}",
-        )
-        self._pump.start()
+        self.handler: Any = self.subscriber.handler
+        self._pump: threading.Thread | None = None
+        if pump:  # else the consumer's own thread takes from the channel (one wake-up less)
+            self._pump = threading.Thread(
+                target=self._drain, args=(self.handler,), daemon=True, name=f"plexa {key}"
+            )
+            self._pump.start()
 
     def _drain(self, handler: Any) -> None:
         """Move samples from Zenoh's channel to the queue, waking the consumer once per
@@ -387,17 +390,32 @@ class _In:
         except zenoh.ZError:  # the channel closed
             return
 
+    def fill(self) -> None:
+        """Without a pump thread: move what Zenoh's channel holds to the queue."""
+        sample = self.handler.try_recv()
+        while sample is not None:
+            self._on_sample(sample)
+            sample = self.handler.try_recv()
+
+    def block(self) -> None:
+        """Without a pump thread: wait in Zenoh's channel for a message (GIL released)."""
+        self._on_sample(self.handler.recv())
+
     def _on_sample(self, sample: zenoh.Sample) -> None:
         body = sample.payload.to_bytes()
         if len(body) < HEADER.size:
             return
         seq, t_ns, key, kind = HEADER.unpack_from(body)
+        if kind == WAKE:
+            return
         self.queue.append((seq, t_ns, key, kind, body))
         self.newest_seen = max(self.newest_seen, seq + (kind != SYNC))
 
     def take(self) -> Any:
         """The next message, accounted for and decoded, or :data:`EMPTY`."""
         queue = self.queue
+        if not queue and self._pump is None:
+            self.fill()
         while queue:
             if self.policy is Policy.LATEST and len(queue) > 1:
                 # keep the newest message (and any sync after it); the older ones are
@@ -456,7 +474,8 @@ class _In:
 
     def close(self) -> None:
         _undeclare(self.subscriber)
-        self._pump.join(5)
+        if self._pump is not None:
+            self._pump.join(5)
         if self.acks is not None:
             _undeclare(self.acks)
 
@@ -508,11 +527,22 @@ class ZenohInputPort:
         self._notify = notify
         self._idle_wait = idle_wait or self._own_wait
         rows = rows or {}
+        # one link, nobody else to wake: this thread waits in Zenoh's channel itself
+        self._direct = idle_wait is None and notify is None and len(links) == 1
         self._subs = [
-            _In(session, run, link, rows.get(link.name, _row()), authenticated, self._wake)
+            _In(
+                session,
+                run,
+                link,
+                rows.get(link.name, _row()),
+                authenticated,
+                self._wake,
+                pump=not self._direct,
+            )
             for link in links
         ]
         self._next = 0
+        self._alarm = _Alarm(session, self._subs[0].key) if self._direct else None
 
     def _wake(self) -> None:
         if self._waiting:  # only a consumer about to sleep needs the (costly) signal
@@ -540,12 +570,16 @@ class ZenohInputPort:
 
     def has_pending(self) -> bool:
         """True when a message (or a sync) waits on some link of this port."""
+        if self._direct:
+            self._subs[0].fill()
         return any(sub.queue for sub in self._subs)
 
     def discard(self) -> int:
         """Drop every queued message, counting each as dropped; returns how many."""
         count = 0
         for sub in self._subs:
+            if sub._pump is None:
+                sub.fill()
             while sub.queue:
                 seq, _, _, kind, _ = sub.queue.popleft()
                 sub._account(seq)
@@ -574,7 +608,11 @@ class ZenohInputPort:
             left = 0.1 if deadline is None else deadline - time.monotonic()
             if left <= 0:
                 raise Timeout(f"input {self.actor}.{self.name}: nothing within {timeout} s")
-            self._idle_wait(min(left, 0.1))
+            if self._alarm is not None:  # sleep in Zenoh's channel; the alarm ends the nap
+                self._alarm.arm(time.monotonic() + min(left, 0.1))
+                self._subs[0].block()
+            else:
+                self._idle_wait(min(left, 0.1))
 
     def statistics(self) -> dict[str, LinkStatistics]:
         """Per-link counts; ``sent`` is what the producer had sent as far as this consumer
@@ -605,6 +643,56 @@ class ZenohInputPort:
 
     def close(self) -> None:
         """Undeclare the subscribers (and acknowledgement publishers)."""
+        if self._alarm is not None:
+            self._alarm.close()
         for sub in self._subs:
             sub.close()
         self._subs = []
+
+
+class _Alarm:
+    """Ends a consumer's wait in a Zenoh channel at its deadline, with a message only this
+    session sees. Deadlines move later without waking the alarm's thread, which then wakes
+    at most once per wait slice (0.1 s), never per message."""
+
+    def __init__(self, session: zenoh.Session, key: str) -> None:
+        self._session = session
+        self._key = key
+        self._cond = threading.Condition()
+        self._at: float | None = None
+        self._closed = False
+        self._thread: threading.Thread | None = None
+
+    def arm(self, at: float) -> None:
+        with self._cond:
+            sooner = self._at is None or at < self._at
+            self._at = at
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, daemon=True, name="plexa alarm")
+                self._thread.start()
+            elif sooner:
+                self._cond.notify()
+
+    def _run(self) -> None:
+        with self._cond:
+            while not self._closed:
+                if self._at is None:
+                    self._cond.wait()
+                    continue
+                left = self._at - time.monotonic()
+                if left > 0:
+                    self._cond.wait(left)
+                    continue
+                self._at = None
+                self._session.put(
+                    self._key,
+                    HEADER.pack(0, 0, 0, WAKE),
+                    allowed_destination=zenoh.Locality.SESSION_LOCAL,
+                )
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify()
+        if self._thread is not None:
+            self._thread.join(5)

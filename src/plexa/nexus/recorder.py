@@ -139,6 +139,7 @@ class Recorder(Actor):
         self.not_written = 0
         self.error = ""
         self.started = time.monotonic()
+        self._next_report = 0.0
         if start:
             self._open(path)
         # SIGTERM (the nexus died, or the stop ladder) ends the process without stop():
@@ -195,7 +196,10 @@ class Recorder(Actor):
                 self._write(topic, *got)
                 del got  # the message's sample goes back to its link now
         if took:
-            self.report()
+            now = time.monotonic()
+            if now >= self._next_report:  # (formatting the counters per message costs)
+                self._next_report = now + 0.2
+                self.report()
         elif port is not None:
             port.wait(0.05)
         else:
