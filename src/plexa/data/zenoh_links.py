@@ -153,9 +153,8 @@ class ZenohOutputPort:
         self._idle_wait = idle_wait or self._own_wait
         self._outs = [_Out(session, run, link, self) for link in links]
         self._blocking = [out for out in self._outs if out.block]
-        self._acks = [
-            session.declare_subscriber(out.key + "/ack", self._on_ack(out))
-            for out in self._blocking
+        self._acks = [  # credits on block links; on every link, the answer to a sync
+            session.declare_subscriber(out.key + "/ack", self._on_ack(out)) for out in self._outs
         ]
         self._frames: dict[tuple[Any, Any], _Frame] = {}
 
@@ -286,10 +285,22 @@ class ZenohOutputPort:
         for out in self._outs:
             out.publisher.put(HEADER.pack(self.sent, 0, 0, SYNC))
 
-    def close(self) -> None:
-        """Send a last sync, then undeclare the publishers and ack subscribers."""
+    def close(self, linger: float = 2.0) -> None:
+        """Send a last sync and wait up to ``linger`` s until every subscribed consumer has
+        answered it (closing a session drops what it has not sent yet: the last messages
+        went missing without this); then undeclare the publishers and ack subscribers."""
         try:
             self.sync()
+            start = time.monotonic()
+            last = self.sent - 1
+            while any(out.matched and out.acked < last for out in self._outs):
+                now = time.monotonic()
+                if now - start > linger:
+                    break
+                if now - max(start, self._outs[0].last_sync) > SYNC_AFTER:
+                    self._outs[0].last_sync = now
+                    self.sync()
+                self._own_wait(0.01)
         finally:
             for sub in self._acks:
                 _undeclare(sub)
@@ -353,13 +364,10 @@ class _In:
         )
         self._wake = wake
         key = link_key(run, link)
-        self.acks = (
-            session.declare_publisher(
-                key + "/ack", congestion_control=zenoh.CongestionControl.BLOCK
-            )
-            if self.policy is Policy.BLOCK
-            else None
+        self.acks = session.declare_publisher(
+            key + "/ack", congestion_control=zenoh.CongestionControl.BLOCK
         )
+        self.credits = self.policy is Policy.BLOCK
         # A Rust-side channel, drained by a thread of ours in batches: a Python callback
         # would make Zenoh's receiving thread wait for the GIL on every sample (measured:
         # 20x fewer 100 B messages/s while the consumer was busy), and stall its keep-alives.
@@ -453,10 +461,10 @@ class _In:
             self.row[LinkField.CONSUMED] = seq
 
     def _ack(self, force: bool) -> None:
-        if self.acks is None:
-            return
+        """Tell the producer where we are: every ``capacity/4`` messages on ``block`` links
+        (credits), and on every link in answer to a sync."""
         consumed = self.expected
-        if force or consumed - self.acked >= self.ack_every:
+        if force or (self.credits and consumed - self.acked >= self.ack_every):
             self.acked = consumed
             self.acks.put(consumed.to_bytes(8, "little"))
 
@@ -474,10 +482,9 @@ class _In:
 
     def close(self) -> None:
         _undeclare(self.subscriber)
+        _undeclare(self.acks)
         if self._pump is not None:
             self._pump.join(5)
-        if self.acks is not None:
-            _undeclare(self.acks)
 
 
 _Layout = tuple[tuple[int, ...], np.dtype[Any], int]
