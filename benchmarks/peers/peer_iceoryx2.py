@@ -132,6 +132,10 @@ def main() -> None:
     procs[1].wait()
     ctl.slots[QUIT] = 2
     procs[0].wait()
+    # The domain's global management file outlives its nodes (a user's default domain keeps
+    # it for good); this run's private domain goes with the run.
+    for path in Path("/dev/shm").glob(_raw(cfg).prefix + "*"):
+        path.unlink(missing_ok=True)
 
 
 if __name__ == "__main__":
