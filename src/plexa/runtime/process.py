@@ -1,4 +1,4 @@
-"""Inside an actor process: the control thread, the run loop, safe points, teardown.
+"""Inside an actor process: the lifecycle, the run loop, safe points, teardown.
 
 Started by the nexus as ``python -m plexa.runtime.process RUN_DIR ACTOR``. The main thread runs
 user code; a control thread talks to the nexus over zmq, queues commands, sends heartbeats,
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import logging
 import os
 import queue
@@ -42,6 +41,8 @@ from plexa.core.spec import PipelineSpec
 from plexa.data.counters import ActorField, Counters, bucket
 from plexa.data.links import EMPTY, SAMPLE_MASK, Domain, InputPort, OutputPort, Wake, make_sub
 from plexa.errors import Aborted, InvalidTransition
+from plexa.runtime.boot import die_with_parent, end_descendants, exit_now, on_sigterm
+from plexa.runtime.control import ControlThread, NexusLogHandler, Outbox
 from plexa.runtime.services import ServiceHooks, apply_set, call_command
 
 __all__ = ["main"]
@@ -57,49 +58,6 @@ class _Unwind(BaseException):
     def __init__(self, signal: Signal) -> None:
         super().__init__(signal.value)
         self.signal = signal
-
-
-class _Outbox:
-    """Thread-safe sending to the nexus: each thread gets its own inproc PUSH socket."""
-
-    def __init__(self, ctx: zmq.Context[Any], address: str) -> None:
-        self._ctx = ctx
-        self._address = address
-        self._local = threading.local()
-        self._sockets: list[zmq.Socket[Any]] = []
-        self._lock = threading.Lock()
-
-    def send(self, msg: msgs.Message) -> None:
-        sock = getattr(self._local, "sock", None)
-        if sock is None:
-            sock = self._ctx.socket(zmq.PUSH)
-            sock.setsockopt(zmq.LINGER, 1000)
-            sock.connect(self._address)
-            self._local.sock = sock
-            with self._lock:
-                self._sockets.append(sock)
-        sock.send(msgs.encode(msg))
-
-    def close(self) -> None:
-        with self._lock:
-            for sock in self._sockets:
-                sock.close()
-
-
-class _NexusLogHandler(logging.Handler):
-    """Forwards log records to the nexus."""
-
-    def __init__(self, outbox: _Outbox) -> None:
-        super().__init__()
-        self._outbox = outbox
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            self._outbox.send(
-                msgs.LogRecord(record.created, record.levelno, record.name, self.format(record))
-            )
-        except Exception:
-            self.handleError(record)
 
 
 class ActorProcess:
@@ -123,7 +81,7 @@ class ActorProcess:
         self.unwind: Signal | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
         self.ctx: zmq.Context[Any] = zmq.Context()
-        self.outbox = _Outbox(self.ctx, f"inproc://{name}-out")
+        self.outbox = Outbox(self.ctx, f"inproc://{name}-out")
         self.counters = Counters(spec, paths.counters_file)
         self.row = self.counters.actor_row(name)
         self.actor: Actor | None = None
@@ -135,94 +93,6 @@ class ActorProcess:
         self.hooks = ServiceHooks(spec, self.aspec, self.outbox.send, self.safe_point)
         self._ctl_ready = threading.Event()
         self._done = threading.Event()
-
-    # ----- control thread -------------------------------------------------------------
-    def control_thread(self) -> None:
-        """Relay between the nexus and this process; runs until the process ends."""
-        pull = self.ctx.socket(zmq.PULL)
-        pull.bind(f"inproc://{self.name}-out")
-        dealer = self.ctx.socket(zmq.DEALER)
-        dealer.setsockopt(zmq.IDENTITY, self.name.encode())
-        dealer.setsockopt(zmq.LINGER, 500)
-        dealer.setsockopt(zmq.SNDTIMEO, 200)  # a send never blocks for good: see forward()
-        dealer.connect(self.paths.endpoint("actors"))
-        domain = Domain(self.paths, f"{self.name}-ctl")
-        waker = domain.wake_service(self.spec, self.name).notifier_builder().create()
-        poller = zmq.Poller()
-        poller.register(pull, zmq.POLLIN)
-        poller.register(dealer, zmq.POLLIN)
-        parent = self.nexus_pid
-        interval = self.spec.settings.heartbeat_interval
-        next_beat = 0.0
-        orphaned_at = 0.0
-
-        def forward(data: bytes) -> None:
-            """Send to the nexus; waits while it is slow, gives up once it is gone."""
-            while True:
-                try:
-                    dealer.send(data)
-                    return
-                except zmq.Again:
-                    if os.getppid() != parent:
-                        return
-
-        self._ctl_ready.set()
-        try:
-            while not self._done.is_set():
-                for sock, _ in poller.poll(timeout=int(interval * 1000)):
-                    if sock is pull:
-                        while True:
-                            try:
-                                data = pull.recv(zmq.NOBLOCK)
-                            except zmq.Again:
-                                break
-                            forward(data)
-                    else:
-                        self._receive(dealer, waker)
-                now = time.monotonic()
-                if now >= next_beat:
-                    next_beat = now + interval
-                    forward(msgs.encode(msgs.Heartbeat(self.loops)))
-                if os.getppid() != parent:
-                    if not orphaned_at:
-                        orphaned_at = now
-                        dealer.setsockopt(zmq.LINGER, 0)  # nobody will read what is queued
-                        self._inject(msgs.Command(-1, Signal.QUIT.value), waker)
-                    elif now - orphaned_at > 1.0:
-                        _end_descendants()
-                        os._exit(3)  # the nexus is gone and user code will not yield
-            while True:  # flush what the main thread sent last
-                try:
-                    data = pull.recv(zmq.NOBLOCK)
-                except zmq.Again:
-                    break
-                forward(data)
-        finally:
-            waker.delete()
-            domain.close()
-            dealer.close()
-            pull.close()
-
-    def _receive(self, dealer: zmq.Socket[Any], waker: Any) -> None:
-        while True:
-            try:
-                data = dealer.recv(zmq.NOBLOCK)
-            except zmq.Again:
-                return
-            try:
-                msg = msgs.decode(data)
-            except msgspec.DecodeError:
-                continue
-            if isinstance(msg, msgs.Command):
-                self._inject(msg, waker)
-
-    def _inject(self, cmd: msgs.Command, waker: Any) -> None:
-        self.commands.put(cmd)
-        self.pending = True
-        waker.notify()
-        if self.loop is not None:
-            with contextlib.suppress(RuntimeError):
-                self.loop.call_soon_threadsafe(lambda: None)
 
     # ----- lifecycle --------------------------------------------------------------------
     def set_state(self, state: ActorState) -> None:
@@ -605,58 +475,26 @@ class _UnlinkedOutput:
         """Nothing to release."""
 
 
-PR_SET_PDEATHSIG = 1
-PR_SET_CHILD_SUBREAPER = 36
-
-
-def _die_with_parent() -> None:
-    """Ask the kernel to send SIGTERM when the nexus (our parent) dies, and to hand us the
-    orphans of what we start (so that they can be ended with us)."""
-    with contextlib.suppress(Exception):
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-        libc.prctl(PR_SET_CHILD_SUBREAPER, 1)
-
-
-def _end_descendants() -> None:
-    """SIGKILL and reap every process this actor started (user code's children, their
-    children, even those that started a new session: we are their subreaper)."""
-    import psutil
-
-    with contextlib.suppress(psutil.Error):
-        procs = psutil.Process().children(recursive=True)
-        for proc in procs:
-            with contextlib.suppress(psutil.Error):
-                proc.kill()
-        psutil.wait_procs(procs, timeout=2)
-
-
-def _on_sigterm(signum: int, frame: object) -> None:
-    """The first SIGTERM ends the process through its teardown; a second one (the kernel's
-    parent-death signal can come twice) must not cut that teardown short."""
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    raise SystemExit(128 + signum)
-
-
 def main(argv: list[str] | None = None) -> int:
     """Entry point of an actor process."""
     args = sys.argv[1:] if argv is None else argv
     run_dir, name, nexus_pid = args[0], args[1], int(args[2])
-    _die_with_parent()
+    die_with_parent()
     if os.getppid() != nexus_pid:
         return 3  # the nexus died before we could ask to die with it
-    signal.signal(signal.SIGTERM, _on_sigterm)
+    signal.signal(signal.SIGTERM, on_sigterm)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the nexus's to handle
     paths = RunPaths(Path(run_dir).name, Path(run_dir).parent)
     sys.path[:0] = [p for p in import_path_from_env() if p not in sys.path]
     spec = msgspec.json.decode(paths.spec_file.read_bytes(), type=PipelineSpec)
     proc = ActorProcess(paths, spec, name, nexus_pid)
-    thread = threading.Thread(target=proc.control_thread, name="plexa-control", daemon=True)
+    control = ControlThread(proc)
+    thread = threading.Thread(target=control.run, name="plexa-control", daemon=True)
     thread.start()
     proc._ctl_ready.wait(10)
     root = logging.getLogger()
     root.setLevel(logging.INFO)
-    root.addHandler(_NexusLogHandler(proc.outbox))
+    root.addHandler(NexusLogHandler(proc.outbox))
     proc.outbox.send(msgs.Hello(name, os.getpid()))
     code = 1
     try:
@@ -673,19 +511,8 @@ def main(argv: list[str] | None = None) -> int:
         proc.outbox.close()
         proc.counters.close()
         proc.ctx.destroy(linger=0)
-        _end_descendants()
+        end_descendants()
     return code
-
-
-def _exit_now(code: int) -> None:
-    """Flush what user code wrote, then leave without the interpreter's slow teardown (its
-    finalizers would run after everything the run owns is already released)."""
-    with contextlib.suppress(Exception):
-        logging.shutdown()
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(Exception):
-            stream.flush()
-    os._exit(code)
 
 
 if __name__ == "__main__":
@@ -693,4 +520,4 @@ if __name__ == "__main__":
         code = main()
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else 1
-    _exit_now(code)
+    exit_now(code)

@@ -1,0 +1,59 @@
+"""What makes an actor process a good citizen: it dies with its nexus, it takes what it
+started down with it, and it leaves quickly.
+
+Used by :mod:`plexa.runtime.process` at the start and the end of every actor process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import os
+import signal
+import sys
+
+__all__ = ["die_with_parent", "end_descendants", "exit_now", "on_sigterm"]
+
+PR_SET_PDEATHSIG = 1
+PR_SET_CHILD_SUBREAPER = 36
+
+
+def die_with_parent() -> None:
+    """Ask the kernel to send SIGTERM when the nexus (our parent) dies, and to hand us the
+    orphans of what we start (so that they can be ended with us)."""
+    with contextlib.suppress(Exception):
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        libc.prctl(PR_SET_CHILD_SUBREAPER, 1)
+
+
+def end_descendants() -> None:
+    """SIGKILL and reap every process this actor started (user code's children, their
+    children, even those that started a new session: we are their subreaper)."""
+    import psutil
+
+    with contextlib.suppress(psutil.Error):
+        procs = psutil.Process().children(recursive=True)
+        for proc in procs:
+            with contextlib.suppress(psutil.Error):
+                proc.kill()
+        psutil.wait_procs(procs, timeout=2)
+
+
+def on_sigterm(signum: int, frame: object) -> None:
+    """The first SIGTERM ends the process through its teardown; a second one (the kernel's
+    parent-death signal can come twice) must not cut that teardown short."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise SystemExit(128 + signum)
+
+
+def exit_now(code: int) -> None:
+    """Flush what user code wrote, then leave without the interpreter's slow teardown (its
+    finalizers would run after everything the run owns is already released)."""
+    with contextlib.suppress(Exception):
+        logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code)
