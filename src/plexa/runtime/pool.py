@@ -41,6 +41,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from plexa.core.ladder import stop_ladder
 from plexa.errors import PlexaError, RemoteError
 
 __all__ = ["WorkerPool"]
@@ -226,13 +227,35 @@ class _Worker:
         self.conn: Connection = ours
         self.task: int | None = None
 
+    @property
+    def label(self) -> str:
+        """``worker PID`` (for the stop ladder)."""
+        return f"worker {self.proc.pid}"
+
+    def alive(self) -> bool:
+        """True until the process has exited (and is reaped)."""
+        return bool(self.proc.is_alive())
+
+    def send(self, sig: signal.Signals) -> None:
+        """Deliver ``sig`` to the worker."""
+        with contextlib.suppress(ProcessLookupError, TypeError):
+            os.kill(self.proc.pid, sig)
+
     def kill(self) -> None:
-        """Terminate, then kill if needed; reap it and close the channel."""
-        for stop in (self.proc.terminate, self.proc.kill):
-            if self.proc.exitcode is None:
-                stop()
-                self.proc.join(1.0)
+        """Terminate, then kill if needed (the stop ladder); reap it and close the channel."""
+        stop_ladder([self], grace=1.0, kill_grace=1.0, wait=_join_wait(self))
         self.chan.close()
+
+
+def _join_wait(*workers: _Worker) -> Callable[[float], None]:
+    """Wait for workers by joining them (reaps them too)."""
+
+    def wait(seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        for worker in workers:
+            worker.proc.join(max(0.0, deadline - time.monotonic()))
+
+    return wait
 
 
 class WorkerPool:
@@ -424,13 +447,17 @@ class WorkerPool:
         self._closed = True
         self._cancel()
         self._owner = None
-        for worker in self._workers:
+
+        def ask(worker: Any) -> bool:
             with contextlib.suppress(OSError):
                 worker.chan.send(_STOP, None)
-        deadline = time.monotonic() + 1.0
-        for worker in self._workers:
-            worker.proc.join(max(0.0, deadline - time.monotonic()))
-            worker.kill()
+                return True
+            return False
+
+        workers = list(self._workers)
+        stop_ladder(workers, ask=ask, grace=1.0, kill_grace=1.0, wait=_join_wait(*workers))
+        for worker in workers:
+            worker.chan.close()
         self._workers.clear()
 
     def __enter__(self) -> WorkerPool:
