@@ -216,14 +216,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--src", action="append", default=[], help="LABEL=PATH of another src")
     parser.add_argument("--write", action="store_true", help="write BENCHMARKS.md")
     args = parser.parse_args(argv)
-    os.environ.setdefault("PLEXA_RUNTIME_DIR", tempfile.mkdtemp(prefix="plexa-guard-"))
     runs: dict[str, dict[str, Any]] = {}
     for spec in args.src:
         label, path = spec.split("=", 1)
         runs[label] = json.loads(
             subprocess.run(
                 [sys.executable, __file__, "--json"],
-                env={**os.environ, "PYTHONPATH": path},
+                env={k: v for k, v in os.environ.items() if k != "PLEXA_RUNTIME_DIR"}
+                | {"PYTHONPATH": path},
                 capture_output=True,
                 text=True,
                 check=True,
@@ -247,9 +247,17 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    if "--json" in sys.argv:
-        sys.argv.remove("--json")
-        os.environ.setdefault("PLEXA_RUNTIME_DIR", tempfile.mkdtemp(prefix="plexa-guard-"))
-        print(json.dumps(measure(None)))
-        sys.exit(0)
-    sys.exit(main())
+    own_root = "PLEXA_RUNTIME_DIR" not in os.environ
+    os.environ.setdefault("PLEXA_RUNTIME_DIR", tempfile.mkdtemp(prefix="plexa-guard-"))
+    try:
+        if "--json" in sys.argv:
+            sys.argv.remove("--json")
+            print(json.dumps(measure(None)))
+            code = 0
+        else:
+            code = main()
+    finally:
+        if own_root:
+            with contextlib.suppress(OSError):
+                os.rmdir(os.environ["PLEXA_RUNTIME_DIR"])
+    sys.exit(code)
