@@ -81,7 +81,8 @@ def _settings(endpoint: str, listen: bool) -> Any:
 def rx(system: str, endpoint: str, count: int, size: int, capacity: int) -> dict[str, Any]:
     acc = Receiver(count)
     if system == "plexa":
-        from plexa.data.zenoh_links import ZenohInputPort, open_session
+        from plexa.data.zenoh_inputs import ZenohInputPort
+        from plexa.data.zenoh_links import open_session
 
         session = open_session(_settings(endpoint, listen=True))
         try:

@@ -21,9 +21,9 @@ zenoh = pytest.importorskip("zenoh", reason="eclipse-zenoh is not installed (ext
 from conftest import wait_for  # noqa: E402
 from netns import Hosts, netns_reason  # noqa: E402
 from plexa.core.spec import LinkSpec, Policy  # noqa: E402
+from plexa.data.zenoh_inputs import ZenohInputPort  # noqa: E402
 from plexa.data.zenoh_links import (  # noqa: E402
     TlsFiles,
-    ZenohInputPort,
     ZenohOutputPort,
     ZenohSettings,
     open_session,
