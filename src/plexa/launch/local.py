@@ -1,4 +1,4 @@
-"""Actor processes on this machine: one ``python -m plexa.runtime.process`` each.
+"""Actor processes on this machine: one ``plexa.runtime.process`` each.
 
 Each actor runs in its own session (so its process group can be signalled as a whole), with
 its output on pipes the nexus merges into the run's log, and two environment variables
@@ -24,6 +24,19 @@ __all__ = [
     "marked_processes",
     "sweep",
 ]
+
+
+BOOT = (
+    "import ctypes, os, signal, sys\n"
+    "ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # die with the nexus, even while importing\n"
+    "if os.getppid() != int(sys.argv[-1]):\n"
+    "    os._exit(3)\n"
+    "import runpy\n"
+    "runpy.run_module('plexa.runtime.process', run_name='__main__', alter_sys=True)\n"
+)
+"""What an actor process runs first: it asks to die with the nexus before it imports anything
+heavy (a nexus killed while its actors import must not wait for them to finish), then runs
+:mod:`plexa.runtime.process` as ``__main__``. Its command line still names that module."""
 
 
 class LocalProcess:
@@ -83,21 +96,15 @@ class LocalLauncher:
     """Starts actor processes on this machine (a :class:`plexa.launch.base.Launcher`)."""
 
     def spawn(self, request: LaunchRequest) -> ActorProcess:
-        """Start ``python -m plexa.runtime.process RUN_DIR ACTOR NEXUS_PID``; returns at once."""
+        """Start ``python -c BOOT RUN_DIR ACTOR NEXUS_PID`` (``plexa.runtime.process``); returns
+        at once."""
         env = dict(os.environ)
         env.update(request.env)
         env[RUN_DIR_ENV] = request.run_dir  # inherited by all it starts: the run's mark
         env[ENV_ACTOR] = request.actor
         env[SYS_PATH_ENV] = os.pathsep.join(request.import_path)  # never through a file
         popen = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "plexa.runtime.process",
-                request.run_dir,
-                request.actor,
-                str(request.nexus_pid),
-            ],
+            [sys.executable, "-c", BOOT, request.run_dir, request.actor, str(request.nexus_pid)],
             start_new_session=True,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,

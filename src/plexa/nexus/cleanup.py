@@ -176,7 +176,7 @@ def _run_processes(dead: set[str]) -> dict[psutil.Process, str]:
         if proc.pid in skip or proc.info["uids"] is None or proc.info["uids"].real != os.getuid():
             continue
         cmd = proc.info.get("cmdline") or []
-        if len(cmd) >= 6 and cmd[1:3] == ["-m", "plexa.runtime.process"]:
+        if len(cmd) >= 6 and cmd[1] in ("-m", "-c") and "plexa.runtime.process" in cmd[2]:
             with contextlib.suppress(ValueError):
                 if proc.info.get("ppid") != int(cmd[5]) or dead_run(cmd[3]):
                     found[proc] = f"actor {cmd[4]} of run {Path(cmd[3]).name}"
