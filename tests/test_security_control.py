@@ -198,5 +198,5 @@ def test_an_off_host_run_answers_only_its_keys_and_then_only_with_the_token(
         timeout=60,
     )
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout)["value"]["run"]["state"] == "running"
+    assert json.loads(result.stdout)["run"]["state"] == "running"  # the plain document
     assert remote_run.proc.poll() is None

@@ -19,24 +19,28 @@ from typing import Any
 
 import pytest
 from textual.pilot import Pilot
-from textual.widgets import DataTable, RichLog
+from textual.widgets import DataTable, RichLog, Static
 
 import plexa
 from conftest import wait_for
 from plexa.edges.client import Client
-from plexa.edges.tui import PlexaApp, run_client, run_tui
+from plexa.edges.tui import PING_S, QUIET_S, PlexaApp, run_client, run_tui
+from plexa.edges.tui_screens import ConfirmScreen, DetailScreen, PromptScreen
 from plexa.errors import InvalidTransition, PlexaError
 from plexa.nexus.server import ControlServer
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "imaging.yaml"
+FIT = EXAMPLE.with_name("fit.yaml")
 ACTORS = ("camera", "traces", "monitor")
 SIZE = (120, 40)
 
 
 @contextlib.contextmanager
-def live_run(*, drive: bool = True) -> Iterator[tuple[plexa.Nexus, ControlServer]]:
+def live_run(
+    example: Path = EXAMPLE, *, drive: bool = True
+) -> Iterator[tuple[plexa.Nexus, ControlServer]]:
     """The imaging example, running; driven from one background thread if ``drive``."""
-    nexus = plexa.Nexus(plexa.load(EXAMPLE))
+    nexus = plexa.Nexus(plexa.load(example))
     server = ControlServer(nexus)
     done = threading.Event()
 
@@ -211,7 +215,8 @@ def test_screenshot_shows_actors_columns_and_keys() -> None:
         "traces.traces->monitor.traces",
         *("actor", "state", "in/s", "out/s", "p50 µs", "p99 µs", "restarts"),
         *("link", "policy", "depth", "dropped", "lost", "msgs/s"),
-        *("pause", "resume", "pause sel", "setup", "stop", "log level", "detach", "quit run"),
+        *("pause", "resume", "stop", "abort", "kill", "revive", "set", "invoke"),
+        *("details", "level", "detach", "quit run", "progress"),
     )
 
     def missing(svg: str) -> list[str]:
@@ -260,7 +265,7 @@ def test_detaching_leaves_the_run_going() -> None:
             )
 
 
-def test_shift_q_quits_the_run() -> None:
+def test_shift_q_quits_the_run_after_a_confirmation() -> None:
     with live_run() as (_, server):
         app = PlexaApp(connector(server))
 
@@ -268,10 +273,98 @@ def test_shift_q_quits_the_run() -> None:
             async with app.run_test(size=SIZE) as pilot:
                 await wait_until(pilot, lambda: all_shown(app, "running"), "3 running actors")
                 await pilot.press("Q")
+                await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "a question")
+                await pilot.press("n")
+                await wait_until(pilot, lambda: not isinstance(app.screen, ConfirmScreen), "no")
+                assert app.is_running and not server.quit_requested
+                await pilot.press("Q", "y")
                 await wait_until(pilot, lambda: not app.is_running, "the app to exit")
 
         asyncio.run(main())
         assert server.quit_requested
+
+
+def test_details_set_and_kill_keys_act_on_the_selected_actor() -> None:
+    with live_run() as (nexus, server):
+        app = PlexaApp(connector(server))
+        notes = record_notes(app)
+
+        async def main() -> None:
+            async with app.run_test(size=SIZE) as pilot:
+                await wait_until(pilot, lambda: all_shown(app, "running"), "3 running actors")
+                await pilot.press("down")  # traces
+                assert app.selected_actor() == "traces"
+                await pilot.press("d")
+                await wait_until(pilot, lambda: isinstance(app.screen, DetailScreen), "details")
+                text = app.screen.text  # type: ignore[attr-defined]
+                assert text.startswith("traces  (plexa.examples.imaging:RoiTraces)")
+                assert "options:" in text and "state running" in text
+                await pilot.press("escape")
+                await pilot.press("e")
+                await wait_until(pilot, lambda: isinstance(app.screen, PromptScreen), "a prompt")
+                await pilot.press(*"n_rois 8", "enter")
+                await wait_until(pilot, lambda: "set traces: ok" in notes, "the set to be done")
+                await pilot.press("k")
+                await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "a question")
+                assert "ends the run" in str(app.screen.question)  # type: ignore[attr-defined]
+                await pilot.press("n")
+                await pilot.press("q")
+
+        asyncio.run(main())
+        assert nexus_states(nexus)["traces"] == "running"
+
+
+def test_progress_and_improved_results_are_shown() -> None:
+    with live_run(FIT) as (_, server):
+        app = PlexaApp(connector(server))
+
+        async def main() -> None:
+            async with app.run_test(size=SIZE) as pilot:
+
+                def progress() -> str:
+                    table = app.query_one("#actors", DataTable)
+                    return str(table.get_cell("fit", "progress")) if "fit" in table.rows else ""
+
+                await wait_until(pilot, lambda: "%" in progress(), "a progress bar", 30)
+                assert progress().startswith("[") and "/" in progress()
+                results = app.query_one("#results", Static)
+                await wait_until(
+                    pilot, lambda: "best score" in str(results.render()), "a result", 30
+                )
+                await pilot.press("q")
+
+        asyncio.run(main())
+
+
+def test_a_run_that_stops_answering_shows_connection_lost_within_a_second() -> None:
+    with live_run(drive=False) as (nexus, server):
+        answering = threading.Event()
+        answering.set()
+
+        def loop() -> None:
+            while answering.is_set():
+                nexus.poll(0.05)
+                server.tick()
+
+        thread = threading.Thread(target=loop, daemon=True)
+        thread.start()
+        app = PlexaApp(connector(server))
+
+        async def main() -> None:
+            async with app.run_test(size=SIZE) as pilot:
+                await wait_until(pilot, lambda: all_shown(app, "running"), "3 running actors")
+                answering.clear()
+                thread.join()
+                silent = time.monotonic()
+                # the app pings after QUIET_S without events and gives the ping PING_S: 1 s
+                # on a quiet machine; the wait below has slack for a loaded one
+                assert QUIET_S + PING_S <= 1.0
+                await wait_until(pilot, lambda: not app.connected, "connection lost", 8)
+                assert "CONNECTION LOST" in str(app.sub_title)
+                print(f"connection lost shown after {time.monotonic() - silent:.2f} s")
+                await pilot.press("q")
+
+        asyncio.run(main())
 
 
 def test_run_tui_drives_the_nexus_until_the_app_is_left(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -7,18 +7,21 @@ spelling loads, and so does improv's (``package:`` + ``class:``, extra keys as o
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import enum
 import importlib
 import inspect
 import os
 import re
+import sys
 import types
 import typing
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+import msgspec
 import yaml
 
 from plexa.core.actor import Actor
@@ -129,7 +132,16 @@ def _check_file(path: str | os.PathLike[str]) -> tuple[PipelineSpec | None, list
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         return None, [ConfigIssue(source, None, "(file)", f"cannot read the file: {reason}")]
-    return _check(text, source)
+    folder = str(Path(source).resolve().parent)
+    added = folder not in sys.path
+    if added:  # actor modules next to the file are found (as improv does; the nexus puts
+        sys.path.insert(0, folder)  # the same folder first on each actor's path)
+    try:
+        return _check(text, source)
+    finally:
+        if added:
+            with contextlib.suppress(ValueError):
+                sys.path.remove(folder)
 
 
 class _Tree:
@@ -209,6 +221,7 @@ def _check(text: str, source: str) -> tuple[PipelineSpec | None, list[ConfigIssu
     settings = check.settings(data.get("settings"))
     actors = check.actors(data.get("actors"))
     links = check.connections(data.get("connections"))
+    actors = check.with_named_ports(actors)
     record = check.record(data.get("record"), actors)
     if record is None and settings.use_watcher:  # improv's spelling of "record: all"
         record = RecordSpec()
@@ -245,6 +258,8 @@ class _Checker:
         self.classes: dict[str, type[Actor] | None] = {}
         self.targets: dict[str, str] = {}
         self.outputs: dict[str, tuple[str, ...]] = {}
+        self.named_ports: dict[tuple[str, str], list[str]] = {}
+        """Ports of ``open_ports`` classes (improv's named links) named only by connections."""
 
     def line(self, key: str) -> int | None:
         while key:
@@ -522,6 +537,20 @@ class _Checker:
                 hint = f"add it under options: {{{param.name}: ...}}"
                 self.add(f"actors.{name}.options", f"{target} needs option {param.name!r}", hint)
 
+    def with_named_ports(self, actors: dict[str, ActorSpec]) -> dict[str, ActorSpec]:
+        """The actor specs with the ports that only connections named (``open_ports``)."""
+        out = dict(actors)
+        for (actor, side), names in self.named_ports.items():
+            aspec = out.get(actor)
+            if aspec is None:
+                continue
+            if side == "input":
+                aspec = msgspec.structs.replace(aspec, inputs=(*aspec.inputs, *names))
+            else:
+                aspec = msgspec.structs.replace(aspec, outputs=(*aspec.outputs, *names))
+            out[actor] = aspec
+        return out
+
     def connections(self, raw: object) -> list[LinkSpec]:
         if raw is None:
             return []
@@ -559,6 +588,11 @@ class _Checker:
         if cls is None:
             return None  # already reported
         ports = self.outputs[actor] if side == "output" else cls.declared_inputs()
+        if port not in ports and getattr(cls, "open_ports", False):
+            named = self.named_ports.setdefault((actor, side), [])
+            if port not in named:
+                named.append(port)
+            return actor, port
         if port not in ports:
             message = f"actor {actor!r} ({self.targets[actor]}) has no {side} {port!r}"
             self.add(key, message, _suggest(port, ports, f"{side}s"), at)

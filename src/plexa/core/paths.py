@@ -280,3 +280,31 @@ def store_dir(settings: Settings, pipeline: str, paths: RunPaths) -> Path:
 ENV_ACTOR = "PLEXA_ACTOR"
 """Set in every actor process (with ``PLEXA_RUN_DIR``): the actor's name. Together they
 mark everything an actor starts, even in another session."""
+
+RUN_ID_LENGTH = 8
+"""Hex digits of a run id (:func:`new_run_id`)."""
+
+
+def run_log(run_name: str, run_id: str) -> Path:
+    """The merged log of run ``run_name`` with id ``run_id``: ``log_dir()/NAME-ID.log``.
+
+    Named by the run's name (``--name``, else the pipeline's), so ``plexa logs NAME`` finds
+    it after the run has ended; the id keeps runs of the same name apart.
+    """
+    return log_dir() / f"{run_name}-{run_id}.log"
+
+
+def run_report(run_name: str, run_id: str) -> Path:
+    """The run's report, beside its log: ``log_dir()/NAME-ID.report.json``."""
+    return log_dir() / f"{run_name}-{run_id}.report.json"
+
+
+def parse_run_file(path: Path) -> tuple[str, str] | None:
+    """``(run name, run id)`` of a file named by :func:`run_log` / :func:`run_report`."""
+    stem = path.name.removesuffix(".report.json").removesuffix(".log")
+    if stem == path.name:
+        return None
+    name, _, run_id = stem.rpartition("-")
+    if not name or len(run_id) != RUN_ID_LENGTH or any(c not in "0123456789abcdef" for c in run_id):
+        return None
+    return name, run_id

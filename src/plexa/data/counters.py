@@ -16,6 +16,7 @@ import numpy as np
 import numpy.typing as npt
 
 from plexa.core.spec import PipelineSpec
+from plexa.errors import OutOfSharedMemory
 
 __all__ = ["ActorField", "Counters", "LinkField", "OutputField", "bucket", "percentile", "received"]
 
@@ -112,8 +113,11 @@ class Counters:
         flags = os.O_RDWR | (os.O_CREAT | os.O_TRUNC if create else 0)
         fd = os.open(path, flags, 0o600)
         try:
-            if create:
-                os.ftruncate(fd, size)
+            if create:  # backed now: a page of a full /dev/shm touched later is SIGBUS
+                try:
+                    os.posix_fallocate(fd, 0, size)
+                except OSError as exc:
+                    raise OutOfSharedMemory(f"no room for the run's counters in {path}") from exc
             self._mm = mmap.mmap(fd, size)
         finally:
             os.close(fd)

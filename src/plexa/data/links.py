@@ -14,8 +14,10 @@ as ``lost`` instead of hanging.
 from __future__ import annotations
 
 import ctypes
+import errno
 import logging
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,7 +27,7 @@ import iceoryx2 as iox2
 import numpy as np
 import numpy.typing as npt
 
-from plexa.core.paths import RunPaths
+from plexa.core.paths import SHM_ROOT, RunPaths
 from plexa.core.spec import LinkSpec, PipelineSpec, Policy
 from plexa.data import payload
 from plexa.data.counters import Counters, LinkField, OutputField, bucket, received
@@ -33,6 +35,7 @@ from plexa.errors import (
     LinkBroken,
     LinkClosed,
     LinkError,
+    OutOfSharedMemory,
     PayloadError,
     Timeout,
     WouldBlock,
@@ -50,6 +53,40 @@ _log = logging.getLogger("plexa.links")
 MAX_BORROWED = 4
 """Messages a consumer may hold at once per link (the handler's plus a few kept views)."""
 _INITIAL_SLICE = 64 * 1024
+
+
+_SHM_MARGIN = 1 << 20
+_MADV_POPULATE_WRITE = 23  # Linux 5.14
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.madvise.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
+_libc.madvise.restype = ctypes.c_int
+
+
+def shm_free() -> int | None:
+    """Bytes free in /dev/shm (None if it cannot be told)."""
+    try:
+        vfs = os.statvfs(SHM_ROOT)
+    except OSError:
+        return None
+    return vfs.f_bavail * vfs.f_frsize
+
+
+def populate(addr: int, length: int) -> bool:
+    """Back the shared pages in ``[addr, addr + length)`` with memory now, without changing
+    their content; False if there is no memory for them (where touching them would have
+    been SIGBUS). Kernels before 5.14 cannot do this: free space is checked instead."""
+    start = addr - addr % _PAGE
+    while True:
+        if _libc.madvise(start, addr + length - start, _MADV_POPULATE_WRITE) == 0:
+            return True
+        err = ctypes.get_errno()
+        if err in (errno.EINTR, errno.EAGAIN):
+            continue
+        if err == errno.EINVAL:  # no MADV_POPULATE_WRITE here
+            free = shm_free()
+            return free is None or free >= length + _SHM_MARGIN
+        return False  # EFAULT, ENOMEM: no memory to back them
 
 
 def slot_size(size: int) -> int:
@@ -236,6 +273,13 @@ class OutputPort:
         self._idle_wait = idle_wait
         self._layouts: dict[tuple[Any, Any], FrameLayout] = {}
         self.sent = int(self._row[OutputField.SENT])
+        self._backed: dict[int, int] = {}
+        """Sample address -> bytes of it known to be backed by memory (see :meth:`_back`)."""
+        self._largest = _INITIAL_SLICE
+        self._slots = (len(links) + 1) * (
+            max((lk.capacity for lk in links), default=1) + MAX_BORROWED
+        ) + 2
+        """Samples the publisher's segment holds (see Domain.output_service)."""
 
     def _room(self) -> bool:
         """True if every ``block`` link has room for one more message; if one has not, ask
@@ -270,16 +314,47 @@ class OutputPort:
 
     def _loan(self, size: int, layout: int, meta_len: int) -> Any:
         """A sample of at least ``size`` bytes whose header already says what it holds."""
+        slot = slot_size(size)
+        if slot > self._largest or len(self._backed) < self._slots:
+            self._check_room(slot, size)  # samples not yet backed by memory may come
         try:
-            sample = self._publisher.loan_slice_uninit(slot_size(size))
+            sample = self._publisher.loan_slice_uninit(slot)
         except Exception as exc:
             raise LinkBroken(
                 f"output {self.actor}.{self.name}: cannot loan {size} bytes: {exc}"
             ) from exc
+        if self._backed.get(sample.payload_ptr, 0) < slot:
+            self._back(sample, slot, size)
         header = Words.from_address(sample.user_header_ptr)
         header[LAYOUT] = layout
         header[META_LEN] = meta_len
         return sample
+
+    def _check_room(self, slot: int, size: int) -> None:
+        """Refuse a message that could need more of /dev/shm than is free (the sample's
+        header is written by iceoryx2 itself, on pages this process cannot back first)."""
+        if slot > self._largest:  # the publisher moves to a new segment: new addresses
+            self._largest = slot
+            self._backed.clear()
+        free = shm_free()
+        if free is not None and free < slot + _SHM_MARGIN:
+            raise OutOfSharedMemory(
+                f"output {self.actor}.{self.name}: no room in /dev/shm for a message of "
+                f"{size} bytes ({free} bytes free); nothing was sent"
+            )
+
+    def _back(self, sample: Any, slot: int, size: int) -> None:
+        """Have the kernel back the pages of a sample used for the first time at this size,
+        so that writing into it can never be SIGBUS; refuse the message if it cannot."""
+        ptr = sample.payload_ptr
+        start = min(ptr, sample.user_header_ptr)
+        if not populate(start, ptr + slot - start):
+            sample.delete()
+            raise OutOfSharedMemory(
+                f"output {self.actor}.{self.name}: no room in /dev/shm for a message of "
+                f"{size} bytes; nothing was sent"
+            )
+        self._backed[ptr] = slot
 
     def _send(self, sample: Any, nbytes: int) -> None:
         """Number the sample, count it as sent (before a consumer can take it, so no reader

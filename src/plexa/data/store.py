@@ -18,6 +18,7 @@ environment, since LMDB forbids opening it twice). Never use a store across ``fo
 from __future__ import annotations
 
 import contextlib
+import errno
 import itertools
 import os
 import pickle
@@ -43,8 +44,9 @@ _ZEROS = bytes(_ALIGN)
 _MB = 2**20
 _NUDGE = b"\x00plexa-nudge"
 _MAX_KEY = 511  # LMDB's default key size limit
+_LOCK_FILE = 16384  # LMDB's reader table for 126 readers is ~8 KB; a larger file is kept
 
-_ENVS: dict[Path, tuple[lmdb.Environment, int]] = {}  # real path -> (environment, handles)
+_ENVS: dict[Path, _Shared] = {}  # real path -> this process's environment there
 _ENVS_LOCK = threading.Lock()
 
 
@@ -109,25 +111,87 @@ def _key(key: str) -> bytes:
     return raw
 
 
-def _room(path: Path) -> int:
-    """Bytes the store's data file may still grow to on its filesystem."""
-    vfs, data = os.statvfs(path), path / "data.mdb"
-    held = data.stat().st_blocks * 512 if data.exists() else 0
-    return vfs.f_bavail * vfs.f_frsize + held
+class _Shared:
+    """One process's LMDB environment of a store path, shared by its Store handles, and
+    how far this process has reserved the data file (see :meth:`reserve`)."""
+
+    def __init__(self, env: lmdb.Environment, path: Path, reserving: bool) -> None:
+        self.env = env
+        self.path = path
+        self.handles = 0
+        self.reserved = 0
+        self.fd: int | None = None
+        if reserving:
+            self.fd = os.open(path / "data.mdb", os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW)
+        self.psize: int = env.stat()["psize"]
+
+    def reserve(self, nbytes: int) -> None:
+        """Make sure the data file has real blocks for a write of ``nbytes``: the pages
+        in use, ``nbytes`` twice over (the value, and the pages it frees and copies) and
+        1 MB of slack (tree pages, the free list). Call it inside the write transaction,
+        which keeps every other writer out meanwhile.
+
+        With ``writemap`` LMDB writes into a shared mapping of a sparse file, and touching
+        a page the filesystem cannot back is SIGBUS; ``posix_fallocate`` turns that into
+        ENOSPC here, before any page is touched: :class:`StoreFull`.
+        """
+        if self.fd is None:
+            return
+        info = self.env.info()
+        need = min((info["last_pgno"] + 1) * self.psize + 2 * nbytes + _MB, info["map_size"])
+        if need <= self.reserved:
+            return
+        # reserve ahead (fewer calls), but no more than needed if the filesystem is short
+        for target in (min(max(need, self.reserved + 4 * _MB), info["map_size"]), need):
+            try:
+                os.posix_fallocate(self.fd, self.reserved, target - self.reserved)
+            except OSError as exc:
+                if exc.errno != errno.ENOSPC:
+                    raise StoreError(f"cannot reserve room in {self.path}: {exc}") from exc
+                continue
+            self.reserved = target
+            return
+        raise StoreFull(f"no room left for the object store in {self.path}")
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+        self.env.close()
 
 
-def _acquire(path: Path, map_size: int, create: bool) -> lmdb.Environment:
+def _can_reserve(path: Path) -> bool:
+    """True if ``posix_fallocate`` works on ``path``'s filesystem and it is not full."""
+    probe = path / f".probe-{os.getpid()}-{threading.get_ident()}"
+    try:
+        fd = os.open(probe, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    except OSError:
+        return False
+    try:
+        os.posix_fallocate(fd, 0, 4096)
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+        os.unlink(probe)
+
+
+def _acquire(path: Path, map_size: int, create: bool) -> _Shared:
     """This process's environment for ``path``, opened on first use."""
     with _ENVS_LOCK:
-        env, handles = _ENVS.get(path, (None, 0))
-        if env is None:
+        shared = _ENVS.get(path)
+        if shared is None:
             # The store lives on /dev/shm: RAM, gone at reboot, never reopened after a crash,
             # so fsync buys nothing (sync/metasync off) and there is no disk to read ahead.
             # writemap makes LMDB write values straight into the shared mapping instead of
-            # into malloc'd pages it then pwrite()s: 5x faster puts of 512 KB. But touching a
-            # tmpfs page that cannot be allocated raises SIGBUS, so writemap is used only if
-            # the filesystem has room for the whole map; else a full /dev/shm is ENOSPC.
-            # One spare read transaction keeps begin() cheap.
+            # into malloc'd pages it then pwrite()s: 5x faster puts of 512 KB. Touching a
+            # page the filesystem cannot back is SIGBUS, so writemap is used only where the
+            # data file can be reserved ahead of every write (_Shared.reserve); elsewhere
+            # LMDB's writes fail with an error instead. One spare read transaction keeps
+            # begin() cheap.
+            reserving = _can_reserve(path)
+            _prepare_lock_file(path)
             env = lmdb.open(
                 str(path),
                 map_size=map_size,
@@ -136,25 +200,65 @@ def _acquire(path: Path, map_size: int, create: bool) -> lmdb.Environment:
                 mode=0o600,
                 max_dbs=0,
                 lock=True,
-                writemap=_room(path) >= map_size,
+                writemap=reserving,
                 sync=False,
                 metasync=False,
                 readahead=False,
                 max_readers=126,
                 max_spare_txns=1,
             )
-        _ENVS[path] = (env, handles + 1)
-        return env
+            _reserve_lock_file(path)
+            shared = _ENVS[path] = _Shared(env, path, reserving)
+        shared.handles += 1
+        return shared
+
+
+def _prepare_lock_file(path: Path) -> None:
+    """Create LMDB's reader table with its pages backed, before LMDB writes its header
+    into it through a shared mapping (SIGBUS on a full filesystem)."""
+    try:
+        fd = os.open(
+            path / "lock.mdb", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600
+        )
+    except OSError:
+        return  # LMDB says why
+    try:
+        os.posix_fallocate(fd, 0, _LOCK_FILE)
+    except OSError as exc:
+        if exc.errno == errno.ENOSPC:
+            raise StoreFull(f"no room left for the object store in {path}") from exc
+    finally:
+        os.close(fd)
+
+
+def _reserve_lock_file(path: Path) -> None:
+    """Back every page of LMDB's (sparse, shared-mapped) reader table now: a reader that
+    registers in a page the filesystem cannot back would get SIGBUS."""
+    with contextlib.suppress(OSError):
+        fd = os.open(path / "lock.mdb", os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW)
+        try:
+            os.posix_fallocate(fd, 0, os.fstat(fd).st_size)
+        finally:
+            os.close(fd)
 
 
 def _release(path: Path) -> None:
     """Drop a handle on ``path``'s environment, closing it with the last."""
     with _ENVS_LOCK:
-        env, handles = _ENVS.pop(path)
-        if handles > 1:
-            _ENVS[path] = (env, handles - 1)
-        else:
-            env.close()
+        shared = _ENVS[path]
+        shared.handles -= 1
+        if not shared.handles:
+            del _ENVS[path]
+            shared.close()
+
+
+def _short_of_room(path: Path, nbytes: int) -> bool:
+    """True if ``path``'s filesystem has less than ``nbytes`` and 1 MB free."""
+    try:
+        vfs = os.statvfs(path)
+    except OSError:
+        return False
+    return vfs.f_bavail * vfs.f_frsize < nbytes + _MB
 
 
 def remove_store(path: str | os.PathLike[str]) -> None:
@@ -178,9 +282,12 @@ class Store:
             raise StoreError(f"no object store at {self.path}")
         self._real = self.path.resolve()
         try:
-            self._env: lmdb.Environment | None = _acquire(self._real, map_size, create)
+            self._shared = _acquire(self._real, map_size, create)
         except lmdb.Error as exc:
+            if _short_of_room(self.path, 0):
+                raise StoreFull(f"no room left for the object store in {self.path}") from exc
             raise StoreError(f"cannot open the object store at {self.path}: {exc}") from exc
+        self._env: lmdb.Environment | None = self._shared.env
         # A reader killed with kill -9 leaves its slot behind, pinning the pages it could see.
         self._env.reader_check()
         self._prefix = f"{os.getpid():x}.{os.urandom(4).hex()}."
@@ -207,6 +314,7 @@ class Store:
         for retry in (False, True):
             try:
                 with env.begin(write=True) as txn:
+                    self._shared.reserve(len(value))
                     return txn.put(_key(key), value, overwrite=overwrite)
             except lmdb.MapFullError:
                 if retry:
@@ -216,11 +324,13 @@ class Store:
                 # no-op so that pages freed by the last commit become reusable; retry once.
                 env.reader_check()
                 with contextlib.suppress(lmdb.MapFullError), env.begin(write=True) as txn:
+                    self._shared.reserve(0)
                     if txn.put(_NUDGE, b"", overwrite=False):
                         txn.delete(_NUDGE)
-            except lmdb.DiskError as exc:
-                raise StoreFull(f"no room left for the object store in {self.path}") from exc
             except lmdb.Error as exc:
+                # without writemap, a full filesystem shows as a failed write (EIO, ENOSPC)
+                if isinstance(exc, lmdb.DiskError) or _short_of_room(self.path, len(value)):
+                    raise StoreFull(f"no room left for the object store in {self.path}") from exc
                 raise StoreError(f"cannot put {key!r}: {exc}") from exc
         size = env.info()["map_size"] // _MB
         raise StoreFull(
@@ -260,6 +370,7 @@ class Store:
         """Remove ``key``; True if it was there."""
         try:
             with self._live().begin(write=True) as txn:
+                self._shared.reserve(0)
                 return txn.delete(_key(key))
         except lmdb.Error as exc:
             raise StoreError(f"cannot delete {key!r}: {exc}") from exc

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import shlex
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -24,7 +25,10 @@ from textual.widgets import DataTable, Footer, Header, RichLog, Sparkline, Stati
 from textual.worker import get_current_worker
 
 from plexa.core import protocol as proto
+from plexa.edges.cli_ctl import parse_value
 from plexa.edges.client import Client, find_run, load_record
+from plexa.edges.tables import ProgressRates, progress_bar
+from plexa.edges.tui_screens import ConfirmScreen, DetailScreen, PromptScreen, actor_details
 from plexa.errors import PlexaError
 from plexa.nexus.cleanup import list_runs
 from plexa.nexus.logs import format_log
@@ -38,14 +42,16 @@ HISTORY = 60
 """How many metrics updates the throughput sparkline covers (about 30 s)."""
 COMMAND_TIMEOUT = 60.0
 """Lifecycle commands wait for every actor, so they may take a while."""
-QUIET_S = 5.0
-"""With no event for this long (metrics come twice a second) the app pings the run."""
+QUIET_S = 0.6
+"""With no event for this long (metrics come twice a second) the app pings the run; with the
+ping's own deadline, a run that died shows as "connection lost" within a second."""
+PING_S = 0.4
 
-ACTOR_COLUMNS = ("actor", "state", "in/s", "out/s", "p50 µs", "p99 µs", "restarts")
+ACTOR_COLUMNS = ("actor", "state", "in/s", "out/s", "p50 µs", "p99 µs", "restarts", "progress")
 ACTOR_FIELDS = ("rate_in", "rate_out", "handler_p50_us", "handler_p99_us", "restarts")
 LINK_COLUMNS = ("link", "policy", "depth", "dropped", "lost", "p50 µs", "p99 µs", "msgs/s")
 LINK_FIELDS = ("depth", "dropped", "lost", "latency_p50_us", "latency_p99_us", "rate")
-_WIDTHS = {"actor": 18, "link": 30, "state": 11}
+_WIDTHS = {"actor": 18, "link": 30, "state": 11, "progress": 44}
 _STATE_STYLES = {"running": "green", "paused": "yellow", "failed": "bold red", "stopped": "dim"}
 _LEVEL_STYLES = {10: "dim", 30: "yellow", 40: "red", 50: "bold red"}
 
@@ -66,6 +72,11 @@ def _state(state: str) -> Text:
 class PlexaApp(App[None]):
     """A live view of one run, steering it with single keys.
 
+    Keys: p/r/s pause, resume, stop every actor (P/R/S: the selected one), t setup, u run;
+    on the selected actor: a abort, k kill (asks), v revive, e set (prompts KEY VALUE),
+    i invoke (prompts METHOD [ARG...]), d or Enter details; l log level; q detach (under
+    ``plexa run --tui``: quit), Q quit the run (asks).
+
     ``connect`` makes a new :class:`Client` for the run; it is called once per thread that
     talks to the run. ``until``, if given, is polled: when it returns true the app exits.
     """
@@ -77,28 +88,47 @@ class PlexaApp(App[None]):
     #throughput { height: 3; }
     #rate { width: 28; padding: 1 1; }
     #spark { width: 1fr; height: 3; }
+    #results { height: auto; max-height: 4; color: $success; }
     #log { height: 1fr; border-top: solid $primary; }
     """
     BINDINGS = [
         Binding("p", "lifecycle('pause')", "pause"),
         Binding("r", "lifecycle('resume')", "resume"),
-        Binding("P", "lifecycle('pause', True)", "pause sel"),
-        Binding("R", "lifecycle('resume', True)", "resume sel"),
-        Binding("t", "lifecycle('setup')", "setup"),
-        Binding("u", "lifecycle('run')", "run"),
+        Binding("P", "lifecycle('pause', True)", "pause sel", show=False),
+        Binding("R", "lifecycle('resume', True)", "resume sel", show=False),
+        Binding("t", "lifecycle('setup')", "setup", show=False),
+        Binding("u", "lifecycle('run')", "run", show=False),
         Binding("s", "lifecycle('stop')", "stop"),
-        Binding("S", "lifecycle('stop', True)", "stop sel"),
-        Binding("l", "cycle_level", "log level"),
+        Binding("S", "lifecycle('stop', True)", "stop sel", show=False),
+        Binding("a", "lifecycle('abort', True)", "abort"),
+        Binding("k", "kill", "kill"),
+        Binding("v", "lifecycle('revive', True)", "revive"),
+        Binding("e", "set_option", "set"),
+        Binding("i", "invoke", "invoke"),
+        Binding("enter", "details", "details", show=False),
+        Binding("d", "details", "details"),
+        Binding("l", "cycle_level", "level"),
         Binding("q", "detach", "detach"),
         Binding("Q", "quit_run", "quit run"),
     ]
 
     def __init__(
-        self, connect: Callable[[], Client], *, until: Callable[[], bool] | None = None
+        self,
+        connect: Callable[[], Client],
+        *,
+        until: Callable[[], bool] | None = None,
+        detachable: bool = True,
     ) -> None:
         super().__init__()
         self.connect = connect
         self.until = until
+        self.detachable = detachable
+        """False under ``plexa run --tui``: leaving the UI ends the run, and ``q`` says so."""
+        self.status: dict[str, Any] = {"actors": {}, "links": {}}
+        self.config: dict[str, Any] | None = None
+        self.latest: dict[str, dict[str, Any]] = {}
+        self.progress_rates = ProgressRates()
+        self.rates: dict[str, float] = {}
         self.run_name = "?"
         self.run_state = "?"
         self.uptime = 0.0
@@ -120,11 +150,14 @@ class PlexaApp(App[None]):
         with Horizontal(id="throughput"):
             yield Static("throughput", id="rate")
             yield Sparkline(list(self.history), id="spark")
+        yield Static("", id="results")
         yield RichLog(id="log", max_lines=2000, markup=False, highlight=False, wrap=False)
         yield Footer()
 
     def on_mount(self) -> None:
         """Start receiving events (and watching ``until``)."""
+        if not self.detachable:
+            self.bind("q", "detach", description="quit")
         self._show_header()
         self._receive()
         if self.until is not None:
@@ -167,9 +200,11 @@ class PlexaApp(App[None]):
                     self._to_ui(self._apply, batch)
                 elif time.monotonic() - last > QUIET_S:
                     try:
-                        client.request("ping", timeout=QUIET_S)
+                        client.request("ping", timeout=PING_S)
                     except PlexaError:
                         self._to_ui(self._set_connected, False)
+                    else:
+                        self._to_ui(self._set_connected, True)
                     last = time.monotonic()
 
     def _to_ui(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
@@ -180,6 +215,10 @@ class PlexaApp(App[None]):
 
     # ----- applying what was received (UI thread) ---------------------------------------------
     def _load_snapshot(self, snap: dict[str, Any]) -> None:
+        self.config = snap.get("config")
+        for actor, reports in (snap.get("latest") or {}).items():
+            self.latest.setdefault(actor, {}).update(reports)
+        self._show_results()
         self._show_status(snap["status"])
         for entry in snap["logs"]:
             self._add_log(entry)
@@ -201,6 +240,29 @@ class PlexaApp(App[None]):
                 self._set_actor_state(data["actor"], "failed")
                 msg = f"{data['actor']} failed ({data.get('phase')}): {data.get('error')}"
                 self.notify(msg, severity="error", timeout=10, markup=False)
+            elif event.kind in ("progress", "improved", "aborted", "checkpoint"):
+                self.latest.setdefault(data["actor"], {})[event.kind] = data
+                if event.kind != "progress":
+                    self._show_results()
+                if event.kind == "aborted":
+                    msg = f"{data['actor']} aborted; partial result score {data.get('score')}"
+                    self.notify(msg, timeout=8, markup=False)
+
+    def _show_results(self) -> None:
+        """One line per actor with an improved (or aborted) result: its score and summary."""
+        lines = []
+        for actor, reports in self.latest.items():
+            improved = reports.get("improved")
+            if improved:
+                score = improved.get("score")
+                lines.append(
+                    f"{actor}: best score {score if score is not None else '-'}  "
+                    f"{improved.get('summary', '')}".rstrip()
+                )
+            aborted = reports.get("aborted")
+            if aborted:
+                lines.append(f"{actor}: aborted, partial result score {aborted.get('score')}")
+        self.query_one("#results", Static).update(Text("\n".join(lines)))
 
     def _set_connected(self, connected: bool) -> None:
         if connected != self.connected:
@@ -218,9 +280,16 @@ class PlexaApp(App[None]):
         run = status["run"]
         self.run_name, self.run_state = run["name"], run["state"]
         self.uptime = run.get("uptime_s", 0.0)
+        self.status = status
+        self.rates = self.progress_rates.update(status)
         self._show_header()
         actors = {
-            name: [name, _state(a["state"]), *(_num(a.get(f)) for f in ACTOR_FIELDS)]
+            name: [
+                name,
+                _state(a["state"]),
+                *(_num(a.get(f)) for f in ACTOR_FIELDS),
+                Text(progress_bar(a.get("progress"), self.rates.get(name))),
+            ]
             for name, a in status["actors"].items()
         }
         links = {
@@ -279,20 +348,92 @@ class PlexaApp(App[None]):
         self._command(command, actor)
 
     def action_detach(self) -> None:
-        """Leave the UI; the run goes on."""
+        """Leave the UI (a client: the run goes on; ``plexa run --tui``: the run ends)."""
         self.exit()
 
     def action_quit_run(self) -> None:
-        """Tell the run to quit, then leave."""
-        self._command("quit", None)
+        """Ask, then tell the run to quit and leave."""
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self._command("quit", None)
+
+        self.push_screen(ConfirmScreen(f"Quit the run {self.run_name!r}?"), answered)
+
+    def _selected_or_warn(self) -> str | None:
+        actor = self.selected_actor()
+        if actor is None:
+            self.notify("no actor selected", severity="warning")
+        return actor
+
+    def action_kill(self) -> None:
+        """Ask, then SIGKILL the selected actor (its restart policy applies)."""
+        actor = self._selected_or_warn()
+        if actor is None:
+            return
+        spec = (self.config or {}).get("actors", {}).get(actor, {})
+        ends = (
+            spec.get("restart") == "never"
+            and (self.config or {}).get("settings", {}).get("on_failure") == "stop"
+        )
+        question = f"Kill {actor!r}?" + (" It never restarts: this ends the run." if ends else "")
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self._command("kill", actor)
+
+        self.push_screen(ConfirmScreen(question), answered)
+
+    def action_set_option(self) -> None:
+        """Prompt for ``KEY VALUE`` and set that option of the selected actor."""
+        actor = self._selected_or_warn()
+        if actor is None:
+            return
+
+        def answered(text: str | None) -> None:
+            key, _, value = (text or "").partition(" ")
+            if key and value.strip():
+                self._command("set", actor, key=key, value=parse_value(value.strip()))
+            elif text:
+                self.notify("give KEY VALUE", severity="warning")
+
+        self.push_screen(PromptScreen(f"set an option of {actor}:", "KEY VALUE"), answered)
+
+    def action_invoke(self) -> None:
+        """Prompt for ``METHOD [ARG...]`` and call it on the selected actor."""
+        actor = self._selected_or_warn()
+        if actor is None:
+            return
+
+        def answered(text: str | None) -> None:
+            try:
+                words = shlex.split(text or "")
+            except ValueError as exc:
+                self.notify(str(exc), severity="warning", markup=False)
+                return
+            if words:
+                args = [parse_value(w) for w in words[1:]]
+                self._command("invoke", actor, method=words[0], args=args)
+
+        self.push_screen(PromptScreen(f"invoke on {actor}:", "METHOD [ARG...]"), answered)
+
+    def action_details(self) -> None:
+        """Show the selected actor's options, progress, results and last failure."""
+        actor = self._selected_or_warn()
+        if actor is None:
+            return
+        text = actor_details(
+            actor, self.status, self.config, self.latest.get(actor, {}), self.rates.get(actor)
+        )
+        self.push_screen(DetailScreen(text))
 
     @work(thread=True, group="commands", exit_on_error=False)
-    def _command(self, command: str, actor: str | None) -> None:
+    def _command(self, command: str, actor: str | None, **args: Any) -> None:
         """Send one command from a worker thread and show the answer in a notification."""
         what = f"{command} {actor}" if actor else command
         try:
             with self.connect() as client:
-                resp = client.request_raw(command, actor, timeout=COMMAND_TIMEOUT)
+                resp = client.request_raw(command, actor, timeout=COMMAND_TIMEOUT, **args)
         except PlexaError as exc:
             self._to_ui(self.notify, f"{what}: {exc}", severity="error", markup=False)
             return
@@ -300,8 +441,12 @@ class PlexaApp(App[None]):
             msg = f"{what} refused: {resp.error}"
             self._to_ui(self.notify, msg, severity="error", timeout=8, markup=False)
             return
-        run_state = resp.value.get("run", "") if isinstance(resp.value, dict) else resp.value
-        self._to_ui(self.notify, f"{what}: ok ({run_state})", markup=False)
+        value = resp.value
+        if isinstance(value, dict) and isinstance(value.get("run"), str):
+            shown = f"ok ({value['run']})"
+        else:
+            shown = "ok" if value is None else f"{value!r}"[:200]
+        self._to_ui(self.notify, f"{what}: {shown}", markup=False)
         if command == "quit":
             self._to_ui(self.exit)
 
@@ -364,7 +509,7 @@ def run_tui(
 
     # The app watches `ended` itself: calling app.exit() from the driving thread through
     # call_from_thread could block forever if the app were closing at that very moment.
-    app = PlexaApp(connect, until=ended.is_set)
+    app = PlexaApp(connect, until=ended.is_set, detachable=False)
     thread = threading.Thread(target=run, name="plexa-nexus", daemon=True)
     thread.start()
     try:

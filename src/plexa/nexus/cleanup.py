@@ -18,9 +18,7 @@ import signal
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import psutil
+from typing import TYPE_CHECKING, Any
 
 from plexa.core.paths import (
     IOX_PREFIX,
@@ -30,6 +28,9 @@ from plexa.core.paths import (
     runtime_root,
     secure_root,
 )
+
+if TYPE_CHECKING:
+    import psutil
 
 __all__ = ["CleanupReport", "RunInfo", "cleanup", "list_runs", "remove_run_files"]
 
@@ -82,11 +83,33 @@ def remove_run_files(paths: RunPaths) -> list[str]:
     return removed
 
 
+def _create_time(pid: int) -> float | None:
+    """When process ``pid`` started (as psutil counts it), read from /proc without psutil
+    (``plexa ctl`` finds its run this way and stays fast); None if there is no such process."""
+    try:
+        stat_line = Path(f"/proc/{pid}/stat").read_bytes()
+        lines = Path("/proc/stat").read_bytes().splitlines()
+        btime = next(line for line in lines if line.startswith(b"btime"))
+    except (OSError, StopIteration):
+        return _psutil_create_time(pid)
+    fields = stat_line[stat_line.rindex(b")") + 2 :].split()
+    return int(btime.split()[1]) + int(fields[19]) / os.sysconf("SC_CLK_TCK")
+
+
+def _psutil_create_time(pid: int) -> float | None:
+    import psutil
+
+    try:
+        return float(psutil.Process(pid).create_time())
+    except psutil.Error:
+        return None
+
+
 def _alive(record: dict[str, Any]) -> bool:
     try:
-        proc = psutil.Process(int(record["pid"]))
-        return abs(proc.create_time() - float(record.get("create_time", 0))) < 1.0
-    except (psutil.Error, KeyError, ValueError, TypeError):
+        started = _create_time(int(record["pid"]))
+        return started is not None and abs(started - float(record.get("create_time", 0))) < 1.0
+    except (KeyError, ValueError, TypeError):
         return False
 
 
@@ -159,6 +182,8 @@ def _run_processes(dead: set[str]) -> dict[psutil.Process, str]:
     """This user's processes that belong to a dead run: actor processes (argv ``-m
     plexa.runtime.process RUN_DIR ACTOR NEXUS_PID``) whose nexus is gone, and every process
     that inherited an actor's ``PLEXA_RUN_DIR``. Maps each to what it is."""
+    import psutil
+
     me = os.getpid()
     skip = {me, *(p.pid for p in psutil.Process(me).parents())}
     found: dict[psutil.Process, str] = {}
@@ -189,6 +214,8 @@ def _run_processes(dead: set[str]) -> dict[psutil.Process, str]:
 
 
 def _kill(procs: dict[psutil.Process, str], report: CleanupReport) -> None:
+    import psutil
+
     for proc, what in procs.items():
         report.processes.append(f"{proc.pid} ({what})")
         with contextlib.suppress(psutil.Error, OSError):
@@ -232,6 +259,7 @@ def cleanup() -> CleanupReport:
     Raises :class:`UnsafePath` if the runtime directory exists but another user could
     control it.
     """
+
     from plexa.nexus.names import remove_stale_claims
 
     report = CleanupReport()

@@ -6,8 +6,10 @@ asked, so a status request costs microseconds whatever the pipeline is doing.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -26,10 +28,40 @@ from plexa.data.counters import (
     percentile,
 )
 
-__all__ = ["StatusBuilder", "empty_status", "status_document"]
+__all__ = ["ProcessUsage", "StatusBuilder", "empty_status", "status_document"]
 
 WINDOW_S = 0.5
 """Rates and percentiles are taken over the last window at least this long."""
+
+
+class ProcessUsage:
+    """CPU % (over the last window) and resident memory of processes, read from /proc."""
+
+    def __init__(self) -> None:
+        self._tick = os.sysconf("SC_CLK_TCK")
+        self._page = os.sysconf("SC_PAGE_SIZE")
+        self._seen: dict[int, tuple[float, float, float | None]] = {}
+
+    def sample(self, pid: int | None, now: float) -> tuple[float | None, int | None]:
+        """``(cpu_percent, rss_bytes)`` of ``pid``; None where unknown (no such process, or
+        no window yet for the CPU %)."""
+        if not pid:
+            return None, None
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_bytes()
+            statm = Path(f"/proc/{pid}/statm").read_bytes()
+        except OSError:
+            self._seen.pop(pid, None)
+            return None, None
+        fields = stat[stat.rindex(b")") + 2 :].split()
+        cpu = (int(fields[11]) + int(fields[12])) / self._tick
+        rss = int(statm.split()[1]) * self._page
+        t0, cpu0, percent = self._seen.get(pid, (now, cpu, None))
+        if now - t0 >= WINDOW_S:
+            percent = round(100.0 * (cpu - cpu0) / (now - t0), 1)
+            t0, cpu0 = now, cpu
+        self._seen[pid] = (t0, cpu0, percent)
+        return percent, rss
 
 
 class StatusBuilder:
@@ -38,6 +70,7 @@ class StatusBuilder:
     def __init__(self, spec: PipelineSpec, counters: Counters) -> None:
         self.spec = spec
         self.counters = counters
+        self._usage = ProcessUsage()
         self._prev: tuple[float, npt.NDArray[np.int64]] | None = None
         self._window: tuple[float, npt.NDArray[np.int64]] | None = None
         # An actor's messages in and out are its links' and output ports' counts: rows of
@@ -78,6 +111,7 @@ class StatusBuilder:
                 HIST_BASE : HIST_BASE + HIST_BUCKETS
             ]
             ins, outs = self._ins[name], self._outs[name]
+            cpu, rss = self._usage.sample(facts.pid, now)
             msgs_in = int(snap[ins, LinkField.RECEIVED].sum())
             msgs_out = int(snap[outs, OutputField.SENT].sum())
             if drained and uptime > 0:  # after a stop, the run's mean is the rate
@@ -96,6 +130,8 @@ class StatusBuilder:
                 else None,
                 handler_p50_us=percentile(hist, 0.5),
                 handler_p99_us=percentile(hist, 0.99),
+                cpu_percent=cpu,
+                rss_bytes=rss,
             )
         links: dict[str, LinkStatus] = {}
         for link in self.spec.links:

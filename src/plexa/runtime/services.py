@@ -8,6 +8,7 @@ safe point so that rate-limited reports and due checkpoints go out there.
 from __future__ import annotations
 
 import contextlib
+import errno
 import time
 import traceback
 from collections.abc import Callable
@@ -21,6 +22,7 @@ from plexa.core.actor import Actor
 from plexa.core.options import option_problem
 from plexa.core.paths import data_dir
 from plexa.core.spec import ActorSpec, PipelineSpec
+from plexa.errors import StoreError, StoreFull
 from plexa.runtime.rates import Limiter
 
 __all__ = ["ServiceHooks", "apply_set", "call_command", "to_wire"]
@@ -84,6 +86,8 @@ class ServiceHooks:
         self.best: msgs.Improved | None = None
         self._ckpt_store: Any = None
         self._next_ckpt = float("inf")
+        self._ckpt_failures = 0
+        self._ckpt_warned = 0.0
         self._pool: Any = None
         self.next_due = float("inf")
         """Earliest time :meth:`at_safe_point` has something to do."""
@@ -139,15 +143,47 @@ class ServiceHooks:
             self._next_ckpt = self.clock() + self.aspec.checkpoint_delta
             self.next_due = min(self.next_due, self._next_ckpt)
 
-    def checkpoint(self) -> None:
-        """Write the actor's state now; one LMDB transaction, so never half-written."""
+    def checkpoint(self) -> bool:
+        """Write the actor's state now; one LMDB transaction, so never half-written.
+
+        A write that fails (a full disk, say) leaves the previous checkpoint as it was and
+        is reported as a warning (``checkpoint failed: no space left on PATH``), never as a
+        failure of the actor: the next one is tried ``checkpoint_delta`` later. Returns
+        True if the state was written. Errors raised by ``get_state`` propagate.
+        """
         if not self.checkpointing:
-            return
+            return False
         assert self.actor is not None
-        state = self.actor.get_state()  # type: ignore[attr-defined]
-        self._store().put({"state": state, "t": time.time()}, key=self.aspec.name)
         if self.aspec.checkpoint_delta > 0:
             self._next_ckpt = self.clock() + self.aspec.checkpoint_delta
+        state = self.actor.get_state()  # type: ignore[attr-defined]
+        try:
+            self._store().put({"state": state, "t": time.time()}, key=self.aspec.name)
+        except (StoreError, OSError) as exc:
+            self._checkpoint_failed(exc)
+            return False
+        if self._ckpt_failures:
+            self.actor.log.info("checkpoints written again after %d failed", self._ckpt_failures)
+            self._ckpt_failures = 0
+        return True
+
+    def _checkpoint_failed(self, exc: Exception) -> None:
+        """Say why a checkpoint was not written: the first of a run of failures, then at
+        most once a minute."""
+        assert self.actor is not None
+        self._ckpt_failures += 1
+        now = time.monotonic()
+        if self._ckpt_failures > 1 and now < self._ckpt_warned + 60.0:
+            return
+        self._ckpt_warned = now
+        path = data_dir(self.spec.name) / "checkpoints"
+        full = isinstance(exc, StoreFull) or getattr(exc, "errno", None) == errno.ENOSPC
+        why = f"no space left on {path}" if full else f"{type(exc).__name__}: {exc}"
+        self.actor.log.warning(
+            "checkpoint failed: %s (the previous checkpoint is kept; %d failed in a row)",
+            why,
+            self._ckpt_failures,
+        )
 
     def restore(self) -> bool:
         """Give the actor its last checkpoint back; True if there was one."""

@@ -1,0 +1,107 @@
+"""A tap on a running link: see the messages of an output port without touching the link.
+
+``plexa peek`` and ``plexa hz`` open the output port's iceoryx2 service from another
+process and add one subscriber with a queue of one message. It is *lossy and never counted*:
+
+* the service runs with safe overflow, so when the tap is slow the newer message replaces
+  the older in the tap's queue; the publisher never waits for the tap;
+* ``block`` links take their credits from the link's counters (the consumer's ``CONSUMED``),
+  which the tap never writes, so a tap cannot hold a producer back;
+* the tap reads sequence numbers from the message header, so rates are exact although most
+  messages are skipped, and the link's ``sent``/``received``/``dropped``/``lost`` stay as
+  they would be without it.
+
+Each sample is decoded, described and released at once (:func:`describe`), so the tap holds
+at most one of the publisher's samples for a few microseconds.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from plexa.core.paths import RunPaths
+from plexa.core.spec import PipelineSpec
+from plexa.data import payload
+from plexa.data.links import LAYOUT, META_LEN, SEQ, Domain, Words
+from plexa.errors import PlexaError
+
+__all__ = ["Tap", "TapSample", "describe"]
+
+
+@dataclass(frozen=True)
+class TapSample:
+    """One message seen by a tap."""
+
+    seq: int
+    """Its number on the output port (0, 1, 2, ... as sent)."""
+    t: float
+    """When the tap took it (``time.monotonic()``)."""
+    nbytes: int
+    """Its size: an array's bytes plus its descriptor; the pickled size otherwise."""
+    text: str
+    """A short description: shape, dtype, min/mean/max for arrays; a short repr otherwise."""
+
+
+def describe(obj: Any, width: int = 120) -> str:
+    """A one-line description of a message: arrays by shape, dtype and min/mean/max."""
+    if isinstance(obj, np.ndarray):
+        text = f"array shape={obj.shape} dtype={obj.dtype}"
+        if obj.size and obj.dtype.kind in "biuf":
+            text += f" min={obj.min():.6g} mean={obj.mean():.6g} max={obj.max():.6g}"
+        return text
+    text = repr(obj)
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+class Tap:
+    """A lossy, uncounted subscriber on output port ``SRC.port`` of a running run."""
+
+    def __init__(self, paths: RunPaths, spec: PipelineSpec, output: str) -> None:
+        if not any(link.output == output for link in spec.links):
+            known = sorted({link.output for link in spec.links})
+            raise PlexaError(f"no link leaves {output!r} (linked outputs: {', '.join(known)})")
+        self.output = output
+        self._domain = Domain(paths, f"tap{os.getpid()}")
+        service = self._domain.output_service(spec, output)
+        try:
+            self._subscriber = service.subscriber_builder().buffer_size(1).create()
+        except Exception as exc:
+            self._domain.close()
+            raise PlexaError(f"cannot tap {output}: {exc}") from exc
+
+    def take(self) -> TapSample | None:
+        """The newest message since the last call, described, or None."""
+        sample = self._subscriber.receive()
+        if sample is None:
+            return None
+        try:
+            header = Words.from_address(sample.user_header_ptr)
+            seq, layout, meta_len = header[SEQ], header[LAYOUT], header[META_LEN]
+            nbytes = int(sample.header.number_of_elements)
+            try:
+                obj = payload.decode(layout, meta_len, sample)
+                text = describe(obj)
+                if isinstance(obj, np.ndarray):  # the sample may be larger than the frame
+                    nbytes = obj.nbytes + meta_len
+                del obj
+            except Exception as exc:  # a class this process cannot import, say
+                text = f"<unreadable here: {type(exc).__name__}: {exc}>"
+            return TapSample(int(seq), time.monotonic(), nbytes, text)
+        finally:
+            del sample
+
+    def close(self) -> None:
+        """Leave the service."""
+        self._subscriber.delete()
+        self._domain.close()
+
+    def __enter__(self) -> Tap:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
