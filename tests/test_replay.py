@@ -209,7 +209,12 @@ def test_plexa_ctl_record_stops_and_starts_the_recording_of_a_running_pipeline(
         text=True,
     )
     try:
-        wait_for(lambda: _plexa("ctl", name, "status", cwd=tmp_path).returncode == 0, 30.0)
+
+        def running() -> bool:  # the server answers while its actors are still set up
+            status = _plexa("ctl", name, "status", "--json", cwd=tmp_path)
+            return status.returncode == 0 and json.loads(status.stdout)["run"]["state"] == "running"
+
+        wait_for(running, 30.0)
         stopped = _plexa("ctl", name, "record", "stop", "--json", cwd=tmp_path)
         assert stopped.returncode == 0, stopped.stderr
         assert json.loads(stopped.stdout)["path"] == str(tmp_path / "a.mcap")  # plain document
