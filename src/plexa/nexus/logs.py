@@ -134,12 +134,14 @@ class LogMerger:
             self._file.write(line)
         except OSError as exc:
             self.dropped += 1
-            if self.dropped == 1:
+            if self.dropped == 1:  # said once, in the live log and as a warning event
                 reason = "no space left" if exc.errno == errno.ENOSPC else exc.strerror
-                self._emit(
-                    "warning",
-                    {"what": "log", "error": f"log lines dropped: {reason} on {self.path}"},
-                )
+                error = f"log lines dropped: {reason} on {self.path} (counted, the run goes on)"
+                entry = {"actor": "nexus", "t": time.time(), "level": 30}
+                entry.update({"logger": "plexa.logs", "message": error})
+                self.recent.append(entry)
+                self._emit("log", entry)
+                self._emit("warning", {"what": "log", "error": error})
 
     def close(self) -> None:
         """Read what the pipes still hold, write everything, close the file."""
