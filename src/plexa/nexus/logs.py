@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from plexa.core import messages as msgs
+from plexa.core.paths import open_private
+from plexa.errors import UnsafePath
 
 __all__ = ["LEVELS", "REORDER_S", "LogMerger", "format_log"]
 
@@ -130,12 +132,14 @@ class LogMerger:
         try:
             if self._file is None:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
-                self._file = open(self.path, "a", buffering=1)  # noqa: SIM115
+                fd = open_private(self.path)  # never through a planted link
+                self._file = open(fd, "a", buffering=1)  # noqa: SIM115
             self._file.write(line)
-        except OSError as exc:
+        except (OSError, UnsafePath) as exc:
             self.dropped += 1
             if self.dropped == 1:  # said once, in the live log and as a warning event
-                reason = "no space left" if exc.errno == errno.ENOSPC else exc.strerror
+                nospace = isinstance(exc, OSError) and exc.errno == errno.ENOSPC
+                reason = "no space left" if nospace else str(exc)
                 error = f"log lines dropped: {reason} on {self.path} (counted, the run goes on)"
                 entry = {"actor": "nexus", "t": time.time(), "level": 30}
                 entry.update({"logger": "plexa.logs", "message": error})
