@@ -240,7 +240,7 @@ class Chaos:
     def _cont(self, f: Fault) -> None:
         """SIGCONT the frozen process, unless it is gone (reaped: its pid may be reused)."""
         f.cont_due = None
-        if f.proc.returncode is None:
+        if f.proc.exit_code() is None:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(f.proc.pid, signal.SIGCONT)
 
