@@ -1,0 +1,90 @@
+"""``plexa web NAME``: serve a running pipeline's HTTP API (:mod:`plexa.edges.web`).
+
+Registered on the main ``plexa`` app by :func:`register`. The token is made here, printed
+once and written to ``web.token`` (mode 0600) in the run directory, which is removed again
+when the server ends.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import secrets
+import socket
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from plexa.errors import PlexaError
+
+__all__ = ["is_loopback", "register"]
+
+
+def is_loopback(host: str) -> bool:
+    """True if ``host`` is a loopback address (or ``localhost``)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``web`` to the ``plexa`` app."""
+
+    @app.command()
+    def web(
+        name: Annotated[str, typer.Argument(help="Run name (or id) to serve.")],
+        port: Annotated[int, typer.Option(help="TCP port; 0 lets the OS choose.")] = 8321,
+        bind: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+        tls_cert: Annotated[Path | None, typer.Option(help="TLS certificate (PEM).")] = None,
+        tls_key: Annotated[Path | None, typer.Option(help="TLS private key (PEM).")] = None,
+    ) -> None:
+        """Serve a running pipeline's HTTP API (docs/web.md); prints the URL and the token."""
+        import uvicorn
+
+        from plexa.core.paths import RunPaths, write_private
+        from plexa.edges.client import find_run
+        from plexa.edges.web import create_app
+
+        if (tls_cert is None) != (tls_key is None):
+            raise typer.BadParameter("--tls-cert and --tls-key go together")
+        if not is_loopback(bind) and tls_cert is None:
+            print(f"error: refusing to serve on {bind} without TLS: give --tls-cert and "
+                  "--tls-key, or bind to loopback behind a TLS reverse proxy (docs/web.md)",
+                  file=sys.stderr)  # fmt: skip
+            raise typer.Exit(2)
+        try:
+            run = find_run(name)
+        except PlexaError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            raise typer.Exit(1) from None
+        token = secrets.token_urlsafe(32)
+        token_file = RunPaths.for_run(run.run_id).run_dir / "web.token"
+        family = socket.AF_INET6 if ":" in bind else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((bind, port))
+        sock.listen(128)
+        host = f"[{bind}]" if ":" in bind else bind
+        scheme = "https" if tls_cert else "http"
+        config = uvicorn.Config(
+            create_app([run.name], token),
+            ssl_certfile=str(tls_cert) if tls_cert else None,
+            ssl_keyfile=str(tls_key) if tls_key else None,
+            log_level="warning",
+            timeout_graceful_shutdown=2,
+        )
+        try:
+            write_private(token_file, token.encode())
+            print(f"url: {scheme}://{host}:{sock.getsockname()[1]}", flush=True)
+            print(f"token: {token}", flush=True)
+            print(f"token file: {token_file}", flush=True)
+            uvicorn.Server(config).run(sockets=[sock])
+        finally:
+            sock.close()
+            with contextlib.suppress(FileNotFoundError):
+                token_file.unlink()

@@ -1,0 +1,256 @@
+"""The HTTP API of a running pipeline: a FastAPI app over :class:`plexa.edges.client.Client`.
+
+The server is its own process (``plexa web NAME``): it talks to the nexus over the same
+control protocol as ``plexa ctl``, so a slow or stalled web client never touches the nexus's
+loop. Every route except ``/health`` needs the bearer token that ``plexa web`` makes. See
+``docs/web.md``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import threading
+from collections.abc import AsyncIterator, Iterator
+from typing import Annotated, Any, Literal
+
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from pydantic import BaseModel
+
+from plexa.edges.client import Client, connect
+from plexa.errors import PlexaError, RemoteError, Timeout
+
+__all__ = ["InvokeBody", "SetBody", "create_app", "metrics_text"]
+
+RunCommand = Literal["setup", "run", "pause", "resume", "stop", "abort"]
+ActorCommand = Literal["pause", "resume", "kill", "revive"]
+
+
+class SetBody(BaseModel):
+    """``POST .../actors/{actor}/set``: change option ``key`` to ``value``."""
+
+    key: str
+    value: Any = None
+
+
+class InvokeBody(BaseModel):
+    """``POST .../actors/{actor}/invoke``: call ``@plexa.command`` ``method`` with ``args``."""
+
+    method: str
+    args: list[Any] | dict[str, Any] = []
+    timeout_s: float = 30.0
+
+
+class _Runs:
+    """One control connection per run, shared by the request threads under a lock (a zmq
+    socket is used by one thread at a time)."""
+
+    def __init__(self, names: list[str]) -> None:
+        self.names = names
+        self._clients: dict[str, Client] = {}
+        self._lock = threading.Lock()
+
+    def request(self, name: str, command: str, actor: str | None = None, **args: Any) -> Any:
+        if name not in self.names:
+            raise HTTPException(404, f"no run {name!r} is served here (served: {self.names})")
+        with self._lock:
+            client = self._clients.get(name)
+            if client is None:
+                client = self._clients[name] = _connect(name)
+            try:
+                return client.request(command, actor, **args)
+            except RemoteError as exc:
+                raise HTTPException(409, {"error": str(exc), "traceback": exc.traceback}) from None
+            except Timeout as exc:
+                client.close()  # a late answer must not be read as the next request's
+                del self._clients[name]
+                raise HTTPException(504, str(exc)) from None
+
+    def close(self) -> None:
+        with self._lock:
+            for client in self._clients.values():
+                client.close()
+            self._clients.clear()
+
+
+def _connect(name: str) -> Client:
+    try:
+        return connect(name)
+    except PlexaError as exc:
+        raise HTTPException(503, str(exc)) from None
+
+
+def create_app(names: list[str], token: str) -> FastAPI:
+    """The API serving runs ``names``; every route but ``/health`` needs ``token``."""
+    runs = _Runs(names)
+    bearer = HTTPBearer(auto_error=False)
+
+    def authorized(
+        creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    ) -> None:
+        if creds is None or not secrets.compare_digest(creds.credentials, token):
+            raise HTTPException(401, "a valid bearer token is needed",
+                                headers={"WWW-Authenticate": "Bearer"})  # fmt: skip
+
+    app = FastAPI(title="plexa", description="Control and observe running plexa pipelines.")
+    app.router.add_event_handler("shutdown", runs.close)
+    auth = [Depends(authorized)]
+
+    @app.get("/health")
+    def health() -> dict[str, str]:
+        """Liveness of the web server (no token needed)."""
+        return {"status": "ok"}
+
+    @app.get("/runs", dependencies=auth)
+    def list_served() -> list[str]:
+        """The runs this server serves."""
+        return list(names)
+
+    @app.get("/runs/{name}/status", dependencies=auth)
+    def status(name: str) -> JSONResponse:
+        """The status object (as ``plexa ctl NAME status --json``'s value, docs/status.md)."""
+        return JSONResponse(runs.request(name, "status"))
+
+    @app.post("/runs/{name}/actors/{actor}/set", dependencies=auth)
+    def set_option(name: str, actor: str, body: SetBody) -> JSONResponse:
+        """Change a ``setup`` option of ``actor`` (applied at its next safe point)."""
+        return JSONResponse(runs.request(name, "set", actor, key=body.key, value=body.value))
+
+    @app.post("/runs/{name}/actors/{actor}/invoke", dependencies=auth)
+    def invoke(name: str, actor: str, body: InvokeBody) -> JSONResponse:
+        """Call a ``@plexa.command`` method of ``actor``; its return value."""
+        value = runs.request(
+            name, "invoke", actor, method=body.method, args=body.args, timeout_s=body.timeout_s
+        )
+        return JSONResponse(value)
+
+    @app.post("/runs/{name}/actors/{actor}/{command}", dependencies=auth)
+    def actor_command(name: str, actor: str, command: ActorCommand) -> JSONResponse:
+        """pause, resume, kill or revive one actor."""
+        return JSONResponse(runs.request(name, command, actor))
+
+    @app.post("/runs/{name}/{command}", dependencies=auth)
+    def run_command(name: str, command: RunCommand) -> JSONResponse:
+        """A lifecycle command for the whole run: ``{run, actors: {name: state}}``."""
+        return JSONResponse(runs.request(name, command))
+
+    @app.get("/runs/{name}/events", dependencies=auth)
+    def events(name: str, request: Request) -> StreamingResponse:
+        """Server-sent events: the snapshot first (``event: snapshot``), then every event
+        (``event: KIND``, ``id: SEQ``) as the run publishes it."""
+        if name not in names:
+            raise HTTPException(404, f"no run {name!r} is served here")
+        client = _connect(name)
+        try:
+            snapshot = client.subscribe()
+        except PlexaError as exc:
+            client.close()
+            raise HTTPException(503, str(exc)) from None
+        return StreamingResponse(
+            _sse(client, snapshot, request), media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache"},
+        )  # fmt: skip
+
+    @app.get("/metrics", dependencies=auth, response_class=PlainTextResponse)
+    def metrics() -> PlainTextResponse:
+        """Per actor and per link counters of every served run, in the Prometheus format."""
+        text = metrics_text({n: runs.request(n, "status") for n in names})
+        return PlainTextResponse(text, media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    return app
+
+
+def _frame(kind: str, data: Any, seq: int | None = None) -> bytes:
+    head = f"event: {kind}\n" + (f"id: {seq}\n" if seq is not None else "")
+    return (head + f"data: {json.dumps(data, separators=(',', ':'))}\n\n").encode()
+
+
+async def _sse(client: Client, snapshot: dict[str, Any], request: Request) -> AsyncIterator[bytes]:
+    """The snapshot, then events with a newer ``seq``; the client is closed when the HTTP
+    client leaves. A reader slower than the run loses events at the zmq high-water mark
+    (seen as a gap in ``id``); the run never waits for it."""
+    seq = int(snapshot.get("seq", 0))
+    yield _frame("snapshot", snapshot, seq)
+    stream: Iterator[Any] = client.events(timeout=0.5)
+    try:
+        while not await request.is_disconnected():
+            event = await asyncio.to_thread(next, stream, None)
+            if event is None:
+                stream = client.events(timeout=0.5)
+                yield b": keep-alive\n\n"
+                continue
+            if event.seq > seq:
+                yield _frame(event.kind, event.data, event.seq)
+    finally:
+        client.close()
+
+
+class _StatusCollector(Collector):
+    def __init__(self, statuses: dict[str, dict[str, Any]]) -> None:
+        self.statuses = statuses
+
+    def collect(self) -> Iterator[Metric]:
+        actor_labels = ["run", "actor"]
+        link_labels = ["run", "link", "policy"]
+        up = GaugeMetricFamily("plexa_actor_state", "1 for the actor's current state",
+                               labels=[*actor_labels, "state"])  # fmt: skip
+        families: dict[str, GaugeMetricFamily | CounterMetricFamily] = {}
+
+        def family(
+            name: str, doc: str, counter: bool, labels: list[str]
+        ) -> GaugeMetricFamily | CounterMetricFamily:
+            if name not in families:
+                kind = CounterMetricFamily if counter else GaugeMetricFamily
+                families[name] = kind(name, doc, labels=labels)
+            return families[name]
+
+        for run, status in self.statuses.items():
+            for actor, a in status.get("actors", {}).items():
+                up.add_metric([run, actor, str(a.get("state", ""))], 1.0)
+                for key, name, doc, counter, scale in _ACTOR_FIELDS:
+                    if a.get(key) is not None:
+                        family(name, doc, counter, actor_labels).add_metric(
+                            [run, actor], float(a[key]) * scale
+                        )
+            for link, s in status.get("links", {}).items():
+                for key, name, doc, counter, scale in _LINK_FIELDS:
+                    if s.get(key) is not None:
+                        family(name, doc, counter, link_labels).add_metric(
+                            [run, link, str(s.get("policy", ""))], float(s[key]) * scale
+                        )
+        yield up
+        yield from families.values()
+
+
+_ACTOR_FIELDS = [
+    ("restarts", "plexa_actor_restarts", "Restarts of the actor", True, 1.0),
+    ("msgs_in", "plexa_actor_messages_in", "Messages taken from the actor's inputs", True, 1.0),
+    ("msgs_out", "plexa_actor_messages_out", "Messages put on the actor's outputs", True, 1.0),
+    ("rate_in", "plexa_actor_rate_in", "Messages in per second", False, 1.0),
+    ("rate_out", "plexa_actor_rate_out", "Messages out per second", False, 1.0),
+    ("handler_p50_us", "plexa_actor_handler_p50_seconds", "Median handler time", False, 1e-6),
+    ("handler_p99_us", "plexa_actor_handler_p99_seconds", "p99 handler time", False, 1e-6),
+]
+_LINK_FIELDS = [
+    ("sent", "plexa_link_sent", "Messages put on the link", True, 1.0),
+    ("received", "plexa_link_received", "Messages handed to the consumer", True, 1.0),
+    ("dropped", "plexa_link_dropped", "Messages dropped by the link's policy", True, 1.0),
+    ("lost", "plexa_link_lost", "Messages lost on a lossless link", True, 1.0),
+    ("depth", "plexa_link_depth", "Messages waiting in the link", False, 1.0),
+    ("bytes_per_s", "plexa_link_bytes_per_second", "Payload bytes per second", False, 1.0),
+    ("latency_p50_us", "plexa_link_latency_p50_seconds", "Median link latency", False, 1e-6),
+    ("latency_p99_us", "plexa_link_latency_p99_seconds", "p99 link latency", False, 1e-6),
+]
+
+
+def metrics_text(statuses: dict[str, dict[str, Any]]) -> str:
+    """The Prometheus text exposition of status objects, by run name."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_StatusCollector(statuses))
+    return generate_latest(registry).decode()

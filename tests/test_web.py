@@ -1,0 +1,246 @@
+"""The HTTP API: a real ``plexa server`` run, a real ``plexa web`` process, real HTTP."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import random
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from conftest import assert_stays, settled, wait_for
+from plexa.edges.client import connect
+
+ROOT = Path(__file__).resolve().parent.parent
+PIPE = """
+actors:
+  src: {class: "actors:Source", options: {count: 100000000, rate_hz: 200}}
+  mid: {class: "actors:Sink"}
+connections:
+  src.out: [mid.inp]
+"""
+ENV = {**os.environ, "PYTHONPATH": str(ROOT / "tests")}
+
+
+@dataclass
+class Web:
+    name: str
+    url: str
+    token: str
+    token_file: Path
+
+    def client(self, token: str | None = "") -> httpx.Client:
+        tok = self.token if token == "" else token
+        headers = {} if tok is None else {"Authorization": f"Bearer {tok}"}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=30)
+
+
+def _lines(proc: subprocess.Popen[str]) -> queue.Queue[str]:
+    lines: queue.Queue[str] = queue.Queue()
+
+    def pump() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.put(line.rstrip("\n"))
+
+    threading.Thread(target=pump, daemon=True).start()
+    return lines
+
+
+def _stop(proc: subprocess.Popen[str]) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(10)
+
+
+@pytest.fixture(scope="module")
+def web(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Web]:
+    cfg = tmp_path_factory.mktemp("web") / "pipe.yaml"
+    cfg.write_text(PIPE)
+    name = f"w{os.getpid()}{random.randrange(10**6)}"
+    server = subprocess.Popen(
+        [sys.executable, "-m", "plexa", "server", str(cfg), "--name", name, "--hold"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=ENV, cwd=ROOT,
+    )  # fmt: skip
+    front: subprocess.Popen[str] | None = None
+    try:
+
+        def up() -> bool:
+            try:
+                with connect(name) as c:
+                    return not c.status()["run"]["busy"]
+            except Exception:
+                return False
+
+        wait_for(up, 30, "the server to answer")
+        front = subprocess.Popen(
+            [sys.executable, "-m", "plexa", "web", name, "--port", "0"],
+            stdout=subprocess.PIPE, text=True, env=ENV, cwd=ROOT,
+        )  # fmt: skip
+        lines = _lines(front)
+        got: dict[str, str] = {}
+        while len(got) < 3:
+            key, _, value = lines.get(timeout=30).partition(": ")
+            got[key] = value
+        site = Web(name, got["url"], got["token"], Path(got["token file"]))
+        yield site
+        _stop(front)
+        assert not site.token_file.exists(), "the token file is removed when the server ends"
+    finally:
+        if front is not None:
+            _stop(front)
+        if server.poll() is None:
+            try:
+                with connect(name) as c:
+                    c.request("quit")
+            except Exception:
+                server.terminate()
+        server.communicate(timeout=30)
+
+
+ROUTES: list[tuple[str, str, dict[str, Any] | None]] = [
+    ("GET", "/runs", None),
+    ("GET", "/runs/{name}/status", None),
+    ("GET", "/metrics", None),
+    ("POST", "/runs/{name}/setup", None),
+    ("POST", "/runs/{name}/actors/mid/pause", None),
+    ("POST", "/runs/{name}/actors/mid/set", {"key": "delay", "value": 0.0}),
+    ("POST", "/runs/{name}/actors/mid/invoke", {"method": "nothing", "args": []}),
+    ("GET", "/runs/{name}/events", None),
+]
+
+
+def test_health_needs_no_token_and_every_other_route_refuses_a_missing_or_wrong_one(
+    web: Web,
+) -> None:
+    with web.client(None) as anon:
+        assert anon.get("/health").json() == {"status": "ok"}
+        assert anon.get("/openapi.json").json()["info"]["title"] == "plexa"
+    for token in (None, "wrong"):
+        with web.client(token) as c:
+            for method, path, body in ROUTES:
+                r = c.request(method, path.format(name=web.name), json=body)
+                assert r.status_code == 401, (method, path, token, r.text)
+                assert r.headers["www-authenticate"] == "Bearer"
+
+
+def test_the_token_file_is_private_and_holds_the_printed_token(web: Web) -> None:
+    assert web.token_file.stat().st_mode & 0o777 == 0o600
+    assert web.token_file.read_text() == web.token
+
+
+def test_status_is_the_same_document_as_ctl_status_json(web: Web) -> None:
+    with web.client() as c:
+        assert c.get("/runs").json() == [web.name]
+        status = c.get(f"/runs/{web.name}/status").json()
+        assert c.get("/runs/nope/status").status_code == 404
+    ctl = subprocess.run(
+        [sys.executable, "-m", "plexa", "ctl", web.name, "status", "--json"],
+        capture_output=True, text=True, env=ENV, cwd=ROOT, timeout=60, check=True,
+    )  # fmt: skip
+    doc = json.loads(ctl.stdout)["value"]
+
+    def shape(x: Any) -> Any:
+        return {k: shape(v) for k, v in x.items()} if isinstance(x, dict) else type(x).__name__
+
+    assert set(status) == set(doc) == {"run", "actors", "links"}
+    assert status["run"]["name"] == doc["run"]["name"] == web.name
+    assert {k: set(v) for k, v in status["actors"].items()} == {
+        k: set(v) for k, v in doc["actors"].items()
+    }
+    assert shape(status["links"]).keys() == shape(doc["links"]).keys()
+
+
+def test_commands_drive_the_run_and_pause_stops_the_frames(web: Web) -> None:
+    name = web.name
+    with web.client() as c:
+
+        def received() -> int:
+            return int(c.get(f"/runs/{name}/status").json()["actors"]["mid"]["msgs_in"])
+
+        r = c.post(f"/runs/{name}/setup")
+        assert r.status_code == 200, r.text
+        assert set(r.json()["actors"].values()) == {"ready"}
+        refused = c.post(f"/runs/{name}/pause")
+        assert refused.status_code == 409
+        assert "not allowed" in refused.json()["detail"]["error"]
+        assert c.post(f"/runs/{name}/fly").status_code == 422
+        assert c.post(f"/runs/{name}/run").status_code == 200
+        start = received()
+        wait_for(lambda: received() > start + 20, 20, "frames to flow")
+        assert c.post(f"/runs/{name}/pause").status_code == 200
+        paused = settled(received)
+        assert_stays(lambda: received() == paused, 0.5, "no frame while paused")
+        assert c.post(f"/runs/{name}/resume").status_code == 200
+        wait_for(lambda: received() > paused + 20, 20, "frames to flow again")
+        r = c.post(f"/runs/{name}/actors/mid/set", json={"key": "delay", "value": 0.0})
+        assert r.status_code == 200, r.text
+        r = c.post(f"/runs/{name}/actors/mid/set", json={"key": "nope", "value": 1})
+        assert r.status_code == 409
+        r = c.post(f"/runs/{name}/actors/mid/invoke", json={"method": "nope"})
+        assert r.status_code == 409
+        assert c.post(f"/runs/{name}/actors/mid/pause").status_code == 200
+        assert c.get(f"/runs/{name}/status").json()["actors"]["mid"]["state"] == "paused"
+        assert c.post(f"/runs/{name}/actors/mid/resume").status_code == 200
+        assert c.post(f"/runs/{name}/actors/mid/fly").status_code == 422
+
+
+def test_events_start_with_the_snapshot_then_stream_live_events(web: Web) -> None:
+    with web.client() as c, c.stream("GET", f"/runs/{web.name}/events") as r:
+        assert r.status_code == 200
+        assert r.headers["content-type"].startswith("text/event-stream")
+        events = _sse(r.iter_lines())
+        kind, seq, snapshot = next(events)
+        assert kind == "snapshot"
+        assert {"seq", "config", "status", "logs", "latest"} <= set(snapshot)
+        state = snapshot["status"]["actors"]["src"]["state"]
+        command = "resume" if state == "paused" else "pause"
+        assert c.post(f"/runs/{web.name}/actors/src/{command}").status_code == 200
+        seen: list[str] = []
+        for kind, ev_seq, data in events:
+            assert ev_seq is not None and ev_seq > seq, "live events are newer than the snapshot"
+            seen.append(kind)
+            if kind == "state" and data["actor"] == "src":
+                break
+            assert len(seen) < 200, f"no state event for src in {seen}"
+
+
+def _sse(lines: Iterator[str]) -> Iterator[tuple[str, int | None, Any]]:
+    kind, seq, data = "", None, ""
+    for line in lines:
+        if line.startswith("event: "):
+            kind = line[7:]
+        elif line.startswith("id: "):
+            seq = int(line[4:])
+        elif line.startswith("data: "):
+            data = line[6:]
+        elif not line and kind:
+            yield kind, seq, json.loads(data)
+            kind, seq, data = "", None, ""
+
+
+def test_metrics_parse_as_prometheus_text_with_actor_and_link_counters(web: Web) -> None:
+    with web.client() as c:
+        r = c.get("/metrics")
+    assert r.status_code == 200
+    families = {f.name: f for f in text_string_to_metric_families(r.text)}
+    assert {"plexa_actor_messages_in", "plexa_link_sent", "plexa_actor_state"} <= set(families)
+    actors = {s.labels["actor"] for s in families["plexa_actor_messages_in"].samples}
+    assert actors == {"src", "mid"}
+    links = {s.labels["link"] for s in families["plexa_link_sent"].samples}
+    assert links == {"src.out->mid.inp"}
+    assert all(s.labels["run"] == web.name for s in families["plexa_link_sent"].samples)
