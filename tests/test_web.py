@@ -18,7 +18,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import assert_stays, settled, wait_for
+from conftest import assert_stays, plexa_shm, settled, wait_for
 from plexa.edges.client import connect
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -29,6 +29,9 @@ actors:
 connections:
   src.out: [mid.inp]
 """
+# One run and one web server serve the whole module; the fixture checks at its end that
+# both left nothing behind (the per-test check would see the shared run).
+pytestmark = pytest.mark.allow_leftovers
 ENV = {**os.environ, "PYTHONPATH": str(ROOT / "tests")}
 
 
@@ -71,6 +74,7 @@ def _stop(proc: subprocess.Popen[str]) -> None:
 def web(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Web]:
     cfg = tmp_path_factory.mktemp("web") / "pipe.yaml"
     cfg.write_text(PIPE)
+    shm_before = plexa_shm()
     name = f"w{os.getpid()}{random.randrange(10**6)}"
     server = subprocess.Popen(
         [sys.executable, "-m", "plexa", "server", str(cfg), "--name", name, "--hold"],
@@ -110,6 +114,11 @@ def web(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Web]:
             except Exception:
                 server.terminate()
         server.communicate(timeout=30)
+    root = Path(os.environ["PLEXA_RUNTIME_DIR"])
+    run_dir = site.token_file.parent
+    wait_for(lambda: not [p for p in root.iterdir() if name in p.name or p == run_dir],
+             10, "the run's files to be removed")  # fmt: skip
+    wait_for(lambda: plexa_shm() <= shm_before, 10, "the run's shared memory to be removed")
 
 
 ROUTES: list[tuple[str, str, dict[str, Any] | None]] = [

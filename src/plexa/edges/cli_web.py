@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import secrets
+import signal
 import socket
 import sys
 from pathlib import Path
@@ -83,6 +84,8 @@ def register(app: typer.Typer) -> None:
             print(f"url: {scheme}://{host}:{sock.getsockname()[1]}", flush=True)
             print(f"token: {token}", flush=True)
             print(f"token file: {token_file}", flush=True)
+            # uvicorn raises SIGTERM again once it has shut down: exit through ``finally``
+            signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
             uvicorn.Server(config).run(sockets=[sock])
         finally:
             sock.close()

@@ -47,6 +47,11 @@ class InvokeBody(BaseModel):
     timeout_s: float = 30.0
 
 
+_Credentials = Annotated[
+    HTTPAuthorizationCredentials | None, Depends(HTTPBearer(auto_error=False))
+]
+
+
 class _Runs:
     """One control connection per run, shared by the request threads under a lock (a zmq
     socket is used by one thread at a time)."""
@@ -89,11 +94,8 @@ def _connect(name: str) -> Client:
 def create_app(names: list[str], token: str) -> FastAPI:
     """The API serving runs ``names``; every route but ``/health`` needs ``token``."""
     runs = _Runs(names)
-    bearer = HTTPBearer(auto_error=False)
 
-    def authorized(
-        creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
-    ) -> None:
+    def authorized(creds: _Credentials) -> None:
         if creds is None or not secrets.compare_digest(creds.credentials, token):
             raise HTTPException(401, "a valid bearer token is needed",
                                 headers={"WWW-Authenticate": "Bearer"})  # fmt: skip
