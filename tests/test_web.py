@@ -217,8 +217,9 @@ def test_events_start_with_the_snapshot_then_stream_live_events(web: Web) -> Non
         assert kind == "snapshot"
         assert {"seq", "config", "status", "logs", "latest"} <= set(snapshot)
         state = snapshot["status"]["actors"]["src"]["state"]
-        command = "resume" if state == "paused" else "pause"
-        assert c.post(f"/runs/{web.name}/actors/src/{command}").status_code == 200
+        command = {"created": "setup", "paused": "resume"}.get(state, "pause")
+        path = "setup" if command == "setup" else f"actors/src/{command}"
+        assert c.post(f"/runs/{web.name}/{path}").status_code == 200
         seen: list[str] = []
         for kind, ev_seq, data in events:
             assert ev_seq is not None and ev_seq > seq, "live events are newer than the snapshot"
@@ -253,3 +254,12 @@ def test_metrics_parse_as_prometheus_text_with_actor_and_link_counters(web: Web)
     links = {s.labels["link"] for s in families["plexa_link_sent"].samples}
     assert links == {"src.out->mid.inp"}
     assert all(s.labels["run"] == web.name for s in families["plexa_link_sent"].samples)
+
+
+def test_a_non_loopback_bind_without_tls_is_refused() -> None:
+    r = subprocess.run(
+        [sys.executable, "-m", "plexa", "web", "any", "--bind", "0.0.0.0", "--port", "0"],
+        capture_output=True, text=True, env=ENV, cwd=ROOT, timeout=60,
+    )  # fmt: skip
+    assert r.returncode == 2
+    assert "without TLS" in r.stderr
