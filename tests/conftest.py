@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -18,8 +19,12 @@ _RUN_ENTRY = re.compile(r"^(plexa-([0-9a-f]{8})$|plx([0-9a-f]{8})_)")
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
-os.environ.setdefault("PLEXA_RUNTIME_DIR", f"/tmp/plexa-test-{os.getpid()}")
-os.environ.setdefault("PLEXA_LOG_DIR", f"/tmp/plexa-test-logs-{os.getpid()}")
+_OURS = {
+    "PLEXA_RUNTIME_DIR": f"/tmp/plexa-test-{os.getpid()}",
+    "PLEXA_LOG_DIR": f"/tmp/plexa-test-logs-{os.getpid()}",
+}
+"""This session's runtime and log folders (unless the caller chose others): removed at the end."""
+_OURS = {k: v for k, v in _OURS.items() if os.environ.setdefault(k, v) == v}
 
 
 def plexa_shm() -> set[str]:
@@ -121,6 +126,12 @@ def no_leftovers(request: pytest.FixtureRequest) -> Iterator[None]:
     wait_for(lambda: plexa_shm() <= before, 5.0, "the run's shared memory to be removed")
     left = (set(root.iterdir()) if root.is_dir() else set()) - there
     assert not left, f"runtime directory not cleaned: {sorted(left)}"
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Remove the folders this session made for its runs (nothing left behind)."""
+    for folder in _OURS.values():
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def pytest_configure(config: pytest.Config) -> None:
