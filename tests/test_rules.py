@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import signal
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 
@@ -242,3 +243,38 @@ def test_one_option_check_for_the_config_and_for_set() -> None:
     assert option_problem(_setup, "n", True) is not None  # a bool is no int here
     assert accepts(list[int], (1, 2)) is True
     assert accepts(object, 1) is None  # cannot tell: the actor decides
+
+
+# ----- status rates --------------------------------------------------------------------------
+def test_status_rates_come_from_the_counters_over_the_builders_clock(tmp_path: Path) -> None:
+    from plexa.data.counters import Counters, LinkField, OutputField
+    from plexa.nexus.status import StatusBuilder, status_document
+
+    spec = loads(
+        """
+actors:
+  a: {class: "actors:Source"}
+  b: {class: "actors:Sink"}
+connections:
+  a.out: [b.inp]
+""",
+        "rates",
+    )
+    clock = Clock()
+    counters = Counters(spec, tmp_path / "counters", create=True)
+    try:
+        builder = StatusBuilder(spec, counters, clock=clock)
+        run = {"name": "rates", "id": "x", "state": "running", "busy": ""}
+        actors = {n: {"state": "running", "pid": None, "restarts": 0} for n in spec.actors}
+
+        def rate() -> float:
+            doc = status_document(builder, None, run, actors, False, 1.0)
+            return float(doc["links"]["a.out->b.inp"]["rate"])
+
+        rate()  # the first snapshot opens the window
+        counters.output_row("a.out")[OutputField.SENT] = 300
+        counters.link_row("a.out->b.inp")[LinkField.CONSUMED] = 300
+        clock.advance(1.5)
+        assert rate() == pytest.approx(200.0)
+    finally:
+        counters.close()

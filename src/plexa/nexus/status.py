@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -67,9 +67,16 @@ class ProcessUsage:
 class StatusBuilder:
     """Turns counter snapshots into status objects, keeping a sliding window for rates."""
 
-    def __init__(self, spec: PipelineSpec, counters: Counters) -> None:
+    def __init__(
+        self,
+        spec: PipelineSpec,
+        counters: Counters,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.spec = spec
         self.counters = counters
+        self.clock = clock
+        """Where rates get their time from (a test passes one it moves by hand)."""
         self._usage = ProcessUsage()
         self._prev: tuple[float, npt.NDArray[np.int64]] | None = None
         self._window: tuple[float, npt.NDArray[np.int64]] | None = None
@@ -99,7 +106,7 @@ class StatusBuilder:
         """The status object; ``actors`` holds what only the nexus knows (state, pid...)."""
         counters = self.counters
         snap = counters.snapshot()
-        now = time.monotonic()
+        now = self.clock()
         self._advance(now, snap)
         dt, delta = self._window if self._window is not None else (0.0, None)
         out_actors: dict[str, ActorStatus] = {}
