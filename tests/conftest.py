@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import random
 import re
 import shutil
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +66,54 @@ def started(spec: Any, **kw: Any) -> Any:
         nexus.quit()
         raise
     return nexus
+
+
+@dataclass
+class ServerRun:
+    """A real ``plexa server --hold`` process started by :func:`plexa_server`."""
+
+    proc: subprocess.Popen[str]
+    name: str
+    err: str = ""
+    """Its stderr, once it has ended."""
+
+
+@contextlib.contextmanager
+def plexa_server(config: Path, prefix: str = "t") -> Iterator[ServerRun]:
+    """Run ``plexa server CONFIG --hold`` until the block ends (then ``quit`` it, or
+    terminate it if it does not answer); yields once a client gets its status."""
+    from plexa.edges.client import connect
+
+    name = f"{prefix}{os.getpid()}{random.randrange(10**6)}"
+    env = {**os.environ, "PYTHONPATH": str(HERE)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "plexa", "server", str(config), "--name", name, "--hold"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=HERE.parent,
+    )
+
+    def up() -> bool:
+        try:
+            with connect(name) as c:
+                return not c.status()["run"]["busy"]
+        except Exception:
+            return False
+
+    run = ServerRun(proc, name)
+    try:
+        wait_for(up, 20, "the server to answer")
+        yield run
+    finally:
+        if proc.poll() is None:
+            try:
+                with connect(name) as c:
+                    c.request("quit")
+            except Exception:
+                proc.terminate()
+        run.err = proc.communicate(timeout=30)[1]
 
 
 def wait_for(

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import zmq
 
-from conftest import wait_for
+from conftest import plexa_server, wait_for
 from plexa.core import protocol as proto
 from plexa.edges.client import Client, connect
 from plexa.errors import RemoteError
@@ -44,36 +44,8 @@ class Served:
 def served(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Served]:
     cfg = tmp_path / "pipe.yaml"
     cfg.write_text(getattr(request, "param", PIPE))
-    name = f"t{os.getpid()}{random.randrange(10**6)}"
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "tests")}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "plexa", "server", str(cfg), "--name", name, "--hold"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-        cwd=ROOT,
-    )
-
-    def up() -> bool:
-        try:
-            with connect(name) as c:
-                return not c.status()["run"]["busy"]
-        except Exception:
-            return False
-
-    wait_for(up, 20, "the server to answer")
-    s = Served(proc, name)
-    try:
-        yield s
-    finally:
-        if proc.poll() is None:
-            try:
-                with connect(name) as c:
-                    c.request("quit")
-            except Exception:
-                proc.terminate()
-        proc.communicate(timeout=30)
+    with plexa_server(cfg) as run:
+        yield Served(run.proc, run.name)
 
 
 def _states(c: Client) -> set[str]:

@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import itertools
 import os
-import random
 import re
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from conftest import assert_stays, started, wait_for
+from conftest import assert_stays, plexa_server, started, wait_for
 from plexa import Nexus, loads
 from plexa.core.lifecycle import (
     ACTOR_EVENTS,
@@ -149,36 +147,13 @@ class Server:
 def server(tmp_path: Path) -> Iterator[Server]:
     cfg = tmp_path / "pipe.yaml"
     cfg.write_text(PIPE)
-    name = f"lc{os.getpid()}{random.randrange(10**6)}"
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "tests")}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "plexa", "server", str(cfg), "--name", name, "--hold"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-
-    def up() -> bool:
+    with plexa_server(cfg, "lc") as run:
+        s = Server(run.proc, run.name)
         try:
-            with connect(name) as c:
-                return not c.status()["run"]["busy"]
-        except Exception:
-            return False
-
-    wait_for(up, 20, "the server to answer")
-    s = Server(proc, name)
-    try:
-        yield s
-    finally:
-        if proc.poll() is None:
-            try:
-                s.client.request("quit")
-            except Exception:
-                proc.terminate()
-        s.client.close()
-        _, err = proc.communicate(timeout=30)
-        assert proc.returncode == 0, err
+            yield s
+        finally:
+            s.client.close()
+    assert run.proc.returncode == 0, run.err
 
 
 def _flows(s: Server) -> None:
