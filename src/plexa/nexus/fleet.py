@@ -184,6 +184,9 @@ class Fleet:
                 "pid": entry.proc.pid if entry.proc is not None else None,
                 "restarts": entry.restarts,
             }
+            node = getattr(entry.proc, "node", None)  # where a launcher places actors
+            if node is not None:
+                info["node"] = node
             progress = latest.get(name, {}).get("progress")
             if progress is not None:
                 info["progress"] = {k: progress[k] for k in ("done", "total", "message")}
@@ -257,8 +260,12 @@ class Fleet:
     def _on_exit(self, entry: Entry, code: int) -> None:
         """A process ended without being asked to: record why, restart or give up."""
         assert self.counters is not None
+        hint = getattr(entry.proc, "failure", None)  # a remote process knows why it is gone
+        why = hint() if hint is not None else None
         self.release(entry, sweep_marked=code < 0)  # else its own teardown ended its children
         entry.connected = False
+        if entry.failure is None and why is not None:
+            self.fail(ActorFailure(entry.name, why[0], self.phase(entry), why[1], "", code))
         if entry.failure is None:
             failure = exit_failure(entry.name, code, self.phase(entry))
             if failure is not None:
