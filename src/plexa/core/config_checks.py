@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from plexa.core.actor import Actor
+from plexa.core.protocol import tcp_address
 from plexa.core.spec import ActorSpec, LinkSpec, OnFailure, Policy, RecordSpec, Settings
 from plexa.errors import ConfigIssue
 
@@ -108,8 +109,9 @@ class Checker:
             elif key in ("store", "store_path"):
                 self.store_setting(path, value, values)
             elif key in ("control", "output"):
-                if value is not None and not isinstance(value, str):
-                    self.add(path, f"must be a zmq endpoint string or null, not {value!r}")
+                if value is not None and (not isinstance(value, str) or not tcp_address(value)):
+                    hint = "e.g. tcp://127.0.0.1:5555; leave it out for a private local socket"
+                    self.add(path, f"must be tcp://HOST:PORT or null, not {value!r}", hint)
                 values[key] = value
             elif key == "on_failure":
                 values[key] = self.choice(path, value, OnFailure)
