@@ -248,15 +248,24 @@ def run(
     links: Annotated[
         list[str] | None, typer.Option(help="Outputs to record (actor.port; default all).")
     ] = None,
+    ray: Annotated[
+        str | None,
+        typer.Option(
+            help="Run every actor on this Ray cluster (HOST:PORT, auto; 'local' starts one).",
+            metavar="ADDRESS",
+        ),
+    ] = None,
 ) -> None:
     """Run a pipeline in the foreground until Ctrl-C or --duration; exit 1 if an actor failed."""
     from plexa.edges.cli_record import with_record_option
+    from plexa.launch.ray import on_ray
 
     if tui:
         _need_textual()
+    recording = with_record_option(record, links)
     _serve(
         file,
-        transform=with_record_option(record, links),
+        transform=lambda spec: on_ray(recording(spec) if recording else spec, ray),
         resume=resume,
         name=name,
         bind=None,
@@ -286,9 +295,27 @@ def server(
         bool, typer.Option(help="Start the actors but wait for setup/run commands.")
     ] = False,
     duration: Annotated[float | None, typer.Option(help="Quit after this many seconds.")] = None,
+    ray: Annotated[
+        str | None,
+        typer.Option(
+            help="Run every actor on this Ray cluster (HOST:PORT, auto; 'local' starts one).",
+            metavar="ADDRESS",
+        ),
+    ] = None,
 ) -> None:
     """Run a pipeline headless, steered with plexa ctl / plexa client until it is told to quit."""
-    _serve(file, name=name, bind=bind, duration=duration, hold=hold, as_json=False, console=False)
+    from plexa.launch.ray import on_ray
+
+    _serve(
+        file,
+        name=name,
+        bind=bind,
+        duration=duration,
+        hold=hold,
+        as_json=False,
+        console=False,
+        transform=lambda spec: on_ray(spec, ray),
+    )
 
 
 @app.command(

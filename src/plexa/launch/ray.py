@@ -22,41 +22,33 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
 from plexa.core.lifecycle import FailureKind
-from plexa.core.paths import ENV_ACTOR, RUN_DIR_ENV, SYS_PATH_ENV, RunPaths
+from plexa.core.paths import ENV_ACTOR, RAY_ADDRESS_ENV, RUN_DIR_ENV, SYS_PATH_ENV, RunPaths
 from plexa.core.spec import PipelineSpec, RaySettings, Resources
 from plexa.errors import PlexaError
 from plexa.launch.base import ActorProcess, LaunchRequest
 from plexa.launch.local import BOOT
+from plexa.launch.ray_host import OUTPUT_POLL_S, ActorHost
+from plexa.launch.ray_local import (
+    AUTH_MODE_ENV,
+    TEMP_PREFIX,
+    private_token,
+    restore_env,
+    sweep_ray,
+)
 
-__all__ = [
-    "RAY_ADDRESS_ENV",
-    "RayLauncher",
-    "RayProcess",
-    "actor_options",
-    "ray_leftovers",
-    "sweep_ray",
-]
-
-RAY_ADDRESS_ENV = "PLEXA_RAY_ADDRESS"
-"""Set in actor processes of a run on Ray: the cluster's address (``pool: ray`` joins it)."""
-TEMP_PREFIX = "plexa-ray-"
-"""Local Ray instances keep their files in ``$TMPDIR/plexa-ray-RUNID`` (sockets, logs)."""
-OUTPUT_POLL_S = 1.0
-"""How long a host holds an output request open when its actor writes nothing."""
+__all__ = ["RayLauncher", "RayProcess", "actor_options", "on_ray"]
 
 
 def _ray() -> Any:
@@ -67,105 +59,14 @@ def _ray() -> Any:
     return ray
 
 
-# ----- the host: runs inside the Ray actor ---------------------------------------------------
-class ActorHost:
-    """The Ray actor that runs one plexa actor process and reports on it.
-
-    Its methods run in a few threads (a threaded Ray actor): ``wait`` and ``output`` block
-    while ``signal`` gets through. The child is started by a keeper thread that lives until
-    the child exits, because the kernel's parent-death signal follows the thread that
-    started a process, not the process.
-    """
-
-    def __init__(self) -> None:
-        self._popen: subprocess.Popen[bytes] | None = None
-        self._started = threading.Event()
-        self._exited = threading.Event()
-        self._cond = threading.Condition()
-        self._chunks: list[tuple[str, bytes]] = []
-        self._open_streams = 0
-        self._error = ""
-
-    def start(self, argv: list[str], env: dict[str, str]) -> tuple[int, str, str]:
-        """Start the actor process; returns its pid and this node's id and address."""
-        full = dict(os.environ)
-        full.update(env)
-        keeper = threading.Thread(target=self._keep, args=(argv, full), daemon=True)
-        keeper.start()
-        self._started.wait()
-        if self._popen is None:
-            raise PlexaError(f"could not start the actor process: {self._error}")
-        import ray
-
-        ctx = ray.get_runtime_context()
-        ip: str = ray.util.get_node_ip_address()  # type: ignore[no-untyped-call]
-        return self._popen.pid, ctx.get_node_id(), ip
-
-    def _keep(self, argv: list[str], env: dict[str, str]) -> None:
-        try:
-            argv = [*argv[:-1], str(os.getpid())]  # the actor's parent is this host
-            self._popen = popen = subprocess.Popen(
-                argv,
-                start_new_session=True,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                env=env,
-            )
-        except OSError as exc:
-            self._error = str(exc)
-            self._started.set()
-            self._exited.set()
-            return
-        self._open_streams = 2
-        for stream, label in ((popen.stdout, "stdout"), (popen.stderr, "stderr")):
-            threading.Thread(target=self._read, args=(stream, label), daemon=True).start()
-        self._started.set()
-        popen.wait()
-        self._exited.set()
-
-    def _read(self, stream: Any, label: str) -> None:
-        fd = stream.fileno()
-        while True:
-            try:
-                data = os.read(fd, 65536)
-            except OSError:
-                data = b""
-            with self._cond:
-                if data:
-                    self._chunks.append((label, data))
-                else:
-                    self._open_streams -= 1
-                self._cond.notify_all()
-            if not data:
-                stream.close()
-                return
-
-    def wait(self) -> int:
-        """Block until the actor process exits; its exit code (negative: the signal)."""
-        self._exited.wait()
-        return self._popen.returncode if self._popen is not None else 127
-
-    def output(self) -> list[tuple[str, bytes]] | None:
-        """What the actor wrote since the last call (waits up to a second for something);
-        None once both its streams are closed and everything was handed over."""
-        with self._cond:
-            self._cond.wait_for(lambda: self._chunks or not self._open_streams, OUTPUT_POLL_S)
-            chunks, self._chunks = self._chunks, []
-            if not chunks and not self._open_streams and self._started.is_set():
-                return None
-            return chunks
-
-    def signal(self, signum: int) -> None:
-        """Signal the actor's process group (the actor and what stayed in its group)."""
-        popen = self._popen
-        if popen is None or popen.returncode is not None:
-            return
-        try:
-            os.killpg(popen.pid, signum)
-        except ProcessLookupError:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(popen.pid, signum)
+def on_ray(spec: PipelineSpec, address: str | None) -> PipelineSpec:
+    """``spec`` with every actor on the Ray cluster at ``address`` (``plexa run --ray``);
+    ``local`` starts a local instance; None leaves ``spec`` as it is."""
+    if address is None:
+        return spec
+    ray = msgspec.structs.replace(spec.settings.ray, address="" if address == "local" else address)
+    settings = msgspec.structs.replace(spec.settings, launch="ray", ray=ray)
+    return msgspec.structs.replace(spec, settings=settings)
 
 
 # ----- the nexus's side ------------------------------------------------------------------------
@@ -335,7 +236,7 @@ class RayLauncher:
         self._lock = threading.Lock()
         self._relay: threading.Thread | None = None
         self._closing = threading.Event()
-        self._nodes: dict[str, bool] = {}
+        self._saved_env: dict[str, str | None] = {}
 
     # ----- connecting ----------------------------------------------------------------------
     def connect(self, run_id: str = "") -> None:
@@ -353,6 +254,8 @@ class RayLauncher:
             if self.settings.address:
                 ray.init(address=self.settings.address, **quiet)
             else:
+                if AUTH_MODE_ENV not in os.environ:  # a user's own RAY_AUTH_MODE is kept
+                    self._saved_env = private_token()
                 name = f"{TEMP_PREFIX}{run_id or os.getpid()}"
                 self.temp_dir = Path(tempfile.gettempdir()) / name
                 self.temp_dir.mkdir(mode=0o700, exist_ok=True)
@@ -387,7 +290,8 @@ class RayLauncher:
         resources = self._resources(request)
         node_ids = self.node_ids() if resources.node else None
         options = actor_options(resources, node_ids)
-        env = dict(request.env)
+        env = {k: v for k, v in os.environ.items() if k.startswith("PLEXA_")}  # plexa's own
+        env.update(request.env)
         env[RUN_DIR_ENV] = request.run_dir
         env[ENV_ACTOR] = request.actor
         env[SYS_PATH_ENV] = os.pathsep.join(request.import_path)
@@ -413,6 +317,8 @@ class RayLauncher:
         if self._connected and self._owns_connection:
             _ray().shutdown()
         self._connected = False
+        restore_env(self._saved_env)
+        self._saved_env = {}
         if self.temp_dir is not None:
             sweep_ray(self.temp_dir)
             self.temp_dir = None
@@ -485,48 +391,3 @@ class RayLauncher:
                 with self._lock:
                     if not self._closing.is_set():
                         self._procs[proc.host.output.remote()] = proc
-
-
-# ----- what a run on Ray can leave behind ------------------------------------------------------
-def ray_leftovers(run_id: str | None = None) -> Iterator[tuple[Path, list[int]]]:
-    """Local Ray folders of plexa runs (of ``run_id``, or all) and the pids of this user's
-    processes still using each (a nexus killed with ``kill -9`` leaves Ray's agents)."""
-    import psutil
-
-    root = Path(tempfile.gettempdir())
-    pattern = f"{TEMP_PREFIX}{run_id}" if run_id else f"{TEMP_PREFIX}*"
-    folders = [p for p in root.glob(pattern) if p.is_dir() and p.stat().st_uid == os.getuid()]
-    for folder in folders:
-        marker = str(folder) + "/"
-        pids = []
-        for proc in psutil.process_iter(["cmdline", "uids"]):
-            with contextlib.suppress(psutil.Error, TypeError):
-                if proc.info["uids"].real != os.getuid() or proc.pid == os.getpid():
-                    continue
-                if any(marker in arg or arg == str(folder) for arg in proc.info["cmdline"]):
-                    pids.append(proc.pid)
-        yield folder, pids
-
-
-def sweep_ray(folder: Path, grace: float = 3.0) -> list[int]:
-    """End every process of the local Ray instance in ``folder`` (SIGTERM, then SIGKILL
-    after ``grace``) and remove the folder. Returns the pids signalled."""
-    import psutil
-
-    pids: list[int] = []
-    for found, procs in ray_leftovers(folder.name[len(TEMP_PREFIX) :]):
-        if found == folder:
-            pids = procs
-    live = []
-    for pid in pids:
-        with contextlib.suppress(psutil.Error):
-            proc = psutil.Process(pid)
-            proc.terminate()
-            live.append(proc)
-    _, still = psutil.wait_procs(live, timeout=grace)
-    for proc in still:
-        with contextlib.suppress(psutil.Error):
-            proc.kill()
-    psutil.wait_procs(still, timeout=grace)
-    shutil.rmtree(folder, ignore_errors=True)
-    return pids
