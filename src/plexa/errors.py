@@ -19,6 +19,7 @@ The tree::
     ├── RecordingError         a recording could not be written or read (``disk_full``)
     ├── InvalidTransition      a lifecycle signal that makes no sense in the current state
     ├── RemoteError            an error raised in another process, with its traceback
+    ├── HostRefused            a host's agent refused to join a run (says why)
     └── Timeout                a deadline passed
 
     Aborted (a BaseException)  raised at a safe point when the actor's work is aborted
@@ -37,6 +38,7 @@ __all__ = [
     "ActorFailed",
     "ConfigError",
     "ConfigIssue",
+    "HostRefused",
     "InvalidTransition",
     "KeyNotFound",
     "LinkBroken",
@@ -171,6 +173,11 @@ class RemoteError(PlexaError):
     def __str__(self) -> str:
         base = super().__str__()
         return f"{base}\n{self.traceback}" if self.traceback else base
+
+
+class HostRefused(PlexaError):
+    """A host's agent refused to serve a run: another protocol or plexa version, a wrong
+    key; the message says which."""
 
 
 class Timeout(PlexaError, TimeoutError):
