@@ -19,7 +19,6 @@ The tree::
     ├── RecordingError         a recording could not be written or read (``disk_full``)
     ├── InvalidTransition      a lifecycle signal that makes no sense in the current state
     ├── RemoteError            an error raised in another process, with its traceback
-    ├── HostRefused            a host's agent refused to join a run (says why)
     └── Timeout                a deadline passed
 
     Aborted (a BaseException)  raised at a safe point when the actor's work is aborted
@@ -38,7 +37,6 @@ __all__ = [
     "ActorFailed",
     "ConfigError",
     "ConfigIssue",
-    "HostRefused",
     "InvalidTransition",
     "KeyNotFound",
     "LinkBroken",
@@ -158,6 +156,11 @@ class RecordingError(PlexaError):
         super().__init__(message)
 
 
+class EndpointInUse(PlexaError):
+    """A fixed control or events endpoint (``settings.control`` / ``settings.output``) could
+    not be bound: another process holds the port, or the address is not this host's."""
+
+
 class InvalidTransition(PlexaError):
     """A lifecycle signal was refused because it makes no sense in the current state."""
 
@@ -173,11 +176,6 @@ class RemoteError(PlexaError):
     def __str__(self) -> str:
         base = super().__str__()
         return f"{base}\n{self.traceback}" if self.traceback else base
-
-
-class HostRefused(PlexaError):
-    """A host's agent refused to serve a run: another protocol or plexa version, a wrong
-    key; the message says which."""
 
 
 class Timeout(PlexaError, TimeoutError):

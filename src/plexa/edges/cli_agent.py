@@ -72,7 +72,7 @@ def register(app: typer.Typer) -> None:
 
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
-        where = ', '.join(settings.listen or settings.connect)
+        where = ", ".join(settings.listen or settings.connect)
         print(f"ready: agent {host} on {where}", flush=True)
         try:
             served.serve()

@@ -214,8 +214,9 @@ class _Host:
                 if isinstance(answer, hp.Refused):
                     self.refused = answer.reason
                     for proc in self.procs.values():
-                        proc.ended(-1, (FailureKind.CRASHED, f"host {self.scope} refused: "
-                                        f"{answer.reason}"))
+                        proc.ended(
+                            -1, (FailureKind.CRASHED, f"host {self.scope} refused: {answer.reason}")
+                        )
                 elif isinstance(answer, hp.Joined):
                     self.facts, self.joined = answer.facts, True
                     for proc in self.procs.values():
@@ -314,7 +315,9 @@ class HostsLauncher:
         )
         for host in self.hosts.values():
             thread = threading.Thread(
-                target=host.run, args=(session, self._stop), name=f"plexa-join-{host.scope}",
+                target=host.run,
+                args=(session, self._stop),
+                name=f"plexa-join-{host.scope}",
                 daemon=True,
             )
             thread.start()

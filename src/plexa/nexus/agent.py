@@ -31,6 +31,7 @@ import zenoh
 import zmq
 
 from plexa.core import hostproto as hp
+from plexa.core import messages as msgs
 from plexa.core.paths import RunPaths, new_run_id, secure_root
 from plexa.core.spec import PipelineSpec
 from plexa.data.zenoh_presence import Presence
@@ -91,8 +92,14 @@ class _Run:
 
     def spawn(self, order: hp.Spawn) -> None:
         if order.actor not in self.spec.actors or self.spec.host_of(order.actor) != self.scope:
-            self.report(hp.Exited(actor=order.actor, launch=order.launch, code=-1,
-                                  error=f"actor {order.actor!r} is not placed on {self.scope}"))
+            self.report(
+                hp.Exited(
+                    actor=order.actor,
+                    launch=order.launch,
+                    code=-1,
+                    error=f"actor {order.actor!r} is not placed on {self.scope}",
+                )
+            )
             return
         old = self.procs.get(order.actor)
         if old is not None and old.proc.alive():
@@ -323,6 +330,8 @@ class Agent:
             if len(frames) == 2:
                 actor = frames[0].decode(errors="replace")
                 if actor in run.spec.actors:
+                    if _changes_state(frames[1]):  # the nexus sees the counters it reached
+                        run.send_counts()
                     self.session.put(hp.run_key(run.run_id, "up", actor), frames[1])
 
     def _handle_inbox(self) -> None:
@@ -390,10 +399,16 @@ class Agent:
             self.root.rmdir()
 
 
-
 def _undeclare(entity: Any) -> None:
     entity.undeclare()
 
 
 def _close(session: Any) -> None:
     session.close()
+
+
+def _changes_state(frame: bytes) -> bool:
+    try:
+        return isinstance(msgs.decode(frame), msgs.StateChanged)
+    except msgspec.DecodeError:
+        return False
