@@ -156,6 +156,11 @@ class RecordingError(PlexaError):
         super().__init__(message)
 
 
+class EndpointInUse(PlexaError):
+    """A fixed control or events endpoint (``settings.control`` / ``settings.output``) could
+    not be bound: another process holds the port, or the address is not this host's."""
+
+
 class InvalidTransition(PlexaError):
     """A lifecycle signal was refused because it makes no sense in the current state."""
 
