@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from plexa.core.ports import InputPortLike, ObjectStore, OutputPortLike
-from plexa.data.links import InputPort, OutputPort
+from plexa.data.inputs import InputPort
+from plexa.data.links import OutputPort
 from plexa.data.store import Store
 from plexa.errors import KeyNotFound
 from plexa.testing import ActorHarness, MemoryStore

@@ -291,3 +291,55 @@ connections:
         nexus.wait_until(lambda st: "closed" in nexus.store, 10)
         assert nexus.store.get("closed") == 0
         assert nexus.actors["dst"].state is ActorState.RUNNING
+
+
+# ----- one call from start to report ------------------------------------------------------------
+def test_drive_runs_until_a_condition_and_reports_a_clean_quit() -> None:
+    from plexa import drive
+
+    spec = loads(PIPE.replace("100000000", "50"), "driven")
+    nexus = Nexus(spec)
+    link = "src.out->mid.inp"
+    outcome = drive(nexus, until=lambda: nexus.status()["links"][link]["received"] >= 50)
+    assert outcome.exit_code == 0 and outcome.report.clean and not outcome.interrupted
+    assert outcome.status["run"]["state"] == "stopped"
+    assert outcome.status["links"][link]["received"] == 50
+    assert nexus.state is RunState.QUIT
+
+
+def test_drive_ends_a_run_whose_actor_failed_for_good_with_exit_code_1() -> None:
+    from plexa import drive
+
+    spec = loads(
+        """
+actors:
+  src: {class: "actors:Fails", options: {phase: run}, restart: never}
+  dst: {class: "actors:Sink"}
+connections:
+  src.out: [dst.inp]
+""",
+        "failing",
+    )
+    began = time.monotonic()
+    outcome = drive(Nexus(spec), duration=60)
+    assert time.monotonic() - began < 30, "a failure for good must end the run, not the duration"
+    assert outcome.exit_code == 1
+    assert outcome.status["run"]["state"] == "failed"
+    assert [f.actor for f in outcome.report.failures] == ["src"]
+    assert "boom in run" in (outcome.report.failures[0].traceback or "")
+
+
+def test_drive_held_waits_for_commands_and_a_quit_request_ends_it() -> None:
+    from plexa import drive
+
+    nexus = Nexus(loads(PIPE, "held"))
+    seen: list[str] = []
+
+    def between() -> None:
+        seen.append(nexus.state.value)
+        if len(seen) == 5:  # a client's quit, as the control server records it
+            nexus.quit_requested = True
+
+    outcome = drive(nexus, hold=True, between=between)
+    assert set(seen) == {"created"}, "a held run is started, not set up or running"
+    assert outcome.exit_code == 0 and outcome.report.clean

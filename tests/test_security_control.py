@@ -58,6 +58,10 @@ class Run:
 def _serve(tmp_path: Path, *bind: str) -> Iterator[Run]:
     cfg = tmp_path / "pipe.yaml"
     cfg.write_text(PIPE)
+    yield from _serve_file(cfg, *bind)
+
+
+def _serve_file(cfg: Path, *bind: str) -> Iterator[Run]:
     name = f"s{os.getpid()}{random.randrange(10**6)}"
     env = {**os.environ, "PYTHONPATH": str(ROOT / "tests")}
     proc = subprocess.Popen(
@@ -200,3 +204,61 @@ def test_an_off_host_run_answers_only_its_keys_and_then_only_with_the_token(
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["run"]["state"] == "running"  # the plain document
     assert remote_run.proc.poll() is None
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_settings_control_and_output_fix_the_endpoints_and_keep_curve(tmp_path: Path) -> None:
+    control, events = _free_port(), _free_port()
+    fixed = (
+        PIPE + f"settings:\n  control: tcp://127.0.0.1:{control}\n  output: 127.0.0.1:{events}\n"
+    )
+    cfg = tmp_path / "pipe.yaml"
+    cfg.write_text(fixed)
+    run_iter = _serve_file(cfg)
+    run = next(run_iter)
+    try:
+        assert run.port("control") == str(control) and run.port("events") == str(events)
+        assert run.record["curve"], "a tcp endpoint without CurveZMQ"
+        with zmq.Context() as ctx:  # no keys: nothing
+            plain = ctx.socket(zmq.DEALER)
+            plain.setsockopt(zmq.LINGER, 0)
+            plain.connect(f"tcp://127.0.0.1:{control}")
+            plain.send(proto.encode(proto.Request(token=run.record["token"], command="ping")))
+            assert _quiet(plain, 1.0), "a client without keys was answered"
+            plain.close()
+        with connect(run.name) as c:
+            assert c.request("ping") == "pong"
+        # a second run asking for the same port: a clear error, exit 2, no traceback
+        env = {**os.environ, "PYTHONPATH": str(ROOT / "tests")}
+        second = subprocess.run(
+            [sys.executable, "-m", "plexa", "server", str(cfg), "--name", run.name + "b"],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=ROOT,
+            timeout=60,
+        )
+        assert second.returncode == 2, second.stderr
+        assert f"cannot bind settings.control tcp://127.0.0.1:{control}" in second.stderr
+        assert "Traceback" not in second.stderr
+    finally:
+        run_iter.close()
+
+
+def test_a_malformed_fixed_endpoint_is_a_config_error(tmp_path: Path) -> None:
+    cfg = tmp_path / "pipe.yaml"
+    cfg.write_text(PIPE + "settings:\n  control: ipc:///tmp/x\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "plexa", "validate", str(cfg)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "settings.control" in result.stdout + result.stderr
+    assert "tcp://HOST:PORT" in result.stdout + result.stderr

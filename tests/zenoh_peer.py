@@ -22,7 +22,7 @@ import numpy as np
 
 from plexa.core.spec import LinkSpec
 from plexa.data.counters import percentile
-from plexa.data.links import EMPTY
+from plexa.data.inputs import EMPTY
 from plexa.data.zenoh_inputs import ZenohInputPort
 from plexa.data.zenoh_links import (
     ZenohOutputPort,

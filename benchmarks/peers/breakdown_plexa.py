@@ -3,7 +3,7 @@
 Benchmark-only instrumentation, installed in the processor's own process when its actor is
 set up (nothing in ``src/`` changes): the runtime's idle wait and the link's wake-up wait
 are wrapped so they note when they return, and the input port's ``take`` is replaced by a
-copy of ``plexa.data.links._Sub.take`` (same steps, same order, metrics on) with a clock
+copy of ``plexa.data.inputs._Sub.take`` (same steps, same order, metrics on) with a clock
 read between its steps. The generator notes when its loan was sent. Each frame gives one
 row of ``time.monotonic_ns()`` marks (:data:`MARKS`), which ``peers.py --breakdown`` turns
 into stage durations.
@@ -79,7 +79,7 @@ class MarkProc(plexa.Actor):
 
 
 def _instrument(actor: MarkProc, marks: dict[str, Any]) -> None:
-    from plexa.data import links, payload
+    from plexa.data import inputs, links, payload
     from plexa.data.counters import LinkField
     from plexa.runtime import process
 
@@ -103,7 +103,7 @@ def _instrument(actor: MarkProc, marks: dict[str, Any]) -> None:
     port = actor.inputs["frames"]
     (sub,) = port._subs
     words, seq_i, t_i, layout_i, meta_i = links.Words, links.SEQ, links.T_NS, links.LAYOUT, 3
-    mask, empty = links.SAMPLE_MASK, links.EMPTY
+    mask, empty = links.SAMPLE_MASK, inputs.EMPTY
     stamps = np.zeros(4, np.int64)
     marks["take"] = stamps
 

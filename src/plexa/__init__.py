@@ -1,7 +1,8 @@
 """plexa: live pipelines of actors with zero-copy links, steered while they run.
 
 Write actors (:class:`Actor`, :class:`AsyncActor`), connect them in a YAML file, and run it
-with ``plexa run FILE`` or from Python with :class:`Nexus`.
+with ``plexa run FILE``, or from Python with :func:`drive` (start to report in one call)
+or step by step with :class:`Nexus`.
 
 Names are imported on first use (module ``__getattr__``), so ``import plexa`` and the
 command line's control path stay fast: ``plexa ctl NAME status`` never loads numpy.
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
         Timeout,
         WouldBlock,
     )
+    from plexa.nexus.driver import RunOutcome, drive
     from plexa.nexus.nexus import ActorFailure, Nexus, QuitReport
 
 __version__ = "0.1.0"
@@ -58,6 +60,7 @@ _WHERE = {
         "Timeout",
         "WouldBlock",
     ),
+    "plexa.nexus.driver": ("RunOutcome", "drive"),
     "plexa.nexus.nexus": ("ActorFailure", "Nexus", "QuitReport"),
 }
 _MODULE_OF = {name: module for module, names in _WHERE.items() for name in names}
@@ -87,6 +90,7 @@ __all__ = [
     "QuitReport",
     "RemoteError",
     "Restart",
+    "RunOutcome",
     "Settings",
     "Signal",
     "StoreFull",
@@ -95,6 +99,7 @@ __all__ = [
     "__version__",
     "command",
     "connect",
+    "drive",
     "load",
     "loads",
     "on",

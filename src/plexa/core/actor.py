@@ -12,7 +12,8 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 if TYPE_CHECKING:
-    from plexa.data.links import InputPort, OutputPort
+    from plexa.data.inputs import InputPort
+    from plexa.data.links import OutputPort
     from plexa.data.store import Store
 
 __all__ = ["Actor", "AsyncActor", "Ports", "command", "on", "ports"]

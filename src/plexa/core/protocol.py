@@ -9,6 +9,7 @@ See ``docs/protocol.md``.
 from __future__ import annotations
 
 import enum
+import re
 from typing import Any
 
 import msgspec
@@ -24,6 +25,7 @@ __all__ = [
     "Request",
     "RequestHead",
     "Response",
+    "tcp_address",
 ]
 
 PROTOCOL_VERSION = 1
@@ -227,3 +229,15 @@ def decode_event(data: bytes) -> Event:
     """Parse an event."""
     ev: Event = _event.decode(data)
     return ev
+
+
+_TCP = re.compile(r"(?:tcp://)?(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9_.-]+):(\d{1,5})")
+
+
+def tcp_address(text: str) -> tuple[str, int] | None:
+    """``(host, port)`` from ``tcp://HOST:PORT`` or ``HOST:PORT`` (IPv6 in brackets, which
+    are dropped), or None if ``text`` is not one or the port is not 1-65535."""
+    match = _TCP.fullmatch(text.strip())
+    if match is None or not 0 < int(match.group(2)) < 65536:
+        return None
+    return match.group(1).strip("[]"), int(match.group(2))

@@ -57,9 +57,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     store_size: int = 256 * 2**20
     """Bytes reserved for the object store (LMDB map size)."""
     control: str | None = None
-    """zmq endpoint for clients' commands; None picks an ipc socket in the run directory."""
+    """A fixed ``tcp://HOST:PORT`` for clients' commands (encrypted and authenticated with
+    CurveZMQ, as with ``plexa server --bind``); None: an ipc socket in the run directory."""
     output: str | None = None
-    """zmq endpoint for published events; None picks an ipc socket in the run directory."""
+    """A fixed ``tcp://HOST:PORT`` for published events (CurveZMQ too); None: an ipc socket in
+    the run directory, or an OS-chosen port beside a fixed ``control``."""
     setup_timeout: float = 30.0
     """Seconds an actor may take to start and finish ``setup`` before it counts as hung."""
     stop_timeout: float = 5.0

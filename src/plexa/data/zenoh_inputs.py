@@ -19,7 +19,8 @@ import zenoh
 from plexa.core.spec import LinkSpec, Policy
 from plexa.data import payload as _payload
 from plexa.data.counters import HIST_BASE, LinkField, Row, bucket
-from plexa.data.links import EMPTY, LinkStatistics
+from plexa.data.inputs import EMPTY
+from plexa.data.links import LinkStatistics
 from plexa.data.zenoh_links import (
     _WIDTH,
     ARRAY,
@@ -213,7 +214,7 @@ def _learn(key: int, body: bytes) -> _Layout:
 class ZenohInputPort:
     """A cross-host input port fed by one or more links; messages are taken round-robin.
 
-    Mirrors :class:`plexa.data.links.InputPort` (``take``, ``get``, ``get_nowait``,
+    Mirrors :class:`plexa.data.inputs.InputPort` (``take``, ``get``, ``get_nowait``,
     ``has_pending``, ``discard``, ``statistics``). ``rows`` maps link names to counter rows
     (the run's shared counters); without them the port keeps private ones. ``notify`` is
     called on a Zenoh thread when a message arrives.

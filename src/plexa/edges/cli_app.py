@@ -25,7 +25,7 @@ from plexa.core.config import format_issues, load
 from plexa.edges.cli_ctl import COMMANDS as CTL_COMMANDS
 from plexa.edges.live import EventLines
 from plexa.edges.tables import ProgressRates, render_status
-from plexa.errors import ConfigError, NameInUse, PlexaError, UnsafePath
+from plexa.errors import ConfigError, EndpointInUse, NameInUse, PlexaError, UnsafePath
 
 app = typer.Typer(
     add_completion=False,
@@ -153,6 +153,11 @@ def _serve(
     try:
         nexus = Nexus(spec, on_log=None if tui else show_log, resume=resume, name=run_name)
         server = ControlServer(nexus, bind=bind)
+    except EndpointInUse as exc:
+        claim.release()
+        nexus.quit()
+        _say(f"error: {exc}")
+        raise typer.Exit(2) from None
     except BaseException:
         claim.release()
         raise

@@ -22,7 +22,7 @@ from typing import Any
 
 from plexa.core.actor import Actor, command
 from plexa.core.spec import ActorSpec, LinkSpec, PipelineSpec, RecordSpec, Restart
-from plexa.data.links import EMPTY
+from plexa.data.inputs import EMPTY
 from plexa.data.recording import RecordingWriter
 from plexa.errors import RecordingError
 

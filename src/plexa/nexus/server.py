@@ -36,8 +36,8 @@ import zmq
 from zmq.auth.thread import ThreadAuthenticator
 
 from plexa.core import protocol as proto
-from plexa.core.protocol import Command
-from plexa.errors import InvalidTransition, PlexaError
+from plexa.core.protocol import Command, tcp_address
+from plexa.errors import EndpointInUse, InvalidTransition, PlexaError
 from plexa.nexus.attach import Attachment
 from plexa.nexus.nexus import Nexus
 
@@ -109,6 +109,11 @@ class ControlServer(Attachment):
         """The keys of a tcp run (the server's public key, the client key pair it admits)."""
         self._auth: ThreadAuthenticator | None = None
         self._bound = False
+        settings = nexus.spec.settings
+        fixed = [tcp_address(e) if e else None for e in (settings.control, settings.output)]
+        self._hosts_from_settings = bind is None
+        if bind is None and any(fixed):  # settings.control / output: fixed tcp endpoints
+            self.bind = bind = next(a for a in fixed if a)[0]
         if bind is None:
             self.control_endpoint = nexus.paths.endpoint("control")
             self.events_endpoint = nexus.paths.endpoint("events")
@@ -116,8 +121,12 @@ class ControlServer(Attachment):
                 self._bind_local()  # else when the nexus first asks for record_fields()
         else:
             self._secure()
-            self.control_endpoint = self._bind_tcp(self.control)
-            self.events_endpoint = self._bind_tcp(self.events)
+            try:
+                self.control_endpoint = self._bind_tcp(self.control, fixed[0], "control")
+                self.events_endpoint = self._bind_tcp(self.events, fixed[1], "output")
+            except BaseException:
+                self._release()
+                raise
         self.quit_requested = False
         self._seq = 0
         self._next_metrics = 0.0
@@ -225,12 +234,24 @@ class ControlServer(Attachment):
             sock.setsockopt(zmq.CURVE_SECRETKEY, server_secret)
             sock.setsockopt(zmq.ZAP_DOMAIN, ZAP_DOMAIN.encode())
 
-    def _bind_tcp(self, sock: zmq.Socket[Any]) -> str:
+    def _bind_tcp(
+        self, sock: zmq.Socket[Any], fixed: tuple[str, int] | None, setting: str
+    ) -> str:
+        """Bind ``sock`` to tcp on ``--bind``'s host (or the setting's), on the setting's port
+        or one the OS picks."""
         assert self.bind is not None
-        host = f"[{self.bind}]" if ":" in self.bind else self.bind
-        if ":" in self.bind:
+        address = fixed[0] if fixed and self._hosts_from_settings else self.bind
+        port = fixed[1] if fixed else 0
+        host = f"[{address}]" if ":" in address else address
+        if ":" in address:
             sock.setsockopt(zmq.IPV6, 1)
-        sock.bind(f"tcp://{host}:0")
+        try:
+            sock.bind(f"tcp://{host}:{port}")
+        except zmq.ZMQError as exc:
+            raise EndpointInUse(
+                f"cannot bind settings.{setting} tcp://{host}:{port}: {exc.strerror} (another "
+                f"run may hold the port: choose another, or leave settings.{setting} out)"
+            ) from None
         endpoint: str = sock.getsockopt_string(zmq.LAST_ENDPOINT)
         return endpoint
 
@@ -464,6 +485,9 @@ class ControlServer(Attachment):
             self._reply(ident, proto.Response(id=item.id, ok=False, error="the run is quitting"))
         self._queued_from.clear()
         self.nexus.detach(self)
+        self._release()
+
+    def _release(self) -> None:
         self.control.close(0)
         self.events.close(0)
         if self._auth is not None:
