@@ -81,9 +81,11 @@ def register(app: typer.Typer) -> None:
         )
         try:
             write_private(token_file, token.encode())
-            print(f"url: {scheme}://{host}:{sock.getsockname()[1]}", flush=True)
+            url = f"{scheme}://{host}:{sock.getsockname()[1]}"
+            print(f"url: {url}", flush=True)
             print(f"token: {token}", flush=True)
             print(f"token file: {token_file}", flush=True)
+            print(f"dashboard: {url}/#token={token}", flush=True)
             # uvicorn raises SIGTERM again once it has shut down: exit through ``finally``
             signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
             uvicorn.Server(config).run(sockets=[sock])

@@ -12,16 +12,19 @@ import asyncio
 import json
 import secrets
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, HTTPException, Request
-from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
+from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.staticfiles import StaticFiles
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from pydantic import BaseModel
+from starlette.responses import Response
 
 from plexa.edges.client import Client, connect
 from plexa.errors import PlexaError, RemoteError, Timeout
@@ -29,7 +32,16 @@ from plexa.errors import PlexaError, RemoteError, Timeout
 __all__ = ["InvokeBody", "SetBody", "create_app", "metrics_text"]
 
 RunCommand = Literal["setup", "run", "pause", "resume", "stop", "abort"]
-ActorCommand = Literal["pause", "resume", "kill", "revive"]
+ActorCommand = Literal["setup", "run", "pause", "resume", "stop", "abort", "kill", "revive"]
+STATIC = Path(__file__).parent / "static"
+"""The dashboard's files (hand-written, no third-party code; served without the token: they
+hold no run data)."""
+_PAGE_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+}
 
 
 class SetBody(BaseModel):
@@ -104,6 +116,22 @@ def create_app(names: list[str], token: str) -> FastAPI:
     app.router.add_event_handler("shutdown", runs.close)
     auth = [Depends(authorized)]
 
+    @app.middleware("http")
+    async def page_headers(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        response = await call_next(request)
+        if request.url.path == "/" or request.url.path.startswith("/static/"):
+            response.headers.update(_PAGE_HEADERS)
+        return response
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.get("/", include_in_schema=False)
+    def dashboard() -> FileResponse:
+        """The dashboard page (docs/web.md); it asks for the token itself."""
+        return FileResponse(STATIC / "index.html")
+
     @app.get("/health")
     def health() -> dict[str, str]:
         """Liveness of the web server (no token needed)."""
@@ -134,7 +162,8 @@ def create_app(names: list[str], token: str) -> FastAPI:
 
     @app.post("/runs/{name}/actors/{actor}/{command}", dependencies=auth)
     def actor_command(name: str, actor: str, command: ActorCommand) -> JSONResponse:
-        """pause, resume, kill or revive one actor."""
+        """A lifecycle command for one actor: setup, run, pause, resume, stop, abort, kill or
+        revive."""
         return JSONResponse(runs.request(name, command, actor))
 
     @app.post("/runs/{name}/{command}", dependencies=auth)
