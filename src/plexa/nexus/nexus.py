@@ -222,6 +222,7 @@ class Nexus:
             "actors": {n: a.proc.pid for n, a in self.actors.items() if a.proc is not None},
             "endpoints": {"actors": self.paths.endpoint("actors")},
             "log": str(self.log_path),
+            "hosts": {scope: host.endpoint for scope, host in self.spec.hosts.items()},
         }
         for attachment in self.attachments:
             extra = attachment.record_fields()
