@@ -368,7 +368,7 @@ def cleanup() -> None:
 
 
 # ----- commands from other modules: one line each -------------------------------------------
-from plexa.edges import cli_look, cli_new, cli_record, cli_runs, cli_web  # noqa: E402
+from plexa.edges import cli_agent, cli_look, cli_new, cli_record, cli_runs, cli_web  # noqa: E402
 
 app.command("list", short_help="List runs on this machine (--all: finished ones too).")(
     cli_runs.list_runs
@@ -378,6 +378,7 @@ app.command(short_help="Print how a run went: failures and tracebacks per actor.
 
 cli_record.register(app)
 cli_web.register(app)
+cli_agent.register(app)
 app.command(short_help="Draw the pipeline: tree, --mermaid or --dot (live rates for a run).")(
     cli_look.graph
 )
