@@ -4,6 +4,8 @@ actors started there, frames crossing on Zenoh, remote calls, departures and ref
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +19,7 @@ import plexa
 from conftest import wait_for
 from hostrig import AgentProc, free_port, placed
 from plexa.core import hostproto as hp
+from plexa.core.config import load, validate
 from plexa.core.lifecycle import FailureKind
 from plexa.data.zenoh_session import ZenohSettings, open_session
 from plexa.nexus.cleanup import cleanup
@@ -206,3 +209,64 @@ def test_an_agent_stopped_with_sigterm_leaves_nothing_behind() -> None:
     assert (root / "agent-b").is_dir()
     agent.stop()
     assert not (root / "agent-b").exists()
+
+
+def test_hosts_and_host_lines_are_read_from_the_pipeline_file(tmp_path: Path) -> None:
+    (tmp_path / "pipe.yaml").write_text(
+        "name: placed\n"
+        "hosts:\n  gpu: {endpoint: tls/192.0.2.20:7447, key_file: gpu.key}\n"
+        "tls: {ca: ca.pem, cert: nexus.pem, key: nexus.key}\n"
+        "actors:\n"
+        "  cam: {class: 'actors:Source'}\n"
+        "  fit: {class: 'actors:Sink', host: gpu}\n"
+        "connections:\n  cam.out: [fit.inp]\n"
+    )
+    spec = load(tmp_path / "pipe.yaml")
+    assert spec.host_of("fit") == "gpu" and spec.host_of("cam") == ""
+    assert spec.hosts["gpu"].key_file == str(tmp_path / "gpu.key")
+    assert spec.tls is not None and spec.tls.ca == str(tmp_path / "ca.pem")
+    assert spec.crosses_hosts(spec.links[0])
+    (tmp_path / "bad.yaml").write_text(
+        "hosts:\n  gpu: {endpoint: udp/192.0.2.20:7447}\n"
+        "actors:\n  fit: {class: 'actors:Sink', host: gpo}\n"
+    )
+    issues = [str(i) for i in validate(tmp_path / "bad.yaml")]
+    assert any("hosts.gpu.endpoint: must be tls/HOST:PORT" in i for i in issues), issues
+    assert any("actors.fit.host: unknown host 'gpo'" in i for i in issues), issues
+
+
+@pytest.mark.slow
+def test_a_killed_nexus_leaves_nothing_on_the_agent_host_after_2s(tmp_path: Path) -> None:
+    agent = AgentProc("b", f"tcp/127.0.0.1:{free_port()}")
+    (tmp_path / "pipe.yaml").write_text(
+        f"name: orphan\nhosts:\n  b: {{endpoint: '{agent.endpoint}'}}\n"
+        "actors:\n  far: {class: 'actors:Chatty', host: b}\n"
+        "  near: {class: 'actors:Chatty'}\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), *sys.path])}
+    nexus = subprocess.Popen(
+        [sys.executable, "-m", "plexa", "server", str(tmp_path / "pipe.yaml"), "--name", "orphan"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env,
+    )  # fmt: skip
+    root = Path(os.environ["PLEXA_RUNTIME_DIR"])
+    try:
+        parent = psutil.Process(agent.pid)
+        wait_for(lambda: len(parent.children()) == 1, 30, "the agent to start its actor")
+        far = parent.children()[0]
+        agent_runs = {p for p in root.iterdir() if (p / "spec.json").exists()}
+        nexus.kill()
+        nexus.wait(10)
+        killed = time.monotonic()
+        wait_for(lambda: not parent.children(), DEPARTURE, "the agent to end the orphan actor")
+        assert not psutil.pid_exists(far.pid) or _zombie(far.pid)
+        wait_for(
+            lambda: len([p for p in agent_runs if p.exists()]) <= 1,  # the nexus's own: cleanup
+            DEPARTURE + 1 - (time.monotonic() - killed),
+            "the agent to remove its run's files",
+        )
+    finally:
+        if nexus.poll() is None:
+            nexus.kill()
+            nexus.wait()
+        agent.stop()
+    assert cleanup().files  # the killed nexus's own run, on its own host
