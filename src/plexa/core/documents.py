@@ -100,6 +100,8 @@ class ActorFacts(_Doc, frozen=True, kw_only=True):
     """Its process id; ``None`` while it has no process."""
     restarts: int
     """How many times it was restarted."""
+    host: str = ""
+    """The host it runs on (its ``host:`` line); empty: the nexus's host."""
     progress: ProgressInfo | UnsetType = UNSET
     """Its last progress report, once it made one."""
     failure: FailureInfo | UnsetType = UNSET

@@ -103,6 +103,8 @@ class FailureKind(enum.StrEnum):
     it was supposed to make progress."""
     TIMEOUT = "timeout"
     """It did not get ready (or did not stop) within the deadline it was given."""
+    HOST_LOST = "host_lost"
+    """The host it ran on left the run (its agent died, or the network to it was cut)."""
 
 
 class Phase(enum.StrEnum):

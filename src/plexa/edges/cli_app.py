@@ -113,11 +113,13 @@ def _serve(
     resume: bool = False,
     transform: Callable[[Any], Any] | None = None,
     until: Callable[[Any], bool] | None = None,
+    attach: Callable[[str], Any] | None = None,
 ) -> None:
     """Shared by ``run`` and ``server``: start, serve clients, stop, quit, report.
 
     ``transform`` turns the loaded spec into the one to run (``--record``, ``replay``);
-    the run also ends once ``until(nexus)`` is true.
+    the run also ends once ``until(nexus)`` is true; ``attach(name)`` is called once the
+    run serves clients, and what it returns is ``close()``d when the run has stopped.
     """
     from plexa.nexus.attach import Listener
     from plexa.nexus.driver import drive
@@ -165,10 +167,13 @@ def _serve(
     if not tui:  # failures and restarts the moment they happen, the traceback once
         nexus.attach(Listener(events))
     live: Live | None = None
+    attached: Any = None
     progress_rates = ProgressRates()
 
     def started() -> None:
-        nonlocal live
+        nonlocal live, attached
+        if attach is not None:
+            attached = attach(run_name)
         if not as_json and not console:
             err.print(
                 f"serving {run_name!r} (run {nexus.paths.run_id}): control "
@@ -205,6 +210,8 @@ def _serve(
     finally:
         if live is not None:
             live.stop()
+        if attached is not None:
+            attached.close()
         server.close()
         claim.release()
     report, summary, interrupted = outcome.report, outcome.status, outcome.interrupted
@@ -286,9 +293,22 @@ def server(
         bool, typer.Option(help="Start the actors but wait for setup/run commands.")
     ] = False,
     duration: Annotated[float | None, typer.Option(help="Quit after this many seconds.")] = None,
+    http: Annotated[
+        int | None, typer.Option(help="Serve the HTTP API and dashboard on this port (0: any).")
+    ] = None,
+    http_bind: Annotated[str, typer.Option(help="Address for --http.")] = "127.0.0.1",
+    tls_cert: Annotated[Path | None, typer.Option(help="TLS certificate for --http.")] = None,
+    tls_key: Annotated[Path | None, typer.Option(help="TLS private key for --http.")] = None,
 ) -> None:
     """Run a pipeline headless, steered with plexa ctl / plexa client until it is told to quit."""
-    _serve(file, name=name, bind=bind, duration=duration, hold=hold, as_json=False, console=False)
+    from plexa.edges.cli_web import AttachedWeb, check_bind
+
+    web: Callable[[str], Any] | None = None
+    if http is not None:
+        check_bind(http_bind, tls_cert, tls_key)
+        web = lambda run: AttachedWeb.start(run, http, http_bind, tls_cert, tls_key)  # noqa: E731
+    _serve(file, name=name, bind=bind, duration=duration, hold=hold, as_json=False,
+           console=False, attach=web)  # fmt: skip
 
 
 @app.command(
@@ -348,7 +368,7 @@ def cleanup() -> None:
 
 
 # ----- commands from other modules: one line each -------------------------------------------
-from plexa.edges import cli_look, cli_new, cli_record, cli_runs, cli_web  # noqa: E402
+from plexa.edges import cli_agent, cli_look, cli_new, cli_record, cli_runs, cli_web  # noqa: E402
 
 app.command("list", short_help="List runs on this machine (--all: finished ones too).")(
     cli_runs.list_runs
@@ -358,6 +378,7 @@ app.command(short_help="Print how a run went: failures and tracebacks per actor.
 
 cli_record.register(app)
 cli_web.register(app)
+cli_agent.register(app)
 app.command(short_help="Draw the pipeline: tree, --mermaid or --dot (live rates for a run).")(
     cli_look.graph
 )

@@ -183,6 +183,7 @@ class Fleet:
                 "state": entry.state.value,
                 "pid": entry.proc.pid if entry.proc is not None else None,
                 "restarts": entry.restarts,
+                "host": self.spec.host_of(name),
             }
             progress = latest.get(name, {}).get("progress")
             if progress is not None:
@@ -259,8 +260,12 @@ class Fleet:
     def _on_exit(self, entry: Entry, code: int) -> None:
         """A process ended without being asked to: record why, restart or give up."""
         assert self.counters is not None
+        hint = getattr(entry.proc, "failure", None)  # a remote process knows why it is gone
+        why = hint() if hint is not None else None
         self.release(entry, sweep_marked=code < 0)  # else its own teardown ended its children
         entry.connected = False
+        if entry.failure is None and why is not None:
+            self.fail(ActorFailure(entry.name, why[0], self.phase(entry), why[1], "", code))
         if entry.failure is None:
             failure = exit_failure(entry.name, code, self.phase(entry))
             if failure is not None:

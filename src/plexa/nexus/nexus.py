@@ -51,6 +51,15 @@ ALL_OR_NOTHING = frozenset({Signal.SETUP, Signal.RUN})
 """Signals that, sent to the whole run, need every actor to accept them."""
 
 
+def default_launcher(spec: PipelineSpec) -> Launcher:
+    """Local processes; with ``hosts:``, the launcher that also reaches the hosts' agents."""
+    if spec.hosts:
+        from plexa.launch.remote import HostsLauncher
+
+        return HostsLauncher(LocalLauncher())
+    return LocalLauncher()
+
+
 class Nexus:
     """Runs one pipeline. Use as a context manager so that ``quit`` always runs.
 
@@ -79,7 +88,7 @@ class Nexus:
         self.fleet = Fleet(
             spec,
             self.paths,
-            launcher or LocalLauncher(),
+            launcher or default_launcher(spec),
             Supervisor(spec.settings),
             self.logs,
             self.emit,
@@ -509,6 +518,8 @@ class Nexus:
         if self.resources is not None:
             self._final_status = self.status()
             self._status = None
+            with contextlib.suppress(Exception):  # tells remote hosts the run is over
+                self.fleet.launcher.close()
             removed = self.resources.close()
             self.resources = None
         self.logs.close()
