@@ -285,6 +285,8 @@ class Nexus:
     def _on_report(self, name: str, msg: msgs.Message) -> None:
         kind = type(msg).__name__.lower()
         report = {"actor": name, **msgspec.to_builtins(msg)}
+        if not report.get("fields", True):
+            del report["fields"]  # progress without named values: the shape it always had
         self.latest.setdefault(name, {})[kind] = report
         self.emit(kind, report)
 
