@@ -4,22 +4,33 @@ from the nexus's rows, so counts go on across a restart on a new host or a rejoi
 
 from __future__ import annotations
 
+import struct
+
 from plexa.core.spec import PipelineSpec
-from plexa.data.counters import Counters
+from plexa.data.counters import Counters, LinkField, OutputField
 
 __all__ = ["read_rows", "write_rows"]
 
 
 def read_rows(counters: Counters, spec: PipelineSpec, actors: list[str]) -> dict[str, bytes]:
     """The rows ``actors`` own, by ``kind:name``: each actor's row, its outputs' rows and the
-    rows of the links into it (their consumer keeps those)."""
+    rows of the links into it (their consumer keeps those). An output's count of sent
+    messages is at least what any of its consumers has seen, so a producer started again
+    after its host was lost numbers its messages on from there."""
     rows: dict[str, bytes] = {}
     for name in actors:
         rows[f"actor:{name}"] = bytes(memoryview(counters.actor_row(name)).cast("B"))
         for port in spec.actors[name].outputs:
-            if f"{name}.{port}" in counters.outputs:
-                row = counters.output_row(f"{name}.{port}")
-                rows[f"output:{name}.{port}"] = bytes(memoryview(row).cast("B"))
+            output = f"{name}.{port}"
+            if output in counters.outputs:
+                row = counters.output_row(output)
+                data = bytearray(memoryview(row).cast("B"))
+                # its consumers may have seen more than the last report of a lost host said
+                seen = [int(counters.link_row(lk.name)[LinkField.CONSUMED])
+                        for lk in spec.links_from(name) if lk.output == output]  # fmt: skip
+                sent = max([int(row[OutputField.SENT]), *seen])
+                struct.pack_into("<q", data, OutputField.SENT * 8, sent)
+                rows[f"output:{output}"] = bytes(data)
         for link in spec.links_to(name):
             rows[f"link:{link.name}"] = bytes(memoryview(counters.link_row(link.name)).cast("B"))
     return rows
