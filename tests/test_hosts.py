@@ -22,7 +22,8 @@ from plexa.core import hostproto as hp
 from plexa.core.config import load, validate
 from plexa.core.lifecycle import FailureKind
 from plexa.data.zenoh_session import ZenohSettings, open_session
-from plexa.nexus.cleanup import cleanup
+from plexa.edges.tables import render_status
+from plexa.nexus.cleanup import cleanup, list_runs
 
 DEPARTURE = 2.0
 """Seconds within which a departed host (or nexus) must be noticed (issue 14)."""
@@ -62,6 +63,10 @@ def test_two_agents_on_loopback_carry_every_frame_and_status_names_the_hosts(
             "mid": "b",
             "dst": "",
         }
+        table = render_status(status)
+        assert "src@a" in table and "mid@b" in table
+        listed = [r for r in list_runs() if r.run_id == nexus.paths.run_id]
+        assert sorted(listed[0].record["hosts"]) == ["a", "b"]
         for name in ("src", "mid"):  # started by the agent, not by the nexus
             pid = status["actors"][name]["pid"]
             assert psutil.Process(pid).parent().pid == two_agents[spec.host_of(name)].pid

@@ -188,6 +188,8 @@ class Fleet:
             progress = latest.get(name, {}).get("progress")
             if progress is not None:
                 info["progress"] = {k: progress[k] for k in ("done", "total", "message")}
+                if progress.get("fields"):
+                    info["progress"]["fields"] = progress["fields"]
             if entry.failure is not None:
                 failure = entry.failure.to_dict()
                 info["failure"] = {k: failure[k] for k in ("kind", "phase", "error", "traceback")}

@@ -222,6 +222,7 @@ class Nexus:
             "actors": {n: a.proc.pid for n, a in self.actors.items() if a.proc is not None},
             "endpoints": {"actors": self.paths.endpoint("actors")},
             "log": str(self.log_path),
+            "hosts": {scope: host.endpoint for scope, host in self.spec.hosts.items()},
         }
         for attachment in self.attachments:
             extra = attachment.record_fields()
@@ -284,6 +285,8 @@ class Nexus:
     def _on_report(self, name: str, msg: msgs.Message) -> None:
         kind = type(msg).__name__.lower()
         report = {"actor": name, **msgspec.to_builtins(msg)}
+        if not report.get("fields", True):
+            del report["fields"]  # progress without named values: the shape it always had
         self.latest.setdefault(name, {})[kind] = report
         self.emit(kind, report)
 
