@@ -209,7 +209,7 @@ class LongFit(plexa.Actor):
         for _ in range(200):
             time.sleep(self.chunk_s)
             self.i += 1
-            self.progress(self.i, self.total, f"chunk {self.i}")
+            self.progress(self.i, self.total, f"chunk {self.i}", loss=1.0 / self.i, phase="fit")
             if self.i % self.improve_every == 0:
                 self.improved({"i": self.i}, score=float(self.i))
             self.safe_point()

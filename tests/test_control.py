@@ -216,24 +216,28 @@ def test_a_wrong_token_is_refused(served: Served) -> None:
 
 
 def test_a_stalled_subscriber_does_not_slow_the_pipeline(served: Served) -> None:
+    link = "src.out->mid.inp"
+
+    def rate_over(seconds: float) -> float:
+        start, t0 = c.status()["links"][link]["sent"], time.monotonic()
+        wait_for(lambda: time.monotonic() - t0 > seconds, seconds + 2, f"{seconds} s")
+        return (c.status()["links"][link]["sent"] - start) / (time.monotonic() - t0)
+
     with served.client() as c:
         c.request("setup")
         c.request("run")
-        wait_for(lambda: c.status()["actors"]["mid"]["rate_in"] > 100, 10, "full rate")
+        wait_for(lambda: c.status()["actors"]["mid"]["rate_in"] > 50, 10, "the flow")
+        before = rate_over(2.0)  # compared within this run: the machine may be busy
         ctx = zmq.Context()
         stalled = ctx.socket(zmq.SUB)
         stalled.setsockopt(zmq.RCVHWM, 1)
         stalled.setsockopt(zmq.RCVBUF, 1024)
         stalled.setsockopt(zmq.SUBSCRIBE, b"")
         stalled.connect(c.events_endpoint)  # and never read from it
-        start = c.status()["links"]["src.out->mid.inp"]["sent"]
-        t0 = time.monotonic()
-        wait_for(lambda: time.monotonic() - t0 > 3, 5, "three seconds")
-        sent = c.status()["links"]["src.out->mid.inp"]["sent"] - start
-        elapsed = time.monotonic() - t0
+        during = rate_over(3.0)
         stalled.close(0)
         ctx.term()
-        assert sent / elapsed > 150, f"{sent / elapsed:.0f} msg/s with a stalled subscriber"
+        assert during > 0.6 * before, f"{during:.0f} msg/s stalled vs {before:.0f} before"
 
 
 def _record(name: str) -> dict[str, Any]:

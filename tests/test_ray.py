@@ -14,6 +14,7 @@ import pytest
 
 import plexa
 from conftest import HERE
+from plexa.core.spec import Resources
 from plexa.launch.ray import actor_options
 from plexa.launch.ray_local import ray_leftovers
 
@@ -48,6 +49,18 @@ actors:
 def test_an_actor_without_resources_fits_anywhere() -> None:
     spec = plexa.loads('name: t\nactors: {cam: {class: "actors:Source"}}\n')
     assert actor_options(spec.actors["cam"].resources)["num_cpus"] == 0
+
+
+A, B = "ab" * 28, "cd" * 28  # node ids
+
+
+def test_a_soft_node_is_kept_while_it_is_there_and_forgotten_once_it_is_gone() -> None:
+    soft = Resources(node="10.0.0.7", soft=True)
+    there = actor_options(soft, {"10.0.0.7": A, A: A})["scheduling_strategy"]
+    assert (there.node_id, there.soft) == (A, False)
+    assert "scheduling_strategy" not in actor_options(soft, {B: B})
+    hard = actor_options(Resources(node=A), {})["scheduling_strategy"]
+    assert (hard.node_id, hard.soft) == (A, False)  # Ray then fails it: plexa restarts
 
 
 @pytest.mark.parametrize(

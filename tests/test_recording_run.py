@@ -56,7 +56,13 @@ def test_three_seconds_of_the_imaging_example_read_back_bit_exact_with_sequence_
         while time.monotonic() - t0 < 3.0:
             nexus.poll(0.1)
         nexus.stop()
-        sent = nexus.status()["links"]["camera.frames->recorder.camera.frames"]["sent"]
+        status = nexus.status()
+        sent = status["links"]["camera.frames->recorder.camera.frames"]["sent"]
+        counters = _recorder(status)["progress"]["fields"]  # flushed at stop
+    traces_sent = status["links"]["traces.traces->recorder.traces.traces"]["sent"]
+    assert counters["written"] == sent + traces_sent and counters["not_written"] == 0
+    assert counters["dropped"] == 0 and counters["path"] == str(path)
+    assert counters["bytes"] >= sent * 512 * 512 * 2 and counters["mb_per_s"] > 0
     bank = _bank()
     with plexa.recording.open(path) as rec:
         assert rec.complete
@@ -140,6 +146,8 @@ def test_a_full_disk_stops_the_recording_with_an_event_and_the_run_goes_on(
         assert (
             link["received"] > before["links"]["camera.frames->recorder.camera.frames"]["received"]
         )
+        fields = _recorder(after)["progress"]["fields"]
+        assert "full" in fields["error"] and fields["not_written"] > 0
     wait_for(lambda: any("the disk is full" in line for line in logs), 5.0, "the error event")
     assert any(line.startswith("recorder: ") and "the run goes on" in line for line in logs)
     with plexa.recording.open(path) as rec:

@@ -10,7 +10,9 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from typing import Any
 
+import msgspec
 import pytest
 
 import plexa
@@ -51,6 +53,21 @@ def test_pause_holds_a_long_step_at_its_next_safe_point_and_resume_continues() -
         nexus.resume()
         nexus.wait_until(lambda st: progress_of(nexus) > held + 20, 10)
         assert nexus.invoke("fit", "where") > held  # continued, not restarted
+
+
+def test_progress_carries_named_fields_into_the_status_and_its_events() -> None:
+    from plexa.core.documents import ProgressEvent, Status
+
+    events: list[dict[str, Any]] = []
+    with started(spec_of()) as nexus:
+        nexus.attach(Listener(lambda kind, data: events.append(data) if kind == "progress" else 0))
+        nexus.wait_until(lambda st: progress_of(nexus) > 50 and len(events) > 1, 10)
+        status = msgspec.convert(nexus.status(), Status)  # the typed document accepts it
+    fields = status.actors["fit"].progress.fields  # type: ignore[union-attr]
+    assert isinstance(fields, dict) and fields["phase"] == "fit"
+    assert 0 < float(fields["loss"]) < 1 / 50
+    event = msgspec.convert(events[-1], ProgressEvent)
+    assert event.fields and event.fields["phase"] == "fit"
 
 
 def test_abort_ends_the_work_reports_the_partial_result_and_leaves_the_actor_stopped() -> None:

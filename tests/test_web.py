@@ -3,25 +3,17 @@
 from __future__ import annotations
 
 import json
-import os
-import queue
-import random
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import assert_stays, plexa_shm, settled, wait_for
-from plexa.edges.client import connect
+from conftest import assert_stays, settled, wait_for
+from web_helpers import ENV, ROOT, Web, serve_web
 
-ROOT = Path(__file__).resolve().parent.parent
 PIPE = """
 actors:
   src: {class: "actors:Source", options: {count: 100000000, rate_hz: 200}}
@@ -32,93 +24,14 @@ connections:
 # One run and one web server serve the whole module; the fixture checks at its end that
 # both left nothing behind (the per-test check would see the shared run).
 pytestmark = pytest.mark.allow_leftovers
-ENV = {**os.environ, "PYTHONPATH": str(ROOT / "tests")}
-
-
-@dataclass
-class Web:
-    name: str
-    url: str
-    token: str
-    token_file: Path
-
-    def client(self, token: str | None = "") -> httpx.Client:
-        tok = self.token if token == "" else token
-        headers = {} if tok is None else {"Authorization": f"Bearer {tok}"}
-        return httpx.Client(base_url=self.url, headers=headers, timeout=30)
-
-
-def _lines(proc: subprocess.Popen[str]) -> queue.Queue[str]:
-    lines: queue.Queue[str] = queue.Queue()
-
-    def pump() -> None:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            lines.put(line.rstrip("\n"))
-
-    threading.Thread(target=pump, daemon=True).start()
-    return lines
-
-
-def _stop(proc: subprocess.Popen[str]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-    try:
-        proc.wait(30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(10)
 
 
 @pytest.fixture(scope="module")
 def web(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Web]:
     cfg = tmp_path_factory.mktemp("web") / "pipe.yaml"
     cfg.write_text(PIPE)
-    shm_before = plexa_shm()
-    name = f"w{os.getpid()}{random.randrange(10**6)}"
-    server = subprocess.Popen(
-        [sys.executable, "-m", "plexa", "server", str(cfg), "--name", name, "--hold"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=ENV, cwd=ROOT,
-    )  # fmt: skip
-    front: subprocess.Popen[str] | None = None
-    try:
-
-        def up() -> bool:
-            try:
-                with connect(name) as c:
-                    return not c.status()["run"]["busy"]
-            except Exception:
-                return False
-
-        wait_for(up, 30, "the server to answer")
-        front = subprocess.Popen(
-            [sys.executable, "-m", "plexa", "web", name, "--port", "0"],
-            stdout=subprocess.PIPE, text=True, env=ENV, cwd=ROOT,
-        )  # fmt: skip
-        lines = _lines(front)
-        got: dict[str, str] = {}
-        while len(got) < 3:
-            key, _, value = lines.get(timeout=30).partition(": ")
-            got[key] = value
-        site = Web(name, got["url"], got["token"], Path(got["token file"]))
+    with serve_web(cfg) as site:
         yield site
-        _stop(front)
-        assert not site.token_file.exists(), "the token file is removed when the server ends"
-    finally:
-        if front is not None:
-            _stop(front)
-        if server.poll() is None:
-            try:
-                with connect(name) as c:
-                    c.request("quit")
-            except Exception:
-                server.terminate()
-        server.communicate(timeout=30)
-    root = Path(os.environ["PLEXA_RUNTIME_DIR"])
-    run_dir = site.token_file.parent
-    wait_for(lambda: not [p for p in root.iterdir() if name in p.name or p == run_dir],
-             10, "the run's files to be removed")  # fmt: skip
-    wait_for(lambda: plexa_shm() <= shm_before, 10, "the run's shared memory to be removed")
 
 
 ROUTES: list[tuple[str, str, dict[str, Any] | None]] = [

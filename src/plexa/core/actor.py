@@ -143,9 +143,16 @@ class Actor:
         if hook is not None:
             hook()
 
-    def progress(self, done: float, total: float | None = None, message: str = "") -> None:
-        """Report progress; published at most once per ``progress_delta`` seconds."""
-        self._plexa_hook("progress", done, total, message)
+    def progress(
+        self, done: float, total: float | None = None, message: str = "", **fields: float | str
+    ) -> None:
+        """Report progress; published at most once per ``progress_delta`` seconds.
+
+        ``fields`` are named values that go with it (``self.progress(i, n, loss=0.31)``):
+        numbers or short texts, shown in the status document (``progress.fields``) and
+        the progress events.
+        """
+        self._plexa_hook("progress", done, total, message, fields)
 
     def improved(self, result: Any, score: float | None = None) -> None:
         """Report a better partial result; published at most once per ``improved_delta`` s.

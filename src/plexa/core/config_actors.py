@@ -21,6 +21,7 @@ __all__ = ["ACTOR_KEYS", "PipelineChecker", "Unresolved", "locate"]
 
 ACTOR_KEYS = (
     "class",
+    "host",
     "options",
     "restart",
     "max_restarts",
@@ -97,6 +98,10 @@ class PipelineChecker(Checker):
         }
         workers = self.number(f"{path}.workers", get("workers"), "an integer >= 0")
         placed = resources(self, f"{path}.resources", entry.get("resources") or {})
+        host = entry.get("host") or ""
+        if not isinstance(host, str):
+            self.add(f"{path}.host", f"must be a host name from hosts:, not {host!r}")
+            host = ""
         if not isinstance(cls_name, str) or not cls_name:
             hint = "e.g. class: 'pkg.module:Class'"
             self.add(path if cls_name is None else f"{path}.class", "needs a 'class'", hint)
@@ -130,6 +135,7 @@ class PipelineChecker(Checker):
             inputs=cls.declared_inputs(),
             outputs=self.outputs[name],
             line=self.line(path),
+            host=host,
         )
 
     def import_class(self, key: str, target: str) -> type[Actor] | None:

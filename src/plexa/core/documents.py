@@ -67,6 +67,8 @@ class ProgressInfo(_Doc, frozen=True, kw_only=True):
     """Work in all, when known."""
     message: str
     """What it is doing."""
+    fields: dict[str, float | int | str] | UnsetType = UNSET
+    """The named values it reported with it (``progress(..., loss=0.3)``), if any."""
 
 
 class RunFacts(_Doc, frozen=True, kw_only=True):
@@ -98,6 +100,8 @@ class ActorFacts(_Doc, frozen=True, kw_only=True):
     """Its process id; ``None`` while it has no process."""
     restarts: int
     """How many times it was restarted."""
+    host: str = ""
+    """The host it runs on (its ``host:`` line); empty: the nexus's host."""
     progress: ProgressInfo | UnsetType = UNSET
     """Its last progress report, once it made one."""
     failure: FailureInfo | UnsetType = UNSET
@@ -237,6 +241,8 @@ class ProgressEvent(_Doc, frozen=True, kw_only=True):
     """What it is doing."""
     t: float = 0.0
     """When, seconds since the epoch."""
+    fields: dict[str, float | int | str] | UnsetType = UNSET
+    """The named values reported with it, if any."""
 
 
 class ImprovedEvent(_Doc, frozen=True, kw_only=True):

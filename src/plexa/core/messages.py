@@ -114,6 +114,8 @@ class Progress(msgspec.Struct, frozen=True, tag="progress"):
     """A short note."""
     t: float = 0.0
     """Wall-clock time of the report."""
+    fields: dict[str, float | int | str] = msgspec.field(default_factory=dict)
+    """Named numbers (or short texts) that go with it (``progress(..., loss=0.3)``)."""
 
 
 class Improved(msgspec.Struct, frozen=True, tag="improved"):

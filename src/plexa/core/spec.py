@@ -10,8 +10,12 @@ from typing import Any
 
 import msgspec
 
+from plexa.core.hooks import WebhookSpec
+
 __all__ = [
     "ActorSpec",
+    "HostSpec",
+    "HostTls",
     "LinkSpec",
     "OnFailure",
     "PipelineSpec",
@@ -123,6 +127,30 @@ class Resources(msgspec.Struct, frozen=True, kw_only=True):
     """Node labels the node must carry (``{zone: lab-2}``)."""
 
 
+class HostTls(msgspec.Struct, frozen=True, kw_only=True):
+    """Mutual TLS files of this side of a cross-host session (``settings.tls``)."""
+
+    ca: str
+    """The CA that signs every host's certificate."""
+    cert: str
+    """This host's certificate."""
+    key: str
+    """This host's private key."""
+
+
+class HostSpec(msgspec.Struct, frozen=True, kw_only=True):
+    """One other machine of the pipeline (an entry under ``hosts:``): where its agent is."""
+
+    name: str
+    """The host's scope name, as actors' ``host:`` lines name it."""
+    endpoint: str
+    """The agent's Zenoh endpoint the nexus connects to (``tls/HOST:7447``)."""
+    key_file: str = ""
+    """A file holding the agent's key (its ``--key-file``); empty: no key asked."""
+    insecure: bool = False
+    """Allow plain ``tcp/`` off this host (closed test networks, benchmarks only)."""
+
+
 class ActorSpec(msgspec.Struct, frozen=True, kw_only=True):
     """One actor (an entry under ``actors:``)."""
 
@@ -156,6 +184,8 @@ class ActorSpec(msgspec.Struct, frozen=True, kw_only=True):
     """Output ports the class declares."""
     line: int | None = None
     """Line of the actor's entry in its file, for messages."""
+    host: str = ""
+    """The host (a key of ``hosts:``) the actor runs on; empty: the nexus's host."""
 
 
 class LinkSpec(msgspec.Struct, frozen=True, kw_only=True):
@@ -221,6 +251,23 @@ class PipelineSpec(msgspec.Struct, frozen=True, kw_only=True):
     """Path of the file the spec came from, or empty."""
     record: RecordSpec | None = None
     """What the run records, or None."""
+    hosts: dict[str, HostSpec] = msgspec.field(default_factory=dict)
+    """The other machines actors may be placed on, by scope name."""
+    tls: HostTls | None = None
+    """The nexus's mutual TLS files for its sessions with the hosts' agents."""
+    webhooks: tuple[WebhookSpec, ...] = ()
+    """Where the run's events are POSTed (``docs/web.md``)."""
+    zenoh_links: bool = False
+    """Every link on Zenoh (set at start when shared memory cannot be used)."""
+
+    def host_of(self, actor: str) -> str:
+        """The host scope ``actor`` runs on (empty: the nexus's host)."""
+        return self.actors[actor].host
+
+    def crosses_hosts(self, link: LinkSpec) -> bool:
+        """True when ``link`` runs on Zenoh: its ends are on different hosts (or shared
+        memory cannot be used)."""
+        return self.zenoh_links or self.host_of(link.src) != self.host_of(link.dst)
 
     def links_from(self, actor: str) -> list[LinkSpec]:
         """Links whose producer is ``actor``."""

@@ -50,6 +50,9 @@ class ZenohSettings(msgspec.Struct, frozen=True, kw_only=True):
     """A peer whose link went silent is gone after this long (default 1 s; Zenoh's is 10 s)."""
     tls: TlsFiles | None = None
     insecure: bool = False
+    mode: str = "peer"
+    """``peer``; ``router`` for an agent or a nexus that relays its host's actors' links;
+    ``client`` for an actor process that reaches them through its host's router."""
 
     @property
     def authenticated(self) -> bool:
@@ -86,8 +89,8 @@ def check_settings(settings: ZenohSettings) -> None:
                     "plain tcp off this host carries data unencrypted and unauthenticated; "
                     "use tls/ (or insecure: true on a closed network)",
                 )
-        else:
-            raise _refuse(endpoint, "only tcp/ and tls/ endpoints are supported")
+        elif proto != "unixsock-stream":  # a socket file: guarded by its private folder
+            raise _refuse(endpoint, "only tcp/, tls/ and unixsock-stream/ endpoints are supported")
 
 
 def zenoh_config(settings: ZenohSettings) -> zenoh.Config:
@@ -96,7 +99,9 @@ def zenoh_config(settings: ZenohSettings) -> zenoh.Config:
     check_settings(settings)
     cfg = zenoh.Config()
     put = cfg.insert_json5
-    put("mode", '"peer"')
+    if settings.mode not in ("peer", "router", "client"):
+        raise _refuse(settings.mode, "mode must be peer, router or client")
+    put("mode", json.dumps(settings.mode))
     put("scouting/multicast/enabled", "false")
     put("scouting/gossip/enabled", "false")
     put("transport/shared_memory/enabled", "false")

@@ -100,6 +100,10 @@ def _claim_name(name: str) -> Any:
         raise typer.Exit(2) from None
 
 
+HOOKS_DRAIN_S = 5.0
+"""How long a run's end waits for its web-hooks' last deliveries."""
+
+
 def _serve(
     file: Path,
     *,
@@ -113,11 +117,13 @@ def _serve(
     resume: bool = False,
     transform: Callable[[Any], Any] | None = None,
     until: Callable[[Any], bool] | None = None,
+    attach: Callable[[str], Any] | None = None,
 ) -> None:
     """Shared by ``run`` and ``server``: start, serve clients, stop, quit, report.
 
     ``transform`` turns the loaded spec into the one to run (``--record``, ``replay``);
-    the run also ends once ``until(nexus)`` is true.
+    the run also ends once ``until(nexus)`` is true; ``attach(name)`` is called once the
+    run serves clients, and what it returns is ``close()``d when the run has stopped.
     """
     from plexa.nexus.attach import Listener
     from plexa.nexus.driver import drive
@@ -165,10 +171,18 @@ def _serve(
     if not tui:  # failures and restarts the moment they happen, the traceback once
         nexus.attach(Listener(events))
     live: Live | None = None
+    attached: Any = None
+    hooks: Any = None
     progress_rates = ProgressRates()
 
     def started() -> None:
-        nonlocal live
+        nonlocal live, attached, hooks
+        if spec.webhooks:
+            from plexa.edges.webhooks import Dispatcher
+
+            hooks = Dispatcher.for_hooks(run_name, spec.webhooks)
+        if attach is not None:
+            attached = attach(run_name)
         if not as_json and not console:
             err.print(
                 f"serving {run_name!r} (run {nexus.paths.run_id}): control "
@@ -205,6 +219,13 @@ def _serve(
     finally:
         if live is not None:
             live.stop()
+        if attached is not None:
+            attached.close()
+        if hooks is not None:  # the run's last events (stopped, a failure) still go out
+            hooks.drain(HOOKS_DRAIN_S)
+            hooks.close()
+            for line in hooks.summary():
+                _say(line)
         server.close()
         claim.release()
     report, summary, interrupted = outcome.report, outcome.status, outcome.interrupted
@@ -295,6 +316,12 @@ def server(
         bool, typer.Option(help="Start the actors but wait for setup/run commands.")
     ] = False,
     duration: Annotated[float | None, typer.Option(help="Quit after this many seconds.")] = None,
+    http: Annotated[
+        int | None, typer.Option(help="Serve the HTTP API and dashboard on this port (0: any).")
+    ] = None,
+    http_bind: Annotated[str, typer.Option(help="Address for --http.")] = "127.0.0.1",
+    tls_cert: Annotated[Path | None, typer.Option(help="TLS certificate for --http.")] = None,
+    tls_key: Annotated[Path | None, typer.Option(help="TLS private key for --http.")] = None,
     ray: Annotated[
         str | None,
         typer.Option(
@@ -304,18 +331,15 @@ def server(
     ] = None,
 ) -> None:
     """Run a pipeline headless, steered with plexa ctl / plexa client until it is told to quit."""
+    from plexa.edges.cli_web import AttachedWeb, check_bind
     from plexa.launch.ray import on_ray
 
-    _serve(
-        file,
-        name=name,
-        bind=bind,
-        duration=duration,
-        hold=hold,
-        as_json=False,
-        console=False,
-        transform=lambda spec: on_ray(spec, ray),
-    )
+    web: Callable[[str], Any] | None = None
+    if http is not None:
+        check_bind(http_bind, tls_cert, tls_key)
+        web = lambda run: AttachedWeb.start(run, http, http_bind, tls_cert, tls_key)  # noqa: E731
+    _serve(file, name=name, bind=bind, duration=duration, hold=hold, as_json=False,
+           console=False, attach=web, transform=lambda spec: on_ray(spec, ray))  # fmt: skip
 
 
 @app.command(
@@ -375,7 +399,7 @@ def cleanup() -> None:
 
 
 # ----- commands from other modules: one line each -------------------------------------------
-from plexa.edges import cli_look, cli_new, cli_record, cli_runs, cli_web  # noqa: E402
+from plexa.edges import cli_agent, cli_look, cli_new, cli_record, cli_runs, cli_web  # noqa: E402
 
 app.command("list", short_help="List runs on this machine (--all: finished ones too).")(
     cli_runs.list_runs
@@ -385,6 +409,7 @@ app.command(short_help="Print how a run went: failures and tracebacks per actor.
 
 cli_record.register(app)
 cli_web.register(app)
+cli_agent.register(app)
 app.command(short_help="Draw the pipeline: tree, --mermaid or --dot (live rates for a run).")(
     cli_look.graph
 )

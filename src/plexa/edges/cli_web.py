@@ -9,18 +9,22 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import os
 import secrets
 import signal
 import socket
+import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from plexa.core.ladder import Rung, stop_ladder
 from plexa.errors import PlexaError
 
-__all__ = ["is_loopback", "register"]
+__all__ = ["AttachedWeb", "check_bind", "is_loopback", "register"]
 
 
 def is_loopback(host: str) -> bool:
@@ -31,6 +35,57 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def check_bind(bind: str, tls_cert: Path | None, tls_key: Path | None) -> None:
+    """Refuse (exit 2, with the reason) a TLS option alone or a non-loopback bind without TLS."""
+    if (tls_cert is None) != (tls_key is None):
+        raise typer.BadParameter("--tls-cert and --tls-key go together")
+    if not is_loopback(bind) and tls_cert is None:
+        print(f"error: refusing to serve on {bind} without TLS: give --tls-cert and "
+              "--tls-key, or bind to loopback behind a TLS reverse proxy (docs/web.md)",
+              file=sys.stderr)  # fmt: skip
+        raise typer.Exit(2)
+
+
+@dataclass
+class AttachedWeb:
+    """``plexa web NAME`` started by ``plexa server FILE --http PORT``: a child process of
+    its own (a stalled HTTP client can only slow it, never the nexus), which dies with the
+    server (``PR_SET_PDEATHSIG``) and is stopped with the stop ladder when the run ends."""
+
+    proc: subprocess.Popen[bytes]
+
+    @property
+    def label(self) -> str:
+        return "web"
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def send(self, sig: signal.Signals) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            self.proc.send_signal(sig)
+
+    @classmethod
+    def start(cls, name: str, port: int, bind: str, tls_cert: Path | None,
+              tls_key: Path | None) -> AttachedWeb:  # fmt: skip
+        """Start serving run ``name``; its url, token and dashboard lines go to stdout."""
+        args = [sys.executable, "-m", "plexa", "web", name, "--port", str(port), "--bind", bind]
+        if tls_cert is not None and tls_key is not None:
+            args += ["--tls-cert", str(tls_cert), "--tls-key", str(tls_key)]
+        return cls(subprocess.Popen(args, preexec_fn=_die_with_parent, env=os.environ.copy()))
+
+    def close(self, grace: float = 3.0) -> Rung:
+        """SIGTERM (the web server's way to be asked), wait, SIGKILL; how it ended."""
+        outcome = stop_ladder([self], grace=grace, kill_grace=grace)
+        return outcome.rungs.get(self.label, Rung.ASKED)
+
+
+def _die_with_parent() -> None:
+    from plexa.runtime.boot import die_with_parent
+
+    die_with_parent()
 
 
 def register(app: typer.Typer) -> None:
@@ -51,13 +106,7 @@ def register(app: typer.Typer) -> None:
         from plexa.edges.client import find_run
         from plexa.edges.web import create_app
 
-        if (tls_cert is None) != (tls_key is None):
-            raise typer.BadParameter("--tls-cert and --tls-key go together")
-        if not is_loopback(bind) and tls_cert is None:
-            print(f"error: refusing to serve on {bind} without TLS: give --tls-cert and "
-                  "--tls-key, or bind to loopback behind a TLS reverse proxy (docs/web.md)",
-                  file=sys.stderr)  # fmt: skip
-            raise typer.Exit(2)
+        check_bind(bind, tls_cert, tls_key)
         try:
             run = find_run(name)
         except PlexaError as exc:
@@ -81,9 +130,11 @@ def register(app: typer.Typer) -> None:
         )
         try:
             write_private(token_file, token.encode())
-            print(f"url: {scheme}://{host}:{sock.getsockname()[1]}", flush=True)
+            url = f"{scheme}://{host}:{sock.getsockname()[1]}"
+            print(f"url: {url}", flush=True)
             print(f"token: {token}", flush=True)
             print(f"token file: {token_file}", flush=True)
+            print(f"dashboard: {url}/#token={token}", flush=True)
             # uvicorn raises SIGTERM again once it has shut down: exit through ``finally``
             signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
             uvicorn.Server(config).run(sockets=[sock])

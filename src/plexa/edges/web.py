@@ -12,24 +12,39 @@ import asyncio
 import json
 import secrets
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import msgspec
 from fastapi import Depends, FastAPI, HTTPException, Request
-from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
+from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.staticfiles import StaticFiles
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from pydantic import BaseModel
+from starlette.responses import Response
 
+from plexa.core.hooks import WebhookSpec, hook_problems
 from plexa.edges.client import Client, connect
+from plexa.edges.webhooks import Dispatcher
 from plexa.errors import PlexaError, RemoteError, Timeout
 
-__all__ = ["InvokeBody", "SetBody", "create_app", "metrics_text"]
+__all__ = ["InvokeBody", "SetBody", "WebhookBody", "create_app", "metrics_text"]
 
 RunCommand = Literal["setup", "run", "pause", "resume", "stop", "abort"]
-ActorCommand = Literal["pause", "resume", "kill", "revive"]
+ActorCommand = Literal["setup", "run", "pause", "resume", "stop", "abort", "kill", "revive"]
+STATIC = Path(__file__).parent / "static"
+"""The dashboard's files (hand-written, no third-party code; served without the token: they
+hold no run data)."""
+_PAGE_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+}
 
 
 class SetBody(BaseModel):
@@ -52,6 +67,19 @@ _Credentials = Annotated[
 ]
 
 
+class WebhookBody(BaseModel):
+    """``POST /runs/{name}/webhooks``: a hook, with the fields of ``webhooks:`` entries."""
+
+    url: str
+    events: list[str] = ["failure", "restart"]
+    secret: str = ""
+    unsigned: bool = False
+    queue: int = 1000
+    timeout_s: float = 5.0
+    max_attempts: int = 5
+    backoff_s: float = 0.5
+
+
 class _Runs:
     """One control connection per run, shared by the request threads under a lock (a zmq
     socket is used by one thread at a time)."""
@@ -59,6 +87,7 @@ class _Runs:
     def __init__(self, names: list[str]) -> None:
         self.names = names
         self._clients: dict[str, Client] = {}
+        self._hooks: dict[str, Dispatcher] = {}
         self._lock = threading.Lock()
 
     def request(self, name: str, command: str, actor: str | None = None, **args: Any) -> Any:
@@ -77,11 +106,22 @@ class _Runs:
                 del self._clients[name]
                 raise HTTPException(504, str(exc)) from None
 
+    def hooks(self, name: str) -> Dispatcher:
+        if name not in self.names:
+            raise HTTPException(404, f"no run {name!r} is served here (served: {self.names})")
+        with self._lock:
+            if name not in self._hooks:
+                self._hooks[name] = Dispatcher(name)
+            return self._hooks[name]
+
     def close(self) -> None:
         with self._lock:
             for client in self._clients.values():
                 client.close()
             self._clients.clear()
+            for hooks in self._hooks.values():
+                hooks.close()
+            self._hooks.clear()
 
 
 def _connect(name: str) -> Client:
@@ -104,6 +144,22 @@ def create_app(names: list[str], token: str) -> FastAPI:
     app.router.add_event_handler("shutdown", runs.close)
     auth = [Depends(authorized)]
 
+    @app.middleware("http")
+    async def page_headers(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        response = await call_next(request)
+        if request.url.path == "/" or request.url.path.startswith("/static/"):
+            response.headers.update(_PAGE_HEADERS)
+        return response
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.get("/", include_in_schema=False)
+    def dashboard() -> FileResponse:
+        """The dashboard page (docs/web.md); it asks for the token itself."""
+        return FileResponse(STATIC / "index.html")
+
     @app.get("/health")
     def health() -> dict[str, str]:
         """Liveness of the web server (no token needed)."""
@@ -118,6 +174,35 @@ def create_app(names: list[str], token: str) -> FastAPI:
     def status(name: str) -> JSONResponse:
         """The status object (as ``plexa ctl NAME status --json``'s value, docs/status.md)."""
         return JSONResponse(runs.request(name, "status"))
+
+    @app.post("/runs/{name}/webhooks", dependencies=auth, status_code=201)
+    def add_webhook(name: str, body: WebhookBody) -> dict[str, Any]:
+        """Deliver this run's events of ``events`` kinds to ``url`` from now on (from this
+        server's process, as long as it runs): ``{id, ...counters}``."""
+        spec = msgspec.convert(body.model_dump(), WebhookSpec)
+        problems = hook_problems(spec)
+        if problems:
+            raise HTTPException(422, problems)
+        hooks = runs.hooks(name)
+        try:
+            hook_id = hooks.add(spec)
+        except KeyError as exc:
+            raise HTTPException(422, [str(exc.args[0])]) from None
+        hooks.wait_subscribed(5.0)
+        return _stats(hooks, hook_id)
+
+    @app.get("/runs/{name}/webhooks", dependencies=auth)
+    def list_webhooks(name: str) -> list[dict[str, Any]]:
+        """The hooks added here, with their counters (delivered, retries, failed, dropped,
+        queued, last_error); secrets are not shown."""
+        return [msgspec.to_builtins(s) for s in runs.hooks(name).statistics()]
+
+    @app.delete("/runs/{name}/webhooks/{hook_id}", dependencies=auth)
+    def remove_webhook(name: str, hook_id: str) -> dict[str, str]:
+        """Stop delivering to a hook."""
+        if not runs.hooks(name).remove(hook_id):
+            raise HTTPException(404, f"no webhook {hook_id!r}")
+        return {"removed": hook_id}
 
     @app.post("/runs/{name}/actors/{actor}/set", dependencies=auth)
     def set_option(name: str, actor: str, body: SetBody) -> JSONResponse:
@@ -134,7 +219,8 @@ def create_app(names: list[str], token: str) -> FastAPI:
 
     @app.post("/runs/{name}/actors/{actor}/{command}", dependencies=auth)
     def actor_command(name: str, actor: str, command: ActorCommand) -> JSONResponse:
-        """pause, resume, kill or revive one actor."""
+        """A lifecycle command for one actor: setup, run, pause, resume, stop, abort, kill or
+        revive."""
         return JSONResponse(runs.request(name, command, actor))
 
     @app.post("/runs/{name}/{command}", dependencies=auth)
@@ -166,6 +252,11 @@ def create_app(names: list[str], token: str) -> FastAPI:
         return PlainTextResponse(text, media_type="text/plain; version=0.0.4; charset=utf-8")
 
     return app
+
+
+def _stats(hooks: Dispatcher, hook_id: str) -> dict[str, Any]:
+    (stats,) = [s for s in hooks.statistics() if s.id == hook_id]
+    return dict(msgspec.to_builtins(stats))
 
 
 def _frame(kind: str, data: Any, seq: int | None = None) -> bytes:

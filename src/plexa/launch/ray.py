@@ -71,8 +71,11 @@ def on_ray(spec: PipelineSpec, address: str | None) -> PipelineSpec:
 
 # ----- the nexus's side ------------------------------------------------------------------------
 def actor_options(resources: Resources, node_ids: dict[str, str] | None = None) -> dict[str, Any]:
-    """The Ray actor options that place a host by ``resources`` (``node_ids`` maps node
-    addresses to node ids, to accept ``node: IP``)."""
+    """The Ray actor options that place a host by ``resources``. ``node_ids`` maps the live
+    nodes' addresses and ids to their ids: ``node: IP`` is accepted, and a ``soft`` node
+    that is not in the cluster (any more) places the host anywhere. While that node is
+    there the host goes nowhere else (Ray's own soft affinity may spill to another node
+    even then)."""
     options: dict[str, Any] = {
         "num_cpus": resources.num_cpus,
         "max_restarts": 0,
@@ -87,11 +90,12 @@ def actor_options(resources: Resources, node_ids: dict[str, str] | None = None) 
         options["resources"] = dict(resources.custom)
     if resources.labels:
         options["label_selector"] = dict(resources.labels)
-    if resources.node:
+    live = node_ids or {}
+    if resources.node and (resources.node in live or not resources.soft):
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-        node = (node_ids or {}).get(resources.node, resources.node)
-        options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(node, soft=resources.soft)
+        node = live.get(resources.node, resources.node)
+        options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(node, soft=False)
     return options
 
 

@@ -183,6 +183,7 @@ class Fleet:
                 "state": entry.state.value,
                 "pid": entry.proc.pid if entry.proc is not None else None,
                 "restarts": entry.restarts,
+                "host": self.spec.host_of(name),
             }
             node = getattr(entry.proc, "node", None)  # where a launcher places actors
             if node is not None:
@@ -190,6 +191,8 @@ class Fleet:
             progress = latest.get(name, {}).get("progress")
             if progress is not None:
                 info["progress"] = {k: progress[k] for k in ("done", "total", "message")}
+                if progress.get("fields"):
+                    info["progress"]["fields"] = progress["fields"]
             if entry.failure is not None:
                 failure = entry.failure.to_dict()
                 info["failure"] = {k: failure[k] for k in ("kind", "phase", "error", "traceback")}

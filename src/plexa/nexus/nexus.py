@@ -32,6 +32,7 @@ from plexa.core.lifecycle import (
 from plexa.core.paths import RunPaths, log_dir, new_run_id
 from plexa.core.spec import PipelineSpec
 from plexa.data.counters import Counters
+from plexa.data.shm_check import shm_fallback
 from plexa.errors import ActorFailed, InvalidTransition, RemoteError, Timeout
 from plexa.launch.base import Launcher, Rung
 from plexa.launch.local import LocalLauncher
@@ -52,11 +53,16 @@ ALL_OR_NOTHING = frozenset({Signal.SETUP, Signal.RUN})
 
 
 def default_launcher(spec: PipelineSpec) -> Launcher:
-    """Local processes; with ``launch: ray``, one Ray actor per actor (``docs/ray.md``)."""
+    """Local processes; with ``launch: ray``, one Ray actor per actor (``docs/ray.md``); with
+    ``hosts:``, the launcher that also reaches the hosts' agents."""
     if spec.settings.launch == "ray":
         from plexa.launch.ray import RayLauncher
 
         return RayLauncher(spec.settings.ray)
+    if spec.hosts or spec.zenoh_links:
+        from plexa.launch.remote import HostsLauncher
+
+        return HostsLauncher(LocalLauncher())
     return LocalLauncher()
 
 
@@ -80,6 +86,7 @@ class Nexus:
     ) -> None:
         self.paths = RunPaths.for_run(new_run_id())
         spec = with_recorder(spec, self.paths.run_id)  # adds the recorder actor if asked
+        spec = shm_fallback(spec)  # a tiny /dev/shm: links on Zenoh, with one warning
         self.spec = spec
         self.name = name or spec.name
         """The run's name (what ``plexa ctl NAME`` finds it by)."""
@@ -222,6 +229,7 @@ class Nexus:
             "actors": {n: a.proc.pid for n, a in self.actors.items() if a.proc is not None},
             "endpoints": {"actors": self.paths.endpoint("actors")},
             "log": str(self.log_path),
+            "hosts": {scope: host.endpoint for scope, host in self.spec.hosts.items()},
         }
         for attachment in self.attachments:
             extra = attachment.record_fields()
@@ -284,6 +292,8 @@ class Nexus:
     def _on_report(self, name: str, msg: msgs.Message) -> None:
         kind = type(msg).__name__.lower()
         report = {"actor": name, **msgspec.to_builtins(msg)}
+        if not report.get("fields", True):
+            del report["fields"]  # progress without named values: the shape it always had
         self.latest.setdefault(name, {})[kind] = report
         self.emit(kind, report)
 

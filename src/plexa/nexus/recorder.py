@@ -15,6 +15,7 @@ written, so not even a ``block`` link stalls.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import time
 from pathlib import Path
@@ -108,8 +109,9 @@ class Recorder(Actor):
     """Writes every message of its inputs to an MCAP file (see :mod:`plexa.data.recording`).
 
     Each input is named after the output port it records, which is also its channel's topic.
-    Its progress reports carry its counters: messages and bytes written, MB/s, and messages
-    it could not write.
+    Its progress reports carry its counters as fields (``actors.recorder.progress.fields`` in
+    the status document): ``written``, ``bytes``, ``mb_per_s``, ``not_written``, ``dropped``,
+    ``path`` and ``error``.
     """
 
     def setup(
@@ -228,13 +230,19 @@ class Recorder(Actor):
         self.written += 1
 
     def statistics(self) -> dict[str, Any]:
-        """The recorder's counters: written, bytes, MB/s, not written, path, error."""
+        """The recorder's counters: written, bytes, MB/s, not written, dropped (by its
+        ``drop_oldest`` links before it could take them), path, error."""
         elapsed = max(time.monotonic() - self.started, 1e-9)
+        dropped = 0
+        for topic in self.inputs:
+            with contextlib.suppress(Exception):  # a port without counters (testing)
+                dropped += sum(s.dropped for s in self.inputs[topic].statistics().values())
         return {
             "written": self.written,
             "bytes": self.bytes,
-            "mb_per_s": self.bytes / elapsed / 1e6,
+            "mb_per_s": round(self.bytes / elapsed / 1e6, 3),
             "not_written": self.not_written,
+            "dropped": dropped,
             "path": self.path,
             "error": self.error,
         }
@@ -249,7 +257,9 @@ class Recorder(Actor):
             self.written,
             None,
             f"{state}: {stats['written']} messages, {stats['bytes'] / 1e6:.1f} MB, "
-            f"{stats['mb_per_s']:.1f} MB/s, {stats['not_written']} not written -> {self.path}",
+            f"{stats['mb_per_s']:.1f} MB/s, {stats['not_written']} not written, "
+            f"{stats['dropped']} dropped -> {self.path}",
+            **{k: v for k, v in stats.items() if v is not None},
         )
 
     def _close(self) -> None:

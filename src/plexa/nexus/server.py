@@ -33,12 +33,12 @@ from typing import Any
 
 import msgspec
 import zmq
-from zmq.auth.thread import ThreadAuthenticator
 
 from plexa.core import protocol as proto
-from plexa.core.protocol import Command, tcp_address
-from plexa.errors import EndpointInUse, InvalidTransition, PlexaError
+from plexa.core.protocol import Command
+from plexa.errors import InvalidTransition, PlexaError
 from plexa.nexus.attach import Attachment
+from plexa.nexus.endpoints import Endpoints
 from plexa.nexus.nexus import Nexus
 
 __all__ = ["ControlServer", "ServerStatistics"]
@@ -46,12 +46,10 @@ __all__ = ["ControlServer", "ServerStatistics"]
 log = logging.getLogger("plexa.server")
 
 METRICS_INTERVAL = 0.5
-EVENT_HWM = 1000
 MAX_QUEUED = 1024
 """Requests held while another is being handled; beyond that a request is refused at once."""
 REFUSAL_LOG_INTERVAL = 10.0
 """A peer's refusals are logged (and published as ``refused`` events) once per interval."""
-ZAP_DOMAIN = "plexa"
 SHOWN_CHARS = 60
 """How much of a refused request's command is repeated in logs and events."""
 
@@ -95,38 +93,12 @@ class ControlServer(Attachment):
 
     def __init__(self, nexus: Nexus, *, bind: str | None = None, token: str | None = None) -> None:
         self.nexus = nexus
-        self.bind = bind
-        """``None``: ipc sockets in the run directory; else tcp on this address, with CURVE."""
         self.token = token or secrets.token_urlsafe(24)
-        self.ctx: zmq.Context[Any] = zmq.Context()
-        self.control = self.ctx.socket(zmq.ROUTER)
-        self.control.setsockopt(zmq.LINGER, 0)
-        self.control.setsockopt(zmq.MAXMSGSIZE, proto.MAX_REQUEST_BYTES)
-        self.events = self.ctx.socket(zmq.PUB)
-        self.events.setsockopt(zmq.LINGER, 0)
-        self.events.setsockopt(zmq.SNDHWM, EVENT_HWM)
-        self.curve: proto.CurveKeys | None = None
+        self.sockets = Endpoints(nexus.paths, nexus.spec.settings, bind)
+        self.control, self.events = self.sockets.control, self.sockets.events
+        self.bind = self.sockets.bind
+        self.curve = self.sockets.curve
         """The keys of a tcp run (the server's public key, the client key pair it admits)."""
-        self._auth: ThreadAuthenticator | None = None
-        self._bound = False
-        settings = nexus.spec.settings
-        fixed = [tcp_address(e) if e else None for e in (settings.control, settings.output)]
-        self._hosts_from_settings = bind is None
-        if bind is None and any(fixed):  # settings.control / output: fixed tcp endpoints
-            self.bind = bind = next(a for a in fixed if a)[0]
-        if bind is None:
-            self.control_endpoint = nexus.paths.endpoint("control")
-            self.events_endpoint = nexus.paths.endpoint("events")
-            if nexus.paths.run_dir.is_dir():
-                self._bind_local()  # else when the nexus first asks for record_fields()
-        else:
-            self._secure()
-            try:
-                self.control_endpoint = self._bind_tcp(self.control, fixed[0], "control")
-                self.events_endpoint = self._bind_tcp(self.events, fixed[1], "output")
-            except BaseException:
-                self._release()
-                raise
         self.quit_requested = False
         self._seq = 0
         self._next_metrics = 0.0
@@ -160,8 +132,8 @@ class ControlServer(Attachment):
         record: dict[str, Any] = {
             "endpoints": {
                 "actors": self.nexus.paths.endpoint("actors"),
-                "control": self.control_endpoint,
-                "events": self.events_endpoint,
+                "control": self.sockets.control_endpoint,
+                "events": self.sockets.events_endpoint,
             },
             "token": self.token,
             "protocol": proto.PROTOCOL_VERSION,
@@ -202,58 +174,22 @@ class ControlServer(Attachment):
             raise AssertionError(f"commands without a handler: {sorted(missing)}")
         return table
 
-    def _bind_local(self) -> None:
-        """ipc sockets in the run directory: its mode (0700) keeps every other user out."""
-        if not self._bound:
-            self.control.bind(self.control_endpoint)
-            self.events.bind(self.events_endpoint)
-            self._bound = True
+    @property
+    def control_endpoint(self) -> str:
+        """Where clients send commands."""
+        return self.sockets.control_endpoint
+
+    @property
+    def events_endpoint(self) -> str:
+        """Where clients subscribe to events."""
+        return self.sockets.events_endpoint
 
     def record_fields(self) -> dict[str, Any]:
         """The run record's fields for clients, once the endpoints are bound: the nexus asks
         when it writes the record, inside the run directory, so the local sockets can be
         bound there first (if they were not already)."""
-        if self.bind is None and self.nexus.paths.run_dir.is_dir():
-            self._bind_local()
+        self.sockets.bind_local()
         return self.record()
-
-    def _secure(self) -> None:
-        """CURVE on both sockets: encrypted, and only the run's client key gets in (ZAP)."""
-        server_public, server_secret = zmq.curve_keypair()
-        client_public, client_secret = zmq.curve_keypair()
-        self.curve = proto.CurveKeys(
-            server_key=server_public.decode(),
-            client_key=client_public.decode(),
-            client_secret=client_secret.decode(),
-        )
-        self._auth = ThreadAuthenticator(self.ctx, log=logging.getLogger("plexa.server.auth"))
-        self._auth.start()
-        self._auth.configure_curve_callback(ZAP_DOMAIN, _AllowList({client_public}))
-        for sock in (self.control, self.events):
-            sock.setsockopt(zmq.CURVE_SERVER, 1)
-            sock.setsockopt(zmq.CURVE_SECRETKEY, server_secret)
-            sock.setsockopt(zmq.ZAP_DOMAIN, ZAP_DOMAIN.encode())
-
-    def _bind_tcp(
-        self, sock: zmq.Socket[Any], fixed: tuple[str, int] | None, setting: str
-    ) -> str:
-        """Bind ``sock`` to tcp on ``--bind``'s host (or the setting's), on the setting's port
-        or one the OS picks."""
-        assert self.bind is not None
-        address = fixed[0] if fixed and self._hosts_from_settings else self.bind
-        port = fixed[1] if fixed else 0
-        host = f"[{address}]" if ":" in address else address
-        if ":" in address:
-            sock.setsockopt(zmq.IPV6, 1)
-        try:
-            sock.bind(f"tcp://{host}:{port}")
-        except zmq.ZMQError as exc:
-            raise EndpointInUse(
-                f"cannot bind settings.{setting} tcp://{host}:{port}: {exc.strerror} (another "
-                f"run may hold the port: choose another, or leave settings.{setting} out)"
-            ) from None
-        endpoint: str = sock.getsockopt_string(zmq.LAST_ENDPOINT)
-        return endpoint
 
     def register(self, name: str, handler: Handler, *, quick: bool = False) -> None:
         """Add a command (later capabilities plug theirs in here). ``quick``: it never
@@ -485,24 +421,7 @@ class ControlServer(Attachment):
             self._reply(ident, proto.Response(id=item.id, ok=False, error="the run is quitting"))
         self._queued_from.clear()
         self.nexus.detach(self)
-        self._release()
-
-    def _release(self) -> None:
-        self.control.close(0)
-        self.events.close(0)
-        if self._auth is not None:
-            self._auth.stop()
-        self.ctx.term()
-
-
-class _AllowList:
-    """The ZAP credentials check: a client's CURVE public key must be one of ``keys``."""
-
-    def __init__(self, keys: set[bytes]) -> None:
-        self.keys = keys
-
-    def callback(self, domain: str, key: bytes) -> bool:
-        return key in self.keys
+        self.sockets.close()
 
 
 def _actors(req: proto.Request) -> list[str] | None:

@@ -39,11 +39,12 @@ from plexa.core.lifecycle import (
 from plexa.core.paths import RunPaths, import_path_from_env, store_dir
 from plexa.core.spec import PipelineSpec
 from plexa.data.counters import ActorField, Counters, bucket
-from plexa.data.inputs import EMPTY, InputPort, make_sub
-from plexa.data.links import SAMPLE_MASK, Domain, OutputPort, Wake
+from plexa.data.inputs import EMPTY
+from plexa.data.links import SAMPLE_MASK, Domain, Wake
 from plexa.errors import Aborted, InvalidTransition
 from plexa.runtime.boot import die_with_parent, end_descendants, exit_now, on_sigterm
 from plexa.runtime.control import ControlThread, NexusLogHandler, Outbox
+from plexa.runtime.hostlinks import HostLinks, attach_ports
 from plexa.runtime.services import ServiceHooks, apply_set, call_command
 
 __all__ = ["main"]
@@ -88,9 +89,10 @@ class ActorProcess:
         self.actor: Actor | None = None
         self.domain: Domain | None = None
         self.wake: Wake | None = None
-        self.inputs: dict[str, InputPort] = {}
-        self.outputs: dict[str, OutputPort] = {}
+        self.inputs: dict[str, Any] = {}
+        self.outputs: dict[str, Any] = {}
         self.store: Any = None
+        self.hostlinks: HostLinks | None = None
         self.hooks = ServiceHooks(spec, self.aspec, self.outbox.send, self.safe_point)
         self._ctl_ready = threading.Event()
         self._done = threading.Event()
@@ -176,21 +178,9 @@ class ActorProcess:
         actor.store = self.store
         self.domain = Domain(self.paths, self.name)
         self.wake = Wake(self.domain, self.spec, self.name)
-        for port in self.aspec.outputs:
-            links = [lk for lk in self.spec.links_from(self.name) if lk.src_port == port]
-            service = (
-                self.domain.output_service(self.spec, f"{self.name}.{port}") if links else None
-            )
-            if service is not None:
-                self.outputs[port] = OutputPort(
-                    port, self.name, links, service, self.counters, self.wake, self.idle_wait
-                )
-            else:
-                self.outputs[port] = _UnlinkedOutput(port, self.name)  # type: ignore[assignment]
-        for port in self.aspec.inputs:
-            links = [lk for lk in self.spec.links_to(self.name) if lk.dst_port == port]
-            subs = [make_sub(lk, self.domain, self.spec, self.counters, self.wake) for lk in links]
-            self.inputs[port] = InputPort(port, self.name, subs, self.idle_wait)
+        self.hostlinks, self.inputs, self.outputs = attach_ports(
+            self.spec, self.name, self.domain, self.counters, self.wake, self.idle_wait
+        )
         actor.inputs = Ports(dict(self.inputs))
         actor.outputs = Ports(dict(self.outputs))
         self.hooks.actor = actor
@@ -444,36 +434,14 @@ class ActorProcess:
             port.close()
         for out in self.outputs.values():
             out.close()
+        if self.hostlinks is not None:
+            self.hostlinks.close()
         if self.wake is not None:
             self.wake.close()
         if self.domain is not None:
             self.domain.close()
         if self.store is not None:
             self.store.close()
-
-
-class _UnlinkedOutput:
-    """An output with no connection: ``put`` counts and discards."""
-
-    def __init__(self, name: str, actor: str) -> None:
-        self.name = name
-        self.actor = actor
-
-    def put(self, obj: object, timeout: float | None = None) -> None:
-        """Discard ``obj``: nothing is connected."""
-
-    def put_nowait(self, obj: object) -> None:
-        """Discard ``obj``: nothing is connected."""
-
-    @contextlib.contextmanager
-    def loan(self, shape: Any, dtype: Any = None) -> Any:
-        """A private array: nothing is connected, so nothing is sent."""
-        import numpy as np
-
-        yield np.empty(shape, dtype or np.uint8)
-
-    def close(self) -> None:
-        """Nothing to release."""
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -93,10 +93,17 @@ class ServiceHooks:
         """Earliest time :meth:`at_safe_point` has something to do."""
 
     # ----- progress and improved ------------------------------------------------------------
-    def progress(self, done: float, total: float | None, message: str) -> None:
+    def progress(
+        self,
+        done: float,
+        total: float | None,
+        message: str,
+        fields: dict[str, float | int | str] | None = None,
+    ) -> None:
         """Report progress (sent at most every ``progress_delta`` s; the newest wins)."""
         total = None if total is None else float(total)
-        self._progress.offer(msgs.Progress(float(done), total, message, time.time()))
+        kept = {k: _field(k, v) for k, v in (fields or {}).items()}
+        self._progress.offer(msgs.Progress(float(done), total, message, time.time(), kept))
         self.next_due = min(self.next_due, self._progress.due)
 
     def improved(self, result: Any, score: float | None) -> None:
@@ -251,3 +258,11 @@ def call_command(actor: Actor, method: str, args: Any) -> tuple[bool, Any, str, 
     if wire is None and value is not None:
         return True, summary, "", ""
     return True, wire, "", ""
+
+
+def _field(key: str, value: object) -> float | int | str:
+    """A progress field as sent: a number as it is, anything else as its short text."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        text = value if isinstance(value, str) else repr(value)
+        return text if len(text) <= 200 else text[:199] + "…"
+    return value

@@ -1,0 +1,486 @@
+"""Actor processes on other machines, started by their hosts' agents (``plexa agent``).
+
+:class:`HostsLauncher` is the launch interface for a pipeline with ``hosts:``: an actor
+without a ``host:`` line starts here (through a local launcher), one with a ``host:`` line is
+started by that host's agent. The nexus sees every actor the same way:
+
+* **control** — for each remote actor the launcher connects a zmq DEALER with the actor's
+  name to the nexus's own actors' socket and relays its frames over Zenoh to the agent, which
+  hands them to the actor through its own actors' socket. The actor process is the same
+  program everywhere and needs no network socket; the one session between hosts is Zenoh's,
+  with mutual TLS off-host (see ``docs/hosts.md`` for why not CurveZMQ over TCP).
+* **output** — the agent forwards what the process writes; the launcher writes it into a
+  local pipe that the nexus's log merger reads, as it reads a local actor's.
+* **exits** — reported by the agent. When the agent's liveliness token goes (killed, or the
+  network cut: Zenoh's 1 s lease), every process on that host counts as ended, with the
+  failure kind ``host_lost``. When the host is back, it is joined again and the processes the
+  nexus restarted meanwhile start there.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import queue
+import signal
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import zenoh
+import zmq
+
+from plexa.core import hostproto as hp
+from plexa.core.lifecycle import FailureKind
+from plexa.core.paths import RunPaths
+from plexa.core.spec import HostSpec, PipelineSpec
+from plexa.data.counter_rows import read_rows, write_rows
+from plexa.data.counters import Counters
+from plexa.data.zenoh_presence import Presence
+from plexa.data.zenoh_session import TlsFiles, ZenohSettings, open_session
+from plexa.launch.base import ActorProcess, Launcher, LaunchRequest
+
+__all__ = ["ZENOH_ENV", "HostsLauncher", "RemoteProcess"]
+
+ZENOH_ENV = "PLEXA_ZENOH"
+"""The environment variable that tells an actor process how to reach its host's Zenoh router
+(JSON: ``settings``, ``run``, ``authenticated``)."""
+JOIN_TIMEOUT_S = 5.0
+
+
+class RemoteProcess:
+    """An actor process on another host (a :class:`plexa.launch.base.ActorProcess`)."""
+
+    def __init__(self, label: str, host: _Host, launch: int) -> None:
+        self._label = label
+        self.host = host
+        self.launch = launch
+        self.remote_pid = 0
+        self.code: int | None = None
+        self.started = False
+        """The agent was told to start it (it waits while its host is absent)."""
+        self.why: tuple[FailureKind, str] | None = None
+        self._pipes = {name: os.pipe2(os.O_CLOEXEC) for name in ("stdout", "stderr")}
+        for r, w in self._pipes.values():
+            os.set_blocking(r, False)
+            os.set_blocking(w, False)
+        self._writing = True
+
+    @property
+    def label(self) -> str:
+        """The actor's name."""
+        return self._label
+
+    @property
+    def pid(self) -> int:
+        """Its process id on its host (0 until the agent has started it)."""
+        return self.remote_pid
+
+    def alive(self) -> bool:
+        """True until the agent reported its end (or its host left)."""
+        return self.code is None
+
+    def exit_code(self) -> int | None:
+        """Its exit code as the agent reported it (negative: the signal)."""
+        return self.code
+
+    def failure(self) -> tuple[FailureKind, str] | None:
+        """Why it ended when that was not its own doing (its host left, or refused the run)."""
+        return self.why
+
+    def send(self, sig: signal.Signals) -> None:
+        """Signal its process group on its host (through the agent)."""
+        if self.code is not None:
+            return
+        if not self.started:
+            if sig in (signal.SIGTERM, signal.SIGKILL):  # never started: nothing to stop
+                self.ended(-int(sig))
+            return
+        self.host.order(hp.Kill(actor=self._label, launch=self.launch, signum=int(sig)))
+
+    def output_fds(self) -> Sequence[tuple[int, str]]:
+        """The read ends of the pipes its forwarded output is written into."""
+        return [(r, name) for name, (r, _) in self._pipes.items()]
+
+    def write(self, stream: str, data: bytes) -> None:
+        """Forwarded output (dropped if the nexus does not keep up: a log, not data)."""
+        pipe = self._pipes.get(stream)
+        if pipe is not None and self._writing:
+            with contextlib.suppress(BlockingIOError, OSError):
+                os.write(pipe[1], data)
+
+    def ended(self, code: int, why: tuple[FailureKind, str] | None = None) -> None:
+        """It is gone: the pipes reach their end, the nexus sees the exit."""
+        if self.code is not None:
+            return
+        self.why = why
+        if self._writing:
+            self._writing = False
+            for _, w in self._pipes.values():
+                with contextlib.suppress(OSError):
+                    os.close(w)
+        self.code = code
+
+    def close(self) -> None:
+        """Close the pipes (after its end and output were read)."""
+        self.ended(self.code if self.code is not None else -int(signal.SIGKILL))
+        for r, _ in self._pipes.values():
+            with contextlib.suppress(OSError):
+                os.close(r)
+        self._pipes = {}
+
+
+class _Host:
+    """One agent as the nexus sees it: joined or not, and the processes it runs."""
+
+    def __init__(self, launcher: HostsLauncher, spec: HostSpec) -> None:
+        self.launcher = launcher
+        self.spec = spec
+        self.scope = spec.name
+        self.joined = False
+        self.refused = ""
+        self.facts: hp.HostFacts | None = None
+        self.procs: dict[str, RemoteProcess] = {}
+        self.lock = threading.Lock()
+        self.present = threading.Event()
+        self.key = Path(spec.key_file).read_text().strip() if spec.key_file else ""
+
+    def order(self, order: hp.Order) -> None:
+        self.launcher.put(hp.run_key(self.launcher.run_id, "to", self.scope), hp.encode(order))
+
+    def start(self, proc: RemoteProcess) -> None:
+        """Tell the agent to start ``proc`` (now if joined, else once it is)."""
+        with self.lock:
+            self.procs[proc.label] = proc
+            if self.refused:
+                proc.ended(-1, (FailureKind.CRASHED, f"host {self.scope} refused: {self.refused}"))
+            elif self.joined:
+                self._spawn(proc)
+
+    def _spawn(self, proc: RemoteProcess) -> None:
+        proc.started = True
+        request = self.launcher.requests[proc.label]
+        self.order(
+            hp.Spawn(
+                actor=proc.label,
+                launch=proc.launch,
+                import_path=request.import_path,
+                env=request.env,
+                rows=self.launcher.rows(proc.label),
+            )
+        )
+
+    def on_event(self, sample: zenoh.Sample) -> None:
+        try:
+            event = hp.decode_event(sample.payload.to_bytes())
+        except msgspec.DecodeError:
+            return
+        if isinstance(event, hp.Counts):
+            self.launcher.counts(event)
+            return
+        proc = self.procs.get(event.actor)
+        if proc is None or proc.launch != event.launch:
+            return
+        if isinstance(event, hp.Started):
+            proc.remote_pid = event.pid
+        elif isinstance(event, hp.Output):
+            proc.write(event.stream, event.data)
+        elif event.error:
+            proc.ended(event.code, (FailureKind.CRASHED, f"{self.scope}: {event.error}"))
+        else:
+            proc.ended(event.code)
+
+    def left(self) -> None:
+        """Its agent is gone: every process it ran is lost."""
+        with self.lock:
+            self.joined = False
+            for proc in self.procs.values():
+                if proc.started:
+                    proc.ended(
+                        -int(signal.SIGKILL),
+                        (FailureKind.HOST_LOST, f"host {self.scope} left the run"),
+                    )
+
+    def run(self, session: zenoh.Session, stop: threading.Event) -> None:
+        """Join the agent whenever it is present (a thread per host)."""
+        while not stop.is_set():
+            if self.joined or self.refused or not self.present.wait(0.2):
+                stop.wait(0.05)
+                continue
+            answer = self._ask(session)
+            with self.lock:
+                if isinstance(answer, hp.Refused):
+                    self.refused = answer.reason
+                    for proc in self.procs.values():
+                        proc.ended(
+                            -1, (FailureKind.CRASHED, f"host {self.scope} refused: {answer.reason}")
+                        )
+                elif isinstance(answer, hp.Joined):
+                    self.facts, self.joined = answer.facts, True
+                    for proc in self.procs.values():
+                        if not proc.started and proc.code is None:
+                            self._spawn(proc)
+            if answer is None:
+                stop.wait(0.2)
+
+    def _ask(self, session: zenoh.Session) -> hp.Answer | None:
+        launcher = self.launcher
+        assert launcher.spec is not None
+        join = hp.Join(
+            facts=launcher.facts,
+            run_id=launcher.run_id,
+            run_name=launcher.spec.name,
+            scope=self.scope,
+            spec=msgspec.json.encode(launcher.spec),
+            key=self.key,
+        )
+        try:
+            replies = session.get(
+                hp.join_key(self.scope), payload=hp.encode(join), timeout=JOIN_TIMEOUT_S
+            )
+            for reply in replies:
+                if reply.ok is not None:
+                    return hp.decode_reply(reply.ok.payload.to_bytes())
+        except (msgspec.DecodeError, zenoh.ZError):
+            return None
+        return None
+
+
+class HostsLauncher:
+    """Starts actors here (through ``local``) or on their hosts' agents, as their ``host:``
+    lines say (a :class:`plexa.launch.base.Launcher`)."""
+
+    def __init__(self, local: Launcher | None = None) -> None:
+        from plexa import __version__
+        from plexa.launch.local import LocalLauncher
+
+        self.local = local or LocalLauncher()
+        self.facts = hp.local_facts(__version__)
+        self.spec: PipelineSpec | None = None
+        self.run_id = ""
+        self.session: zenoh.Session | None = None
+        self.hosts: dict[str, _Host] = {}
+        self.requests: dict[str, LaunchRequest] = {}
+        self._launches = 0
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._queue: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
+        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._entities: list[Any] = []
+        self._presence: Presence | None = None
+        self._counters: Counters | None = None
+        self._zenv: tuple[tuple[str, str], ...] = ()
+        self._sock = ""
+
+    # ----- start --------------------------------------------------------------------------
+    def _open(self, request: LaunchRequest) -> None:
+        paths = RunPaths(request.run_id, Path(request.run_dir).parent)
+        spec = msgspec.json.decode(paths.spec_file.read_bytes(), type=PipelineSpec)
+        self.spec, self.run_id = spec, request.run_id
+        self._endpoint = paths.endpoint("actors")
+        self._sock = str(paths.run_dir / "zenoh.sock")
+        tls = spec.tls
+        local = f"unixsock-stream/{self._sock}"
+        settings = ZenohSettings(
+            mode="router",
+            listen=(local,),
+            connect=tuple(h.endpoint for h in spec.hosts.values()),
+            tls=TlsFiles(ca=tls.ca, cert=tls.cert, key=tls.key) if tls is not None else None,
+            insecure=any(h.insecure for h in spec.hosts.values()),
+        )
+        zenv = {
+            "settings": {"mode": "client", "connect": [local]},
+            "run": self.run_id,
+            "authenticated": settings.authenticated,
+        }
+        self._zenv = ((ZENOH_ENV, json.dumps(zenv)),)
+        self.session = session = open_session(settings)
+        with contextlib.suppress(OSError):
+            self._counters = Counters(spec, paths.counters_file)
+        for hspec in spec.hosts.values():
+            host = _Host(self, hspec)
+            self.hosts[host.scope] = host
+            self._entities.append(
+                session.declare_subscriber(
+                    hp.run_key(self.run_id, "from", host.scope), host.on_event
+                )
+            )
+        self._entities.append(
+            session.declare_subscriber(hp.run_key(self.run_id, "up", "*"), self._on_up)
+        )
+        self._presence = Presence(
+            session, hp.PRESENCE, hp.nexus_member(self.run_id), self._on_presence
+        )
+        for host in self.hosts.values():
+            thread = threading.Thread(
+                target=host.run,
+                args=(session, self._stop),
+                name=f"plexa-join-{host.scope}",
+                daemon=True,
+            )
+            thread.start()
+            self._threads.append(thread)
+        relay = threading.Thread(target=self._relay, name="plexa-host-relay", daemon=True)
+        relay.start()
+        self._threads.append(relay)
+
+    def _on_presence(self, member: str, present: bool) -> None:
+        if not member.startswith("agent."):
+            return
+        host = self.hosts.get(member[len("agent.") :])
+        if host is None:
+            return
+        if present:
+            host.present.set()
+        else:
+            host.present.clear()
+            host.left()
+
+    # ----- the launch interface -------------------------------------------------------------
+    def spawn(self, request: LaunchRequest) -> ActorProcess:
+        """Start ``request``'s actor where its ``host:`` line says; returns at once."""
+        if self.session is None:
+            self._open(request)
+        assert self.spec is not None
+        request = LaunchRequest(
+            request.run_id,
+            request.run_dir,
+            request.actor,
+            request.nexus_pid,
+            request.import_path,
+            (*request.env, *self._zenv),
+        )
+        scope = self.spec.host_of(request.actor)
+        if not scope:
+            return self.local.spawn(request)
+        self.requests[request.actor] = request
+        self._launches += 1
+        host = self.hosts[scope]
+        proc = RemoteProcess(request.actor, host, self._launches)
+        self.inbox(("dealer", request.actor))
+        host.start(proc)
+        return proc
+
+    def host_of(self, actor: str) -> str:
+        """The host ``actor`` is placed on (empty: here)."""
+        return self.spec.host_of(actor) if self.spec is not None else ""
+
+    def close(self) -> None:
+        """Tell every agent the run is over; close the session."""
+        self._stop.set()
+        for host in self.hosts.values():
+            if host.joined:
+                with contextlib.suppress(Exception):
+                    host.order(hp.Leave())
+        self.inbox(("stop",))
+        for thread in self._threads:
+            thread.join(timeout=2.0)
+        for entity in self._entities:
+            with contextlib.suppress(Exception):
+                entity.undeclare()
+        if self._presence is not None:
+            self._presence.close()
+        if self.session is not None:
+            session: Any = self.session
+            session.close()
+            self.session = None
+        if self._counters is not None:
+            self._counters.close()
+        for fd in (self._wake_r, self._wake_w):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        with contextlib.suppress(OSError):
+            if self._sock:
+                os.unlink(self._sock)
+        self.local.close()
+
+    # ----- relaying ---------------------------------------------------------------------------
+    def put(self, key: str, data: bytes) -> None:
+        if self.session is not None:
+            self.session.put(key, data)
+
+    def inbox(self, item: tuple[Any, ...]) -> None:
+        self._queue.put(item)
+        with contextlib.suppress(BlockingIOError, OSError):
+            os.write(self._wake_w, b"x")
+
+    def _on_up(self, sample: zenoh.Sample) -> None:
+        actor = str(sample.key_expr).rsplit("/", 1)[1]
+        self.inbox(("up", actor, sample.payload.to_bytes()))
+
+    def counts(self, event: hp.Counts) -> None:
+        """Copy an agent's counter rows into the run's counters."""
+        if self._counters is not None:
+            write_rows(self._counters, event.rows)
+
+    def rows(self, actor: str) -> dict[str, bytes]:
+        """The rows ``actor`` owns, as the run's counters hold them now."""
+        if self._counters is None or self.spec is None:
+            return {}
+        return read_rows(self._counters, self.spec, [actor])
+
+    def _relay(self) -> None:
+        """Between the nexus's actors' socket and Zenoh, for every remote actor."""
+        ctx: zmq.Context[Any] = zmq.Context.instance()
+        dealers: dict[str, zmq.Socket[Any]] = {}
+        names: dict[zmq.Socket[Any], str] = {}
+        poller = zmq.Poller()
+        poller.register(self._wake_r, zmq.POLLIN)
+        try:
+            while True:
+                for source, _ in poller.poll(500):
+                    if source == self._wake_r:
+                        with contextlib.suppress(BlockingIOError):
+                            os.read(self._wake_r, 4096)
+                        continue
+                    sock = source
+                    while True:
+                        try:
+                            data = sock.recv(zmq.NOBLOCK)
+                        except zmq.Again:
+                            break
+                        self.put(hp.run_key(self.run_id, "down", names[sock]), data)
+                while True:
+                    try:
+                        item = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if item[0] == "stop":
+                        return
+                    if item[0] == "dealer":
+                        old = dealers.pop(item[1], None)
+                        if old is not None:
+                            poller.unregister(old)
+                            names.pop(old, None)
+                            old.close(linger=0)
+                        dealer = ctx.socket(zmq.DEALER)
+                        dealer.setsockopt(zmq.IDENTITY, item[1].encode())
+                        dealer.setsockopt(zmq.LINGER, 0)
+                        dealer.setsockopt(zmq.SNDTIMEO, 200)
+                        dealer.connect(self._endpoint)
+                        dealers[item[1]] = dealer
+                        names[dealer] = item[1]
+                        poller.register(dealer, zmq.POLLIN)
+                    elif item[0] == "up":
+                        dealer = dealers.get(item[1])
+                        if dealer is not None:
+                            with contextlib.suppress(zmq.ZMQError):
+                                dealer.send(item[2])
+        finally:
+            for dealer in dealers.values():
+                dealer.close(linger=0)
+
+
+def wait_joined(launcher: HostsLauncher, scope: str, timeout: float = 10.0) -> hp.HostFacts:
+    """Wait until ``scope``'s agent has joined (its facts), for tests and tools."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        host = launcher.hosts.get(scope)
+        if host is not None and host.facts is not None and host.joined:
+            return host.facts
+        time.sleep(0.01)
+    raise TimeoutError(f"host {scope} did not join within {timeout} s")
