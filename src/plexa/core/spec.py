@@ -11,6 +11,7 @@ from typing import Any
 import msgspec
 
 from plexa.core.hooks import WebhookSpec
+from plexa.core.jobs import JobSpec
 
 __all__ = [
     "ActorSpec",
@@ -215,6 +216,8 @@ class PipelineSpec(msgspec.Struct, frozen=True, kw_only=True):
     """The nexus's mutual TLS files for its sessions with the hosts' agents."""
     webhooks: tuple[WebhookSpec, ...] = ()
     """Where the run's events are POSTed (``docs/web.md``)."""
+    jobs: tuple[JobSpec, ...] = ()
+    """Worker jobs started with the run (``docs/jobs.md``)."""
     zenoh_links: bool = False
     """Every link on Zenoh (set at start when shared memory cannot be used)."""
 

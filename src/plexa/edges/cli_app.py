@@ -128,6 +128,7 @@ def _serve(
     from plexa.nexus.attach import Listener
     from plexa.nexus.driver import drive
     from plexa.nexus.history import prune
+    from plexa.nexus.jobs import Jobs
     from plexa.nexus.nexus import Nexus
     from plexa.nexus.server import ControlServer
 
@@ -167,6 +168,7 @@ def _serve(
     except BaseException:
         claim.release()
         raise
+    Jobs(nexus, spec.jobs).serve(server)  # launch, jobs; the file's jobs start with the run
     events = EventLines(spec, lambda line: err.print(Text(line)))
     if not tui:  # failures and restarts the moment they happen, the traceback once
         nexus.attach(Listener(events))

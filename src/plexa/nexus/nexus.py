@@ -485,6 +485,8 @@ class Nexus:
             return QuitReport((), (), (), (), tuple(self.failures), log=str(self.log_path))
         began = time.monotonic()
         self._closed = self.fleet.closed = True
+        for attachment in list(self.attachments):  # jobs and the like end first
+            attachment.closing()
         rungs: dict[str, Rung] = {}
         if self.resources is not None:
             live_states = (ActorState.RUNNING, ActorState.PAUSED)
