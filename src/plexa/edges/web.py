@@ -101,7 +101,7 @@ class _Runs:
         self._hooks: dict[str, Dispatcher] = {}
         self._lock = threading.Lock()
 
-    def request(self, name: str, command: str, actor: str | None = None, **args: Any) -> Any:
+    def request(self, name: str, command: str, actor: str | None = None, /, **args: Any) -> Any:
         if name not in self.names:
             raise HTTPException(404, f"no run {name!r} is served here (served: {self.names})")
         with self._lock:
