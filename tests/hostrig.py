@@ -41,7 +41,7 @@ class AgentProc:
         self.scope, self.endpoint = scope, endpoint
         wrap = ["ip", "netns", "exec", ns] if ns else []
         argv = [*wrap, sys.executable, "-m", "plexa", "agent", scope, "--listen", endpoint]
-        if not endpoint.startswith("tcp/127."):
+        if endpoint.startswith("tcp/") and not endpoint.startswith("tcp/127."):
             argv.append("--insecure")
         if key_file is not None:
             argv += ["--key-file", str(key_file)]

@@ -52,3 +52,40 @@ class Hosts:
     def close(self) -> None:
         for ns in (self.a, self.b):
             subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+
+
+class Star:
+    """Two hosts around this one: namespace A (198.18.1.2) and B (198.18.2.2), each joined to
+    the current namespace (198.18.1.1, 198.18.2.1) by its own veth pair."""
+
+    made = 0
+
+    def __init__(self) -> None:
+        Star.made += 1
+        tag = f"{os.getpid() % 100000}{Star.made % 10}"
+        self.ns = {"a": f"plxSa{tag}", "b": f"plxSb{tag}"}
+        self.here = {"a": f"plxha{tag}", "b": f"plxhb{tag}"}
+        self.ip = {"a": "198.18.1.2", "b": "198.18.2.2"}
+        try:
+            for i, side in enumerate(("a", "b"), start=1):
+                ns, here, there = self.ns[side], self.here[side], f"plxta{tag}{i}"
+                Hosts._run("ip", "netns", "add", ns)
+                Hosts._run("ip", "link", "add", here, "type", "veth", "peer", "name", there)
+                Hosts._run("ip", "link", "set", there, "netns", ns)
+                Hosts._run("ip", "addr", "add", f"198.18.{i}.1/30", "dev", here)
+                Hosts._run("ip", "link", "set", here, "up")
+                Hosts._run("ip", "-n", ns, "addr", "add", f"198.18.{i}.2/30", "dev", there)
+                Hosts._run("ip", "-n", ns, "link", "set", there, "up")
+                Hosts._run("ip", "-n", ns, "link", "set", "lo", "up")
+        except BaseException:
+            self.close()
+            raise
+
+    def link(self, side: str, up: bool) -> None:
+        """Cut (or restore) the cable to host ``side``."""
+        Hosts._run("ip", "link", "set", self.here[side], "up" if up else "down")
+
+    def close(self) -> None:
+        for side in ("a", "b"):
+            subprocess.run(["ip", "link", "del", self.here[side]], capture_output=True)
+            subprocess.run(["ip", "netns", "del", self.ns[side]], capture_output=True)

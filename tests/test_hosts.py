@@ -19,10 +19,12 @@ import plexa
 from conftest import wait_for
 from hostrig import AgentProc, free_port, placed
 from plexa.core import hostproto as hp
-from plexa.core.config import load, validate
+from plexa.core.config import load, loads, validate
 from plexa.core.lifecycle import FailureKind
+from plexa.data.shm_check import shm_problem
 from plexa.data.zenoh_session import ZenohSettings, open_session
-from plexa.nexus.cleanup import cleanup
+from plexa.edges.tables import render_status
+from plexa.nexus.cleanup import cleanup, list_runs
 
 DEPARTURE = 2.0
 """Seconds within which a departed host (or nexus) must be noticed (issue 14)."""
@@ -62,6 +64,10 @@ def test_two_agents_on_loopback_carry_every_frame_and_status_names_the_hosts(
             "mid": "b",
             "dst": "",
         }
+        table = render_status(status)
+        assert "src@a" in table and "mid@b" in table
+        listed = [r for r in list_runs() if r.run_id == nexus.paths.run_id]
+        assert sorted(listed[0].record["hosts"]) == ["a", "b"]
         for name in ("src", "mid"):  # started by the agent, not by the nexus
             pid = status["actors"][name]["pid"]
             assert psutil.Process(pid).parent().pid == two_agents[spec.host_of(name)].pid
@@ -270,3 +276,31 @@ def test_a_killed_nexus_leaves_nothing_on_the_agent_host_after_2s(tmp_path: Path
             nexus.wait()
         agent.stop()
     assert cleanup().files  # the killed nexus's own run, on its own host
+
+
+def test_shared_memory_that_cannot_be_used_puts_links_on_zenoh_with_one_warning(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("PLEXA_SHM_MIN", "1000TiB")  # more than any /dev/shm has free
+    text = """
+name: no-shm
+actors:
+  src: {class: "actors:Source", options: {count: 200, size: 4096}}
+  dst: {class: "actors:Sink"}
+connections:
+  src.out: [dst.inp]
+"""
+    with caplog.at_level("WARNING", logger="plexa.nexus"), plexa.Nexus(loads(text)) as nexus:
+        assert nexus.spec.zenoh_links
+        nexus.start()
+        nexus.setup()
+        nexus.run()
+        nexus.wait_until(lambda st: st["links"]["src.out->dst.inp"]["received"] >= 200, 30)
+        nexus.stop()
+        assert nexus.store.get("result:dst")["seen"] == list(range(200))
+        assert nexus.quit().clean
+    warned = [r.getMessage() for r in caplog.records if "every link runs on Zenoh" in r.message]
+    assert len(warned) == 1 and "MiB free, less than" in warned[0], warned
+    assert shm_problem() is not None
+    monkeypatch.delenv("PLEXA_SHM_MIN")
+    assert shm_problem() is None

@@ -6,6 +6,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -19,7 +21,7 @@ import pytest
 
 from conftest import wait_for
 from plexa.core.hooks import WebhookSpec, hook_problems, verify_signature
-from web_helpers import Web, serve_web
+from web_helpers import ENV, ROOT, Web, serve_web
 
 pytestmark = [pytest.mark.allow_leftovers, pytest.mark.slow]
 PIPE = """
@@ -225,3 +227,44 @@ def test_hooks_can_be_checked_without_a_server(tmp_path: Path) -> None:
     bad = WebhookSpec(url="http://h", events=("state",))
     assert hook_problems(bad) == ["secret: needed to sign deliveries (or say unsigned: true)"]
     assert hook_problems(WebhookSpec(url="http://h", unsigned=True)) == []
+
+
+def test_a_pipeline_files_webhooks_get_the_runs_failure_from_plexa_run(
+    receiver: Receiver, tmp_path: Path
+) -> None:
+    cfg = tmp_path / "fails.yaml"
+    cfg.write_text(f"""
+actors:
+  bad: {{class: "actors:Fails", options: {{phase: run}}}}
+webhooks:
+  - url: {receiver.url}
+    events: [failure, state]
+    secret_env: HOOK_SECRET_FOR_TEST
+""")
+    env = {**ENV, "HOOK_SECRET_FOR_TEST": SECRET}
+    r = subprocess.run([sys.executable, "-m", "plexa", "run", str(cfg), "--duration", "20"],
+                       capture_output=True, text=True, env=env, cwd=ROOT, timeout=60)  # fmt: skip
+    assert r.returncode == 1, r.stderr
+    kinds = [b["kind"] for b in receiver.bodies()]
+    assert "failure" in kinds, (kinds, r.stderr)
+    (failure,) = [b["data"] for b in receiver.bodies() if b["kind"] == "failure"]
+    assert failure["actor"] == "bad" and "boom in run" in failure["traceback"]
+    assert all(good for _, _, good in receiver.got), "every delivery is signed"
+    assert f"webhook {receiver.url}: delivered {len(receiver.got)}" in r.stderr
+
+
+def test_webhooks_in_a_pipeline_file_are_checked(tmp_path: Path) -> None:
+    from plexa.core.config import loads
+    from plexa.errors import ConfigError
+
+    head = 'actors:\n  a: {class: "actors:Idle"}\n'
+    spec = loads(head + "webhooks:\n  - {url: 'http://h/x', events: failure, secret: k}\n")
+    assert spec.webhooks == (WebhookSpec(url="http://h/x", events=("failure",), secret="k"),)
+    with pytest.raises(ConfigError) as err:
+        loads(head + "webhooks:\n  - {url: 'x', events: [fail], secert: k}\n"
+              "  - {url: 'http://h', events: [state], secret_env: PLEXA_NOT_SET_ANYWHERE}\n")
+    text = str(err.value)
+    assert "webhooks[0].secert" in text and "secret" in text  # the suggestion
+    assert "webhooks[1].secret_env" in text and "PLEXA_NOT_SET_ANYWHERE" in text
+    with pytest.raises(ConfigError, match=r"webhooks\[0\]\.url"):
+        loads(head + "webhooks:\n  - {url: 'x', events: [fail], secret: k}\n")

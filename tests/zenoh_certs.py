@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-IPS = ("127.0.0.1", "198.18.0.1", "198.18.0.2")
+IPS = ("127.0.0.1", "198.18.0.1", "198.18.0.2", "198.18.1.2", "198.18.2.2")
 
 
 def _write(path: Path, data: bytes) -> None:

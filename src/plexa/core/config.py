@@ -19,13 +19,14 @@ from typing import Any
 import yaml
 
 from plexa.core.config_actors import PipelineChecker, Unresolved, locate
+from plexa.core.config_hooks import check_webhooks
 from plexa.core.config_hosts import check_hosts
 from plexa.core.spec import PipelineSpec, RecordSpec
 from plexa.errors import ConfigError, ConfigIssue
 
 __all__ = ["format_issues", "load", "loads", "resolve_class", "validate"]
 
-TOP_KEYS = ("name", "settings", "actors", "connections", "record", "hosts", "tls")
+TOP_KEYS = ("name", "settings", "actors", "connections", "record", "hosts", "tls", "webhooks")
 _MAP, _SEQ = "tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"
 
 
@@ -181,6 +182,7 @@ def _check(text: str, source: str) -> tuple[PipelineSpec | None, list[ConfigIssu
     actors = check.with_named_ports(actors)
     record = check.record(data.get("record"), actors)
     hosts, tls, actors = check_hosts(check, data.get("hosts"), data.get("tls"), actors, source)
+    webhooks = check_webhooks(check, data.get("webhooks"))
     if record is None and settings.use_watcher:  # improv's spelling of "record: all"
         record = RecordSpec()
     if check.issues:
@@ -194,5 +196,6 @@ def _check(text: str, source: str) -> tuple[PipelineSpec | None, list[ConfigIssu
         record=record,
         hosts=hosts,
         tls=tls,
+        webhooks=webhooks,
     )
     return spec, []

@@ -60,6 +60,9 @@ class WebhookSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     """Kinds to send (keys of :data:`HOOK_KINDS`)."""
     secret: str = ""
     """The HMAC-SHA256 key; empty: unsigned (refused unless ``unsigned: true``)."""
+    secret_env: str = ""
+    """Or: the environment variable that holds the key (read when delivery starts, so the
+    key is not in the file or in the run's config that clients see)."""
     unsigned: bool = False
     """Allow a hook without a secret (its receiver cannot tell forged deliveries)."""
     queue: int = 1000
@@ -81,8 +84,10 @@ def hook_problems(hook: WebhookSpec) -> list[str]:
     unknown = [k for k in hook.events if k not in HOOK_KINDS]
     if unknown or not hook.events:
         problems.append(f"events: {unknown or 'none'} (known: {', '.join(HOOK_KINDS)})")
-    if not hook.secret and not hook.unsigned:
+    if not hook.secret and not hook.secret_env and not hook.unsigned:
         problems.append("secret: needed to sign deliveries (or say unsigned: true)")
+    if hook.secret and hook.secret_env:
+        problems.append("secret, secret_env: give one of them")
     if hook.queue < 1 or hook.max_attempts < 1:
         problems.append("queue and max_attempts must be at least 1")
     if hook.timeout_s <= 0 or hook.backoff_s < 0:

@@ -105,6 +105,8 @@ class Spawn(msgspec.Struct, frozen=True, kw_only=True, tag="spawn"):
     launch: int
     import_path: tuple[str, ...] = ()
     env: tuple[tuple[str, str], ...] = ()
+    rows: dict[str, bytes] = {}
+    """Its counter rows as the nexus holds them: the new process counts on from there."""
 
 
 class Kill(msgspec.Struct, frozen=True, kw_only=True, tag="kill"):

@@ -10,6 +10,8 @@ from typing import Any
 
 import msgspec
 
+from plexa.core.hooks import WebhookSpec
+
 __all__ = [
     "ActorSpec",
     "HostSpec",
@@ -211,6 +213,8 @@ class PipelineSpec(msgspec.Struct, frozen=True, kw_only=True):
     """The other machines actors may be placed on, by scope name."""
     tls: HostTls | None = None
     """The nexus's mutual TLS files for its sessions with the hosts' agents."""
+    webhooks: tuple[WebhookSpec, ...] = ()
+    """Where the run's events are POSTed (``docs/web.md``)."""
     zenoh_links: bool = False
     """Every link on Zenoh (set at start when shared memory cannot be used)."""
 

@@ -100,6 +100,10 @@ def _claim_name(name: str) -> Any:
         raise typer.Exit(2) from None
 
 
+HOOKS_DRAIN_S = 5.0
+"""How long a run's end waits for its web-hooks' last deliveries."""
+
+
 def _serve(
     file: Path,
     *,
@@ -166,10 +170,15 @@ def _serve(
         nexus.attach(Listener(events))
     live: Live | None = None
     attached: Any = None
+    hooks: Any = None
     progress_rates = ProgressRates()
 
     def started() -> None:
-        nonlocal live, attached
+        nonlocal live, attached, hooks
+        if spec.webhooks:
+            from plexa.edges.webhooks import Dispatcher
+
+            hooks = Dispatcher.for_hooks(run_name, spec.webhooks)
         if attach is not None:
             attached = attach(run_name)
         if not as_json and not console:
@@ -210,6 +219,11 @@ def _serve(
             live.stop()
         if attached is not None:
             attached.close()
+        if hooks is not None:  # the run's last events (stopped, a failure) still go out
+            hooks.drain(HOOKS_DRAIN_S)
+            hooks.close()
+            for line in hooks.summary():
+                _say(line)
         server.close()
         claim.release()
     report, summary, interrupted = outcome.report, outcome.status, outcome.interrupted

@@ -176,6 +176,7 @@ def list_runs(
             "config": r.config,
             "started": r.started,
             "log": r.record.get("log"),
+            "hosts": sorted(r.record.get("hosts") or ()),
         }
         for r in live_runs()
     ]
@@ -209,5 +210,6 @@ def list_runs(
         when = d.get("ended") or d.get("started") or 0
         stamp = time.strftime("%Y-%m-%d %H:%M", time.localtime(when)) if when else ""
         pid = f"pid {d['pid']}" if d["pid"] else ""
+        hosts = f"  (hosts: {', '.join(d['hosts'])})" if d.get("hosts") else ""
         print(f"{d['id']}  {d['name']:{width}}  {d['state']:9}  {stamp:16}  {pid:10}  "
-              f"{d['config'] or d['log'] or ''}".rstrip())  # fmt: skip
+              f"{d['config'] or d['log'] or ''}{hosts}".rstrip())  # fmt: skip

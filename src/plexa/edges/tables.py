@@ -113,7 +113,7 @@ def _actor_rows(actors: dict[str, Any], rates: dict[str, float]) -> list[list[st
         rss = a.get("rss_bytes")
         rows.append(
             [
-                name,
+                f"{name}@{a['host']}" if a.get("host") else name,
                 str(a.get("state", "")),
                 str(a.get("restarts", 0)),
                 str(a.get("pid") or "-"),

@@ -285,7 +285,7 @@ class PlexaApp(App[None]):
         self._show_header()
         actors = {
             name: [
-                name,
+                f"{name}@{a['host']}" if a.get("host") else name,
                 _state(a["state"]),
                 *(_num(a.get(f)) for f in ACTOR_FIELDS),
                 Text(progress_bar(a.get("progress"), self.rates.get(name))),

@@ -83,6 +83,7 @@ def actor_details(
     spec = (config or {}).get("actors", {}).get(name, {})
     lines = [
         f"{name}  ({spec.get('target', '?')})",
+        f"host {actor.get('host') or '(the nexus)'}, "
         f"state {actor.get('state', '?')}, pid {actor.get('pid') or '-'}, "
         f"restarts {actor.get('restarts', 0)} (policy {spec.get('restart', '?')})",
         "",

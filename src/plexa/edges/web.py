@@ -184,7 +184,10 @@ def create_app(names: list[str], token: str) -> FastAPI:
         if problems:
             raise HTTPException(422, problems)
         hooks = runs.hooks(name)
-        hook_id = hooks.add(spec)
+        try:
+            hook_id = hooks.add(spec)
+        except KeyError as exc:
+            raise HTTPException(422, [str(exc.args[0])]) from None
         hooks.wait_subscribed(5.0)
         return _stats(hooks, hook_id)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
+import os
 import secrets
 import ssl
 import threading
@@ -64,9 +65,14 @@ class _Hook:
         self.closed = threading.Event()
         self.delivered = self.retries = self.failed = self.dropped = 0
         self.last_error = ""
+        self.busy = False
         self.thread = threading.Thread(target=self._deliver, name=f"webhook {hook_id}",
                                        daemon=True)  # fmt: skip
         self.thread.start()
+
+    def idle(self) -> bool:
+        with self.cond:
+            return not self.queue and not self.busy
 
     def offer(self, kind: str, body: bytes) -> None:
         with self.cond:
@@ -97,7 +103,12 @@ class _Hook:
                 if self.closed.is_set():
                     return
                 kind, body = self.queue.popleft()
-            self._attempts(kind, body, secrets.token_hex(8))
+                self.busy = True
+            try:
+                self._attempts(kind, body, secrets.token_hex(8))
+            finally:
+                with self.cond:
+                    self.busy = False
 
     def _attempts(self, kind: str, body: bytes, delivery: str) -> None:
         backoff = self.spec.backoff_s
@@ -164,13 +175,28 @@ class Dispatcher:
         self._lock = threading.Lock()
         self._closed = threading.Event()
         self._subscribed = threading.Event()
+        self._quiet = threading.Event()
+        """Set when a read found no event pending."""
         self.error = ""
         """Why the events could not be read, if they could not."""
         self._thread = threading.Thread(target=self._read, name=f"webhooks {run}", daemon=True)
         self._thread.start()
 
+    @classmethod
+    def for_hooks(cls, run: str, hooks: tuple[WebhookSpec, ...]) -> Dispatcher:
+        """A dispatcher delivering to ``hooks`` (a pipeline's ``webhooks:``)."""
+        dispatcher = cls(run)
+        for hook in hooks:
+            dispatcher.add(hook)
+        return dispatcher
+
     def add(self, spec: WebhookSpec) -> str:
-        """Start delivering to ``spec`` (checked by the caller); its id."""
+        """Start delivering to ``spec`` (checked by the caller); its id. A ``secret_env``
+        is read now; unset, it raises :class:`KeyError` naming the variable."""
+        if spec.secret_env:
+            if spec.secret_env not in os.environ:
+                raise KeyError(f"the environment variable {spec.secret_env} is not set")
+            spec = msgspec.structs.replace(spec, secret=os.environ[spec.secret_env])
         hook_id = secrets.token_hex(4)
         with self._lock:
             self._hooks[hook_id] = _Hook(hook_id, spec, self.run)
@@ -193,6 +219,28 @@ class Dispatcher:
     def wait_subscribed(self, timeout: float = 10.0) -> bool:
         """Wait until events are being read (deliveries start with events after this)."""
         return self._subscribed.wait(timeout)
+
+    def summary(self) -> list[str]:
+        """One line per hook: its URL and counters (what ``plexa run`` prints at the end)."""
+        return [
+            f"webhook {s.url}: delivered {s.delivered}, retries {s.retries}, failed {s.failed}, "
+            f"dropped {s.dropped}" + (f" (last error: {s.last_error})" if s.last_error else "")
+            for s in self.statistics()
+        ]
+
+    def drain(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` s for the events published so far to be delivered (or
+        given up); True if every queue emptied."""
+        deadline = time.monotonic() + timeout
+        self._quiet.clear()
+        while time.monotonic() < deadline:
+            if self._quiet.is_set() or not self._thread.is_alive():
+                with self._lock:
+                    hooks = list(self._hooks.values())
+                if all(h.idle() for h in hooks):
+                    return True
+            time.sleep(0.02)
+        return False
 
     def close(self, timeout: float = 2.0) -> None:
         """Stop reading and delivering; what is still queued is not sent."""
@@ -224,12 +272,13 @@ class Dispatcher:
             self._subscribed.set()
             seen = int(snapshot.get("seq", 0))
             while not self._closed.is_set():
-                for event in client.events(timeout=0.2):
+                for event in client.events(timeout=0.05):
                     if event.seq > seen:
                         seen = event.seq
                         self._offer(event.kind, event.seq, event.t, event.data)
                     if self._closed.is_set():
                         break
+                self._quiet.set()
         finally:
             if client is not None:
                 with contextlib.suppress(Exception):

@@ -38,6 +38,7 @@ from plexa.core import hostproto as hp
 from plexa.core.lifecycle import FailureKind
 from plexa.core.paths import RunPaths
 from plexa.core.spec import HostSpec, PipelineSpec
+from plexa.data.counter_rows import read_rows, write_rows
 from plexa.data.counters import Counters
 from plexa.data.zenoh_presence import Presence
 from plexa.data.zenoh_session import TlsFiles, ZenohSettings, open_session
@@ -169,6 +170,7 @@ class _Host:
                 launch=proc.launch,
                 import_path=request.import_path,
                 env=request.env,
+                rows=self.launcher.rows(proc.label),
             )
         )
 
@@ -412,23 +414,14 @@ class HostsLauncher:
 
     def counts(self, event: hp.Counts) -> None:
         """Copy an agent's counter rows into the run's counters."""
-        counters = self._counters
-        if counters is None:
-            return
-        for key, data in event.rows.items():
-            kind, _, name = key.partition(":")
-            try:
-                if kind == "actor":
-                    row = counters.actor_row(name)
-                elif kind == "output":
-                    row = counters.output_row(name)
-                else:
-                    row = counters.link_row(name)
-            except ValueError:
-                continue
-            view = memoryview(row).cast("B")
-            n = min(len(view), len(data))
-            view[:n] = data[:n]
+        if self._counters is not None:
+            write_rows(self._counters, event.rows)
+
+    def rows(self, actor: str) -> dict[str, bytes]:
+        """The rows ``actor`` owns, as the run's counters hold them now."""
+        if self._counters is None or self.spec is None:
+            return {}
+        return read_rows(self._counters, self.spec, [actor])
 
     def _relay(self) -> None:
         """Between the nexus's actors' socket and Zenoh, for every remote actor."""

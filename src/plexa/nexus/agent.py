@@ -34,6 +34,7 @@ from plexa.core import hostproto as hp
 from plexa.core import messages as msgs
 from plexa.core.paths import RunPaths, new_run_id, secure_root
 from plexa.core.spec import PipelineSpec
+from plexa.data.counter_rows import read_rows, write_rows
 from plexa.data.zenoh_presence import Presence
 from plexa.data.zenoh_session import ZenohSettings, open_session
 from plexa.launch.base import LaunchRequest
@@ -74,6 +75,8 @@ class _Run:
             {"agent": True, "nexus_run": join.run_id, "config": self.spec.source},
         )
         self.procs: dict[str, _Proc] = {}
+        self.seeded: set[str] = set()
+        """Actors started here: their counts are reported."""
         self.launcher = LocalLauncher()
         self.ending_at: float | None = None
         self.killed = False
@@ -104,6 +107,8 @@ class _Run:
         old = self.procs.get(order.actor)
         if old is not None and old.proc.alive():
             old.proc.send(signal.SIGKILL)
+        write_rows(self.res.counters, order.rows)  # counts go on from the nexus's
+        self.seeded.add(order.actor)
         request = LaunchRequest(
             self.paths.run_id,
             str(self.paths.run_dir),
@@ -167,21 +172,9 @@ class _Run:
             self.send_counts()
 
     def send_counts(self) -> None:
-        counters = self.res.counters
-        rows: dict[str, bytes] = {}
-        for name in self.spec.actors:
-            if self.spec.host_of(name) != self.scope:
-                continue
-            rows[f"actor:{name}"] = bytes(memoryview(counters.actor_row(name)).cast("B"))
-            for port in self.spec.actors[name].outputs:
-                if f"{name}.{port}" in counters.outputs:
-                    out = counters.output_row(f"{name}.{port}")
-                    rows[f"output:{name}.{port}"] = bytes(memoryview(out).cast("B"))
-            for link in self.spec.links_to(name):
-                row = counters.link_row(link.name)
-                rows[f"link:{link.name}"] = bytes(memoryview(row).cast("B"))
-        if rows:
-            self.report(hp.Counts(rows=rows))
+        here = sorted(self.seeded)  # never zeros over the nexus's counts
+        if here:
+            self.report(hp.Counts(rows=read_rows(self.res.counters, self.spec, here)))
 
     def end(self, why: str) -> None:
         """Start ending the run: SIGTERM now, SIGKILL after :data:`ORPHAN_KILL_S`."""

@@ -32,6 +32,7 @@ from plexa.core.lifecycle import (
 from plexa.core.paths import RunPaths, log_dir, new_run_id
 from plexa.core.spec import PipelineSpec
 from plexa.data.counters import Counters
+from plexa.data.shm_check import shm_fallback
 from plexa.errors import ActorFailed, InvalidTransition, RemoteError, Timeout
 from plexa.launch.base import Launcher, Rung
 from plexa.launch.local import LocalLauncher
@@ -54,7 +55,7 @@ ALL_OR_NOTHING = frozenset({Signal.SETUP, Signal.RUN})
 
 def default_launcher(spec: PipelineSpec) -> Launcher:
     """Local processes; with ``hosts:``, the launcher that also reaches the hosts' agents."""
-    if spec.hosts:
+    if spec.hosts or spec.zenoh_links:
         from plexa.launch.remote import HostsLauncher
 
         return HostsLauncher(LocalLauncher())
@@ -81,6 +82,7 @@ class Nexus:
     ) -> None:
         self.paths = RunPaths.for_run(new_run_id())
         spec = with_recorder(spec, self.paths.run_id)  # adds the recorder actor if asked
+        spec = shm_fallback(spec)  # a tiny /dev/shm: links on Zenoh, with one warning
         self.spec = spec
         self.name = name or spec.name
         """The run's name (what ``plexa ctl NAME`` finds it by)."""
@@ -225,6 +227,7 @@ class Nexus:
             "actors": {n: a.proc.pid for n, a in self.actors.items() if a.proc is not None},
             "endpoints": {"actors": self.paths.endpoint("actors")},
             "log": str(self.log_path),
+            "hosts": {scope: host.endpoint for scope, host in self.spec.hosts.items()},
         }
         for attachment in self.attachments:
             extra = attachment.record_fields()
