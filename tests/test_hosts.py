@@ -16,6 +16,7 @@ import pytest
 pytest.importorskip("zenoh", reason="eclipse-zenoh is not installed (extra 'hosts')")
 
 import plexa
+import plexa.recording
 from conftest import wait_for
 from hostrig import AgentProc, free_port, placed
 from plexa.core import hostproto as hp
@@ -304,3 +305,31 @@ connections:
     assert shm_problem() is not None
     monkeypatch.delenv("PLEXA_SHM_MIN")
     assert shm_problem() is None
+
+
+@pytest.mark.slow
+def test_a_recording_of_links_on_zenoh_keeps_every_message_in_order(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("PLEXA_SHM_MIN", "1000TiB")  # every link on Zenoh, the recorder's too
+    path = tmp_path / "rec.mcap"
+    text = f"""
+name: rec-zenoh
+actors:
+  src: {{class: "actors:Source", options: {{count: 150, size: 4096}}}}
+  dst: {{class: "actors:Sink"}}
+connections:
+  src.out: [dst.inp]
+record: {{path: '{path}'}}
+"""
+    with plexa.Nexus(loads(text)) as nexus:
+        nexus.start()
+        nexus.setup()
+        nexus.run()
+        nexus.wait_until(lambda st: st["links"]["src.out->dst.inp"]["received"] >= 150, 30)
+        nexus.stop()
+        assert nexus.quit().clean
+    with plexa.recording.open(path) as rec:
+        got = list(rec.messages(["src.out"]))
+    assert [m.sequence for m in got] == list(range(150))
+    assert [int(m.obj.flat[0]) for m in got] == list(range(150))

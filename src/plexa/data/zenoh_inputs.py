@@ -294,6 +294,30 @@ class ZenohInputPort:
                 return obj
         return EMPTY
 
+    def take_stamped(self) -> Any:
+        """``(message, sequence number, time)`` from any link of this port, or :data:`EMPTY`.
+        The time (``time.monotonic_ns()``) is this host's at arrival: the producer's clock is
+        another machine's."""
+        subs = self._subs
+        n = len(subs)
+        for i in range(n):
+            sub = subs[(self._next + i) % n]
+            obj = sub.take()
+            if obj is not EMPTY:
+                self._next = (self._next + i + 1) % n
+                return obj, sub.expected - 1, time.monotonic_ns()
+        return EMPTY
+
+    def wait(self, timeout: float) -> None:
+        """Wait up to ``timeout`` s for a message (or a wake-up of the actor)."""
+        if self.has_pending():
+            return
+        if self._alarm is not None:
+            self._alarm.arm(time.monotonic() + timeout)
+            self._subs[0].block()
+        else:
+            self._idle_wait(timeout)
+
     def has_pending(self) -> bool:
         """True when a message (or a sync) waits on some link of this port."""
         if self._direct:
