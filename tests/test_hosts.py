@@ -201,6 +201,7 @@ actors:
         agent.stop()
     report = cleanup()  # what the killed agent's run left on its host
     assert report.files, report
+    assert not (Path(os.environ["PLEXA_RUNTIME_DIR"]) / "agent-b").exists()
 
 
 def _zombie(pid: int) -> bool:
@@ -333,3 +334,18 @@ record: {{path: '{path}'}}
         got = list(rec.messages(["src.out"]))
     assert [m.sequence for m in got] == list(range(150))
     assert [int(m.obj.flat[0]) for m in got] == list(range(150))
+
+
+def test_plexa_cleanup_removes_what_a_killed_agent_left() -> None:
+    agent = AgentProc("b", f"tcp/127.0.0.1:{free_port()}")
+    folder = Path(os.environ["PLEXA_RUNTIME_DIR"]) / "agent-b"
+    agent.kill()
+    assert (folder / "zenoh.sock").exists()
+    assert str(folder) in cleanup().files
+    assert not folder.exists()
+    again = AgentProc("b", f"tcp/127.0.0.1:{free_port()}")
+    try:
+        assert str(folder) not in cleanup().files  # a live agent's folder stays
+        assert folder.is_dir()
+    finally:
+        again.stop()

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import hmac
+import json
 import logging
 import os
 import queue
@@ -27,12 +28,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
+import psutil
 import zenoh
 import zmq
 
 from plexa.core import hostproto as hp
 from plexa.core import messages as msgs
-from plexa.core.paths import RunPaths, new_run_id, secure_root
+from plexa.core.paths import RunPaths, new_run_id, secure_root, write_private
 from plexa.core.spec import PipelineSpec
 from plexa.data.counter_rows import read_rows, write_rows
 from plexa.data.zenoh_presence import Presence
@@ -224,6 +226,9 @@ class Agent:
         with contextlib.suppress(FileNotFoundError):
             sock.unlink()
         self.local_endpoint = f"unixsock-stream/{sock}"
+        me = {"pid": os.getpid(), "uid": os.getuid(), "host": scope,
+              "create_time": psutil.Process().create_time()}  # fmt: skip
+        write_private(self.root / "agent.json", json.dumps(me).encode())
         settings = msgspec.structs.replace(
             settings, mode="router", listen=(*settings.listen, self.local_endpoint)
         )
@@ -386,8 +391,9 @@ class Agent:
         _close(self.session)
         for fd in (self._wake_r, self._wake_w):
             os.close(fd)
-        with contextlib.suppress(FileNotFoundError):
-            (self.root / "zenoh.sock").unlink()
+        for name in ("zenoh.sock", "agent.json"):
+            with contextlib.suppress(FileNotFoundError):
+                (self.root / name).unlink()
         with contextlib.suppress(OSError):
             self.root.rmdir()
 
