@@ -212,6 +212,11 @@ class _Host:
                 stop.wait(0.05)
                 continue
             answer = self._ask(session)
+            if isinstance(answer, hp.Joined):  # both sides check: an old agent may not
+                why = hp.mismatch(self.launcher.facts, answer.facts)
+                if why:
+                    self.order(hp.Leave())
+                    answer = hp.Refused(reason=why, facts=answer.facts)
             with self.lock:
                 if isinstance(answer, hp.Refused):
                     self.refused = answer.reason
