@@ -349,3 +349,30 @@ def test_plexa_cleanup_removes_what_a_killed_agent_left() -> None:
         assert folder.is_dir()
     finally:
         again.stop()
+
+
+def test_an_agent_that_dials_out_is_reached_through_a_router_the_nexus_reaches() -> None:
+    router = AgentProc("a", f"tcp/127.0.0.1:{free_port()}")  # any agent is a Zenoh router
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), *sys.path])}
+    dialer = subprocess.Popen(
+        [sys.executable, "-m", "plexa", "agent", "b", "--connect", router.endpoint],
+        stdout=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    try:
+        assert dialer.stdout is not None and dialer.stdout.readline().startswith("ready")
+        text = (
+            "name: via\nactors:\n  src: {class: 'actors:Source', options: {count: 100}}\n"
+            "  dst: {class: 'actors:Sink'}\nconnections:\n  src.out: [dst.inp]\n"
+        )
+        spec = placed(text, {"b": router.endpoint}, {"src": "b"})
+        with plexa.Nexus(spec) as nexus:
+            nexus.start()
+            nexus.setup()
+            nexus.run()
+            nexus.wait_until(lambda st: st["links"]["src.out->dst.inp"]["received"] >= 100, 20)
+            pid = nexus.status()["actors"]["src"]["pid"]
+            assert psutil.Process(pid).parent().pid == dialer.pid
+    finally:
+        dialer.terminate()
+        dialer.wait(15)
+        router.stop()
