@@ -376,3 +376,43 @@ def test_an_agent_that_dials_out_is_reached_through_a_router_the_nexus_reaches()
         dialer.terminate()
         dialer.wait(15)
         router.stop()
+
+
+@pytest.mark.slow
+def test_an_actor_that_lists_several_hosts_restarts_on_another_when_its_host_is_lost(
+    two_agents: dict[str, AgentProc],
+) -> None:
+    text = """
+name: elsewhere
+actors:
+  src: {class: "actors:Source", options: {count: 100000, rate_hz: 200}}
+  fit: {class: "actors:Counter", host: [a, b], restart: on-failure, backoff: 0.2}
+connections:
+  src.out: [fit.inp]
+"""
+    spec = load_text(text, {s: a.endpoint for s, a in two_agents.items()})
+    assert spec.actors["fit"].also == ("b",) and spec.crosses_hosts(spec.links[0])
+    with plexa.Nexus(spec) as nexus:
+        nexus.start()
+        nexus.setup()
+        nexus.run()
+        assert nexus.status()["actors"]["fit"]["host"] == "a"
+        two_agents["a"].kill()
+        nexus.wait_until(
+            lambda st: st["actors"]["fit"]["state"] == "running"
+            and st["actors"]["fit"]["host"] == "b",
+            20,
+        )
+        pid = nexus.status()["actors"]["fit"]["pid"]
+        assert psutil.Process(pid).parent().pid == two_agents["b"].pid
+        assert [f.kind for f in nexus.failures] == [FailureKind.HOST_LOST]
+        moved = nexus.status()["links"]["src.out->fit.inp"]["received"]
+        nexus.wait_until(  # the stream goes on into the new host
+            lambda st: st["links"]["src.out->fit.inp"]["received"] > moved + 50, 20
+        )
+    cleanup()  # what the killed agent's run left
+
+
+def load_text(text: str, hosts: dict[str, str]) -> plexa.PipelineSpec:
+    lines = "".join(f"  {s}: {{endpoint: '{e}'}}\n" for s, e in hosts.items())
+    return loads(f"hosts:\n{lines}{text}")

@@ -58,6 +58,8 @@ class RemoteProcess:
     def __init__(self, label: str, host: _Host, launch: int) -> None:
         self._label = label
         self.host = host
+        self.scope = host.scope
+        """The host it runs on."""
         self.launch = launch
         self.remote_pid = 0
         self.code: int | None = None
@@ -359,7 +361,7 @@ class HostsLauncher:
             request.import_path,
             (*request.env, *self._zenv),
         )
-        scope = self.spec.host_of(request.actor)
+        scope = self._place(request.actor)
         if not scope:
             return self.local.spawn(request)
         self.requests[request.actor] = request
@@ -369,6 +371,17 @@ class HostsLauncher:
         self.inbox(("dealer", request.actor))
         host.start(proc)
         return proc
+
+    def _place(self, actor: str) -> str:
+        """Where ``actor`` starts: its host, or the first of its other hosts that has
+        joined when its own has not (empty: here)."""
+        assert self.spec is not None
+        aspec = self.spec.actors[actor]
+        for scope in (aspec.host, *aspec.also):
+            host = self.hosts.get(scope)
+            if host is not None and host.joined:
+                return scope
+        return aspec.host
 
     def host_of(self, actor: str) -> str:
         """The host ``actor`` is placed on (empty: here)."""

@@ -96,7 +96,8 @@ class _Run:
         return ((ZENOH_ENV, json.dumps(zenv)),)
 
     def spawn(self, order: hp.Spawn) -> None:
-        if order.actor not in self.spec.actors or self.spec.host_of(order.actor) != self.scope:
+        aspec = self.spec.actors.get(order.actor)
+        if aspec is None or self.scope not in (aspec.host, *aspec.also):
             self.report(
                 hp.Exited(
                     actor=order.actor,
