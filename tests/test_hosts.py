@@ -65,6 +65,7 @@ def test_two_agents_on_loopback_carry_every_frame_and_status_names_the_hosts(
             "mid": "b",
             "dst": "",
         }
+        assert status["actors"]["src"]["cpu_percent"] is None  # its pid is another host's
         table = render_status(status)
         assert "src@a" in table and "mid@b" in table
         listed = [r for r in list_runs() if r.run_id == nexus.paths.run_id]

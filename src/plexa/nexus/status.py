@@ -118,7 +118,8 @@ class StatusBuilder:
                 HIST_BASE : HIST_BASE + HIST_BUCKETS
             ]
             ins, outs = self._ins[name], self._outs[name]
-            cpu, rss = self._usage.sample(facts.pid, now)
+            local_pid = None if facts.host else facts.pid  # another host's pid means nothing here
+            cpu, rss = self._usage.sample(local_pid, now)
             msgs_in = int(snap[ins, LinkField.RECEIVED].sum())
             msgs_out = int(snap[outs, OutputField.SENT].sum())
             if drained and uptime > 0:  # after a stop, the run's mean is the rate
