@@ -280,6 +280,7 @@ class HostsLauncher:
         self._entities: list[Any] = []
         self._presence: Presence | None = None
         self._counters: Counters | None = None
+        self._usage: dict[str, tuple[float | None, int | None]] = {}
         self._zenv: tuple[tuple[str, str], ...] = ()
         self._sock = ""
 
@@ -434,6 +435,11 @@ class HostsLauncher:
         """Copy an agent's counter rows into the run's counters."""
         if self._counters is not None:
             write_rows(self._counters, event.rows)
+        self._usage.update(event.usage)
+
+    def usage(self, actor: str) -> tuple[float | None, int | None]:
+        """CPU % and resident bytes of ``actor``'s process, as its host last reported."""
+        return self._usage.get(actor, (None, None))
 
     def rows(self, actor: str) -> dict[str, bytes]:
         """The rows ``actor`` owns, as the run's counters hold them now."""

@@ -43,6 +43,7 @@ from plexa.launch.base import LaunchRequest
 from plexa.launch.local import LocalLauncher, LocalProcess, sweep
 from plexa.launch.remote import ZENOH_ENV
 from plexa.nexus.rundir import RunResources, write_record
+from plexa.nexus.status import ProcessUsage
 
 __all__ = ["ORPHAN_KILL_S", "ZENOH_ENV", "Agent"]
 
@@ -77,6 +78,7 @@ class _Run:
             {"agent": True, "nexus_run": join.run_id, "config": self.spec.source},
         )
         self.procs: dict[str, _Proc] = {}
+        self.usage = ProcessUsage()
         self.seeded: set[str] = set()
         """Actors started here: their counts are reported."""
         self.launcher = LocalLauncher()
@@ -177,7 +179,12 @@ class _Run:
     def send_counts(self) -> None:
         here = sorted(self.seeded)  # never zeros over the nexus's counts
         if here:
-            self.report(hp.Counts(rows=read_rows(self.res.counters, self.spec, here)))
+            now = time.monotonic()
+            usage = {
+                name: self.usage.sample(p.proc.pid, now) for name, p in self.procs.items()
+            }
+            rows = read_rows(self.res.counters, self.spec, here)
+            self.report(hp.Counts(rows=rows, usage=usage))
 
     def end(self, why: str) -> None:
         """Start ending the run: SIGTERM now, SIGKILL after :data:`ORPHAN_KILL_S`."""

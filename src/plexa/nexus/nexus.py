@@ -209,6 +209,7 @@ class Nexus:
         try:
             self.resources = res = RunResources(self.paths, self.spec)
             self._status = StatusBuilder(self.spec, res.counters)
+            self._status.remote_usage = getattr(self.fleet.launcher, "usage", None)
             self.fleet.counters, self.fleet.domain = res.counters, res.domain
             self.loop = Loop(res.router, self.logs, self.fleet, self.attachments, self._on_report)
             for name in self.actors:
