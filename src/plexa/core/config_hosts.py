@@ -83,8 +83,9 @@ def check_hosts(
             tls = HostTls(**files)
     placed = dict(actors)
     for name, actor in actors.items():
-        if actor.host and actor.host not in hosts:
-            check.add(f"actors.{name}.host", f"unknown host {actor.host!r}",
-                      suggest(actor.host, hosts, "hosts"))  # fmt: skip
-            placed[name] = msgspec.structs.replace(actor, host="")
+        for host in (actor.host, *actor.also):
+            if host and host not in hosts:
+                check.add(f"actors.{name}.host", f"unknown host {host!r}",
+                          suggest(host, hosts, "hosts"))  # fmt: skip
+                placed[name] = msgspec.structs.replace(actor, host="", also=())
     return hosts, tls, placed

@@ -145,6 +145,9 @@ class ActorSpec(msgspec.Struct, frozen=True, kw_only=True):
     """Line of the actor's entry in its file, for messages."""
     host: str = ""
     """The host (a key of ``hosts:``) the actor runs on; empty: the nexus's host."""
+    also: tuple[str, ...] = ()
+    """Other hosts it may run on (``host: [a, b]``): a restart goes to the first one present
+    when its host is lost. Its links then always run on Zenoh."""
 
 
 class LinkSpec(msgspec.Struct, frozen=True, kw_only=True):
@@ -228,7 +231,8 @@ class PipelineSpec(msgspec.Struct, frozen=True, kw_only=True):
     def crosses_hosts(self, link: LinkSpec) -> bool:
         """True when ``link`` runs on Zenoh: its ends are on different hosts (or shared
         memory cannot be used)."""
-        return self.zenoh_links or self.host_of(link.src) != self.host_of(link.dst)
+        src, dst = self.actors[link.src], self.actors[link.dst]
+        return self.zenoh_links or src.host != dst.host or bool(src.also or dst.also)
 
     def links_from(self, actor: str) -> list[LinkSpec]:
         """Links whose producer is ``actor``."""

@@ -58,6 +58,8 @@ class RemoteProcess:
     def __init__(self, label: str, host: _Host, launch: int) -> None:
         self._label = label
         self.host = host
+        self.scope = host.scope
+        """The host it runs on."""
         self.launch = launch
         self.remote_pid = 0
         self.code: int | None = None
@@ -212,6 +214,11 @@ class _Host:
                 stop.wait(0.05)
                 continue
             answer = self._ask(session)
+            if isinstance(answer, hp.Joined):  # both sides check: an old agent may not
+                why = hp.mismatch(self.launcher.facts, answer.facts)
+                if why:
+                    self.order(hp.Leave())
+                    answer = hp.Refused(reason=why, facts=answer.facts)
             with self.lock:
                 if isinstance(answer, hp.Refused):
                     self.refused = answer.reason
@@ -273,6 +280,7 @@ class HostsLauncher:
         self._entities: list[Any] = []
         self._presence: Presence | None = None
         self._counters: Counters | None = None
+        self._usage: dict[str, tuple[float | None, int | None]] = {}
         self._zenv: tuple[tuple[str, str], ...] = ()
         self._sock = ""
 
@@ -354,7 +362,7 @@ class HostsLauncher:
             request.import_path,
             (*request.env, *self._zenv),
         )
-        scope = self.spec.host_of(request.actor)
+        scope = self._place(request.actor)
         if not scope:
             return self.local.spawn(request)
         self.requests[request.actor] = request
@@ -364,6 +372,17 @@ class HostsLauncher:
         self.inbox(("dealer", request.actor))
         host.start(proc)
         return proc
+
+    def _place(self, actor: str) -> str:
+        """Where ``actor`` starts: its host, or the first of its other hosts that has
+        joined when its own has not (empty: here)."""
+        assert self.spec is not None
+        aspec = self.spec.actors[actor]
+        for scope in (aspec.host, *aspec.also):
+            host = self.hosts.get(scope)
+            if host is not None and host.joined:
+                return scope
+        return aspec.host
 
     def host_of(self, actor: str) -> str:
         """The host ``actor`` is placed on (empty: here)."""
@@ -416,6 +435,11 @@ class HostsLauncher:
         """Copy an agent's counter rows into the run's counters."""
         if self._counters is not None:
             write_rows(self._counters, event.rows)
+        self._usage.update(event.usage)
+
+    def usage(self, actor: str) -> tuple[float | None, int | None]:
+        """CPU % and resident bytes of ``actor``'s process, as its host last reported."""
+        return self._usage.get(actor, (None, None))
 
     def rows(self, actor: str) -> dict[str, bytes]:
         """The rows ``actor`` owns, as the run's counters hold them now."""
