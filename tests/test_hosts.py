@@ -245,11 +245,29 @@ def test_hosts_and_host_lines_are_read_from_the_pipeline_file(tmp_path: Path) ->
     assert any("actors.fit.host: unknown host 'gpo'" in i for i in issues), issues
 
 
+def test_plain_tcp_to_an_agent_is_refused_without_insecure(tmp_path: Path) -> None:
+    (tmp_path / "p.yaml").write_text(
+        "hosts:\n  gpu: {endpoint: tcp/127.0.0.1:7447}\n"
+        "actors:\n  fit: {class: 'actors:Sink', host: gpu}\n"
+    )
+    issues = [str(i) for i in validate(tmp_path / "p.yaml")]
+    assert any("hosts.gpu.endpoint: plain tcp lets anyone" in i for i in issues), issues
+    spec = placed("actors:\n  fit: {class: 'actors:Chatty'}\n", {"gpu": "tcp/127.0.0.1:7"},
+                  {"fit": "gpu"}, insecure=False)  # fmt: skip
+    with plexa.Nexus(spec) as nexus, pytest.raises(plexa.ConfigError, match="plain tcp"):
+        nexus.start()
+    agent = subprocess.run(
+        [sys.executable, "-m", "plexa", "agent", "b", "--listen", "tcp/127.0.0.1:7"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert agent.returncode == 2 and "plain tcp lets anyone" in agent.stderr
+
+
 @pytest.mark.slow
 def test_a_killed_nexus_leaves_nothing_on_the_agent_host_after_2s(tmp_path: Path) -> None:
     agent = AgentProc("b", f"tcp/127.0.0.1:{free_port()}")
     (tmp_path / "pipe.yaml").write_text(
-        f"name: orphan\nhosts:\n  b: {{endpoint: '{agent.endpoint}'}}\n"
+        f"name: orphan\nhosts:\n  b: {{endpoint: '{agent.endpoint}', insecure: true}}\n"
         "actors:\n  far: {class: 'actors:Chatty', host: b}\n"
         "  near: {class: 'actors:Chatty'}\n"
     )
@@ -357,7 +375,7 @@ def test_an_agent_that_dials_out_is_reached_through_a_router_the_nexus_reaches()
     router = AgentProc("a", f"tcp/127.0.0.1:{free_port()}")  # any agent is a Zenoh router
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), *sys.path])}
     dialer = subprocess.Popen(
-        [sys.executable, "-m", "plexa", "agent", "b", "--connect", router.endpoint],
+        [sys.executable, "-m", "plexa", "agent", "b", "--connect", router.endpoint, "--insecure"],
         stdout=subprocess.PIPE, text=True, env=env,
     )  # fmt: skip
     try:
@@ -416,5 +434,5 @@ connections:
 
 
 def load_text(text: str, hosts: dict[str, str]) -> plexa.PipelineSpec:
-    lines = "".join(f"  {s}: {{endpoint: '{e}'}}\n" for s, e in hosts.items())
+    lines = "".join(f"  {s}: {{endpoint: '{e}', insecure: true}}\n" for s, e in hosts.items())
     return loads(f"hosts:\n{lines}{text}")

@@ -59,6 +59,10 @@ def check_hosts(
             why = f"must be tls/HOST:PORT or tcp/HOST:PORT, not {endpoint!r}"
             check.add(f"{path}.endpoint", why, "where the host's plexa agent listens")
             continue
+        if endpoint.startswith("tcp/") and entry.get("insecure") is not True:
+            check.add(f"{path}.endpoint", "plain tcp lets anyone who reaches the port (other "
+                      "users of this machine too) pose as the agent", "use tls/ (or "
+                      "insecure: true on a closed network)")  # fmt: skip
         key_file = entry.get("key_file", "")
         if not isinstance(key_file, str):
             check.add(f"{path}.key_file", f"must be a file name, not {key_file!r}")

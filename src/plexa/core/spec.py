@@ -109,7 +109,7 @@ class HostSpec(msgspec.Struct, frozen=True, kw_only=True):
     key_file: str = ""
     """A file holding the agent's key (its ``--key-file``); empty: no key asked."""
     insecure: bool = False
-    """Allow plain ``tcp/`` off this host (closed test networks, benchmarks only)."""
+    """Allow plain ``tcp/``, even on loopback (tests and closed networks only)."""
 
 
 class ActorSpec(msgspec.Struct, frozen=True, kw_only=True):

@@ -42,6 +42,7 @@ from plexa.data.counter_rows import read_rows, write_rows
 from plexa.data.counters import Counters
 from plexa.data.zenoh_presence import Presence
 from plexa.data.zenoh_session import TlsFiles, ZenohSettings, open_session
+from plexa.errors import ConfigError, ConfigIssue
 from plexa.launch.base import ActorProcess, Launcher, LaunchRequest
 
 __all__ = ["ZENOH_ENV", "HostsLauncher", "RemoteProcess"]
@@ -291,6 +292,13 @@ class HostsLauncher:
         self.spec, self.run_id = spec, request.run_id
         self._endpoint = paths.endpoint("actors")
         self._sock = str(paths.run_dir / "zenoh.sock")
+        for hspec in spec.hosts.values():
+            if hspec.endpoint.startswith("tcp/") and not hspec.insecure:
+                raise ConfigError([ConfigIssue(
+                    spec.source or "(spec)", None, f"hosts.{hspec.name}.endpoint",
+                    "plain tcp lets anyone who reaches the port (other users of this machine "
+                    "too) pose as the agent; use tls/ (or insecure: true on a closed network)",
+                )])  # fmt: skip
         tls = spec.tls
         local = f"unixsock-stream/{self._sock}"
         settings = ZenohSettings(
