@@ -23,11 +23,16 @@ _RUN_ENTRY = re.compile(r"^(plexa-([0-9a-f]{8})$|plx([0-9a-f]{8})_)")
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
+_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
+"""``gw0``, ``gw1``... under ``pytest -n N``: each worker gets its own folders, so its
+leftover checks and ``plexa cleanup`` see only its own runs."""
 _OURS = {
-    "PLEXA_RUNTIME_DIR": f"/tmp/plexa-test-{os.getpid()}",
-    "PLEXA_LOG_DIR": f"/tmp/plexa-test-logs-{os.getpid()}",
+    "PLEXA_RUNTIME_DIR": f"/tmp/plexa-test-{os.getpid()}{_WORKER}",
+    "PLEXA_LOG_DIR": f"/tmp/plexa-test-logs-{os.getpid()}{_WORKER}",
 }
 """This session's runtime and log folders (unless the caller chose others): removed at the end."""
+if _WORKER and os.environ.get("PLEXA_RUNTIME_DIR", "").startswith("/tmp/plexa-test-"):
+    os.environ.update(_OURS)  # not the folders the controlling process chose for itself
 _OURS = {k: v for k, v in _OURS.items() if os.environ.setdefault(k, v) == v}
 
 

@@ -41,7 +41,7 @@ class AgentProc:
         self.scope, self.endpoint = scope, endpoint
         wrap = ["ip", "netns", "exec", ns] if ns else []
         argv = [*wrap, sys.executable, "-m", "plexa", "agent", scope, "--listen", endpoint]
-        if endpoint.startswith("tcp/") and not endpoint.startswith("tcp/127."):
+        if endpoint.startswith("tcp/"):
             argv.append("--insecure")
         if key_file is not None:
             argv += ["--key-file", str(key_file)]
@@ -83,8 +83,9 @@ def placed(
     actors = dict(spec.actors)
     for actor, scope in where.items():
         actors[actor] = msgspec.structs.replace(actors[actor], host=scope)
+    options = {"insecure": True, **host_options}  # plain tcp on loopback, in tests only
     specs = {
-        scope: HostSpec(name=scope, endpoint=endpoint, **host_options)  # type: ignore[arg-type]
+        scope: HostSpec(name=scope, endpoint=endpoint, **options)  # type: ignore[arg-type]
         for scope, endpoint in hosts.items()
     }
     return msgspec.structs.replace(spec, actors=actors, hosts=specs)

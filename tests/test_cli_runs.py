@@ -67,6 +67,30 @@ def test_old_runs_are_pruned_beyond_the_newest_ones_and_by_age(tmp_path: Path) -
     assert found is not None and found.run_id == "00000004"
 
 
+def test_a_starting_run_prunes_old_runs_but_never_a_live_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from conftest import started
+    from plexa import Nexus, loads
+
+    monkeypatch.setenv("PLEXA_LOG_KEEP", "1")
+    logs = log_dir()
+    logs.mkdir(parents=True, exist_ok=True)
+    stale = [logs / f"stale-0000000{i}.log" for i in range(3)]
+    for i, path in enumerate(stale):
+        path.write_text("")
+        os.utime(path, (time.time() - 3600 + i, time.time() - 3600 + i))
+    spec = loads('actors: {a: {class: "actors:Chatty"}}', "live")
+    with started(spec) as first:
+        first.wait_until(lambda st: first.log_path.exists(), 10)
+        for path in stale:  # a newer file than the live run's: the live one is beyond KEEP
+            path.touch()
+        with Nexus(loads('actors: {a: {class: "actors:Idle"}}', "second")) as second:
+            second.start()
+            assert first.log_path.exists(), "a live run's log was pruned"
+            assert sum(p.exists() for p in stale) <= 1
+
+
 @pytest.mark.slow
 def test_logs_report_and_list_work_on_a_finished_run_by_its_name(tmp_path: Path) -> None:
     name = f"done{os.getpid()}"
@@ -117,3 +141,41 @@ def test_a_failed_run_lists_as_failed_and_its_report_carries_the_traceback(
     assert "exception in run: ValueError: boom in run" in text and "Traceback" in text
     listed = json.loads(plexa("list", "--all", "--json").stdout)
     assert [r["state"] for r in listed if r["name"] == name] == ["failed"]
+
+
+def test_logs_follow_prints_new_records_live_and_ends_with_the_run(tmp_path: Path) -> None:
+    import threading
+
+    from conftest import plexa_server, wait_for
+    from plexa.edges.client import connect
+
+    cfg = tmp_path / "chatty.yaml"
+    cfg.write_text('actors:\n  talk: {class: "actors:Chatty", options: {every: 0.05}}\n')
+    with plexa_server(cfg, prefix="follow") as run:
+        with connect(run.name) as c:
+            c.request("setup")
+            c.request("run")
+        env = {**os.environ, "PYTHONPATH": str(ROOT / "tests")}
+        follow = subprocess.Popen(
+            [sys.executable, "-m", "plexa", "logs", run.name, "--follow", "--lines", "1"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            cwd=ROOT,
+        )
+        lines: list[str] = []
+        reader = threading.Thread(target=lambda: lines.extend(iter(follow.stdout.readline, "")))  # type: ignore[union-attr]
+        reader.start()
+        try:
+            numbers = lambda: [int(x.split("line ")[1].split()[0]) for x in lines if "line " in x]  # noqa: E731
+            wait_for(lambda: len(numbers()) >= 20, 30, "twenty live records")
+            got = numbers()
+            assert got == list(range(got[0], got[0] + len(got))), "records lost or reordered"
+            assert all(" talk " in x for x in lines if "line " in x)
+        finally:
+            with connect(run.name) as c:
+                c.request("quit")
+        wait_for(lambda: follow.poll() is not None, 15, "logs --follow to end with the run")
+        reader.join(5)
+    assert follow.returncode == 0, follow.stderr.read()  # type: ignore[union-attr]

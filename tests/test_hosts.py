@@ -16,6 +16,7 @@ import pytest
 pytest.importorskip("zenoh", reason="eclipse-zenoh is not installed (extra 'hosts')")
 
 import plexa
+import plexa.recording
 from conftest import wait_for
 from hostrig import AgentProc, free_port, placed
 from plexa.core import hostproto as hp
@@ -72,6 +73,8 @@ def test_two_agents_on_loopback_carry_every_frame_and_status_names_the_hosts(
             pid = status["actors"][name]["pid"]
             assert psutil.Process(pid).parent().pid == two_agents[spec.host_of(name)].pid
         nexus.wait_until(lambda st: st["links"]["mid.out->dst.inp"]["received"] >= 300, 30)
+        usage = nexus.status()["actors"]["mid"]  # measured on its host, reported by the agent
+        assert usage["rss_bytes"] and usage["rss_bytes"] > 10 * 2**20, usage
         nexus.stop()
         seen = nexus.store.get("result:dst")["seen"]
         assert seen == list(range(300))
@@ -200,6 +203,7 @@ actors:
         agent.stop()
     report = cleanup()  # what the killed agent's run left on its host
     assert report.files, report
+    assert not (Path(os.environ["PLEXA_RUNTIME_DIR"]) / "agent-b").exists()
 
 
 def _zombie(pid: int) -> bool:
@@ -241,11 +245,29 @@ def test_hosts_and_host_lines_are_read_from_the_pipeline_file(tmp_path: Path) ->
     assert any("actors.fit.host: unknown host 'gpo'" in i for i in issues), issues
 
 
+def test_plain_tcp_to_an_agent_is_refused_without_insecure(tmp_path: Path) -> None:
+    (tmp_path / "p.yaml").write_text(
+        "hosts:\n  gpu: {endpoint: tcp/127.0.0.1:7447}\n"
+        "actors:\n  fit: {class: 'actors:Sink', host: gpu}\n"
+    )
+    issues = [str(i) for i in validate(tmp_path / "p.yaml")]
+    assert any("hosts.gpu.endpoint: plain tcp lets anyone" in i for i in issues), issues
+    spec = placed("actors:\n  fit: {class: 'actors:Chatty'}\n", {"gpu": "tcp/127.0.0.1:7"},
+                  {"fit": "gpu"}, insecure=False)  # fmt: skip
+    with plexa.Nexus(spec) as nexus, pytest.raises(plexa.ConfigError, match="plain tcp"):
+        nexus.start()
+    agent = subprocess.run(
+        [sys.executable, "-m", "plexa", "agent", "b", "--listen", "tcp/127.0.0.1:7"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert agent.returncode == 2 and "plain tcp lets anyone" in agent.stderr
+
+
 @pytest.mark.slow
 def test_a_killed_nexus_leaves_nothing_on_the_agent_host_after_2s(tmp_path: Path) -> None:
     agent = AgentProc("b", f"tcp/127.0.0.1:{free_port()}")
     (tmp_path / "pipe.yaml").write_text(
-        f"name: orphan\nhosts:\n  b: {{endpoint: '{agent.endpoint}'}}\n"
+        f"name: orphan\nhosts:\n  b: {{endpoint: '{agent.endpoint}', insecure: true}}\n"
         "actors:\n  far: {class: 'actors:Chatty', host: b}\n"
         "  near: {class: 'actors:Chatty'}\n"
     )
@@ -304,3 +326,113 @@ connections:
     assert shm_problem() is not None
     monkeypatch.delenv("PLEXA_SHM_MIN")
     assert shm_problem() is None
+
+
+@pytest.mark.slow
+def test_a_recording_of_links_on_zenoh_keeps_every_message_in_order(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("PLEXA_SHM_MIN", "1000TiB")  # every link on Zenoh, the recorder's too
+    path = tmp_path / "rec.mcap"
+    text = f"""
+name: rec-zenoh
+actors:
+  src: {{class: "actors:Source", options: {{count: 150, size: 4096}}}}
+  dst: {{class: "actors:Sink"}}
+connections:
+  src.out: [dst.inp]
+record: {{path: '{path}'}}
+"""
+    with plexa.Nexus(loads(text)) as nexus:
+        nexus.start()
+        nexus.setup()
+        nexus.run()
+        nexus.wait_until(lambda st: st["links"]["src.out->dst.inp"]["received"] >= 150, 30)
+        nexus.stop()
+        assert nexus.quit().clean
+    with plexa.recording.open(path) as rec:
+        got = list(rec.messages(["src.out"]))
+    assert [m.sequence for m in got] == list(range(150))
+    assert [int(m.obj.flat[0]) for m in got] == list(range(150))
+
+
+def test_plexa_cleanup_removes_what_a_killed_agent_left() -> None:
+    agent = AgentProc("b", f"tcp/127.0.0.1:{free_port()}")
+    folder = Path(os.environ["PLEXA_RUNTIME_DIR"]) / "agent-b"
+    agent.kill()
+    assert (folder / "zenoh.sock").exists()
+    assert str(folder) in cleanup().files
+    assert not folder.exists()
+    again = AgentProc("b", f"tcp/127.0.0.1:{free_port()}")
+    try:
+        assert str(folder) not in cleanup().files  # a live agent's folder stays
+        assert folder.is_dir()
+    finally:
+        again.stop()
+
+
+def test_an_agent_that_dials_out_is_reached_through_a_router_the_nexus_reaches() -> None:
+    router = AgentProc("a", f"tcp/127.0.0.1:{free_port()}")  # any agent is a Zenoh router
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), *sys.path])}
+    dialer = subprocess.Popen(
+        [sys.executable, "-m", "plexa", "agent", "b", "--connect", router.endpoint, "--insecure"],
+        stdout=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    try:
+        assert dialer.stdout is not None and dialer.stdout.readline().startswith("ready")
+        text = (
+            "name: via\nactors:\n  src: {class: 'actors:Source', options: {count: 100}}\n"
+            "  dst: {class: 'actors:Sink'}\nconnections:\n  src.out: [dst.inp]\n"
+        )
+        spec = placed(text, {"b": router.endpoint}, {"src": "b"})
+        with plexa.Nexus(spec) as nexus:
+            nexus.start()
+            nexus.setup()
+            nexus.run()
+            nexus.wait_until(lambda st: st["links"]["src.out->dst.inp"]["received"] >= 100, 20)
+            pid = nexus.status()["actors"]["src"]["pid"]
+            assert psutil.Process(pid).parent().pid == dialer.pid
+    finally:
+        dialer.terminate()
+        dialer.wait(15)
+        router.stop()
+
+
+@pytest.mark.slow
+def test_an_actor_that_lists_several_hosts_restarts_on_another_when_its_host_is_lost(
+    two_agents: dict[str, AgentProc],
+) -> None:
+    text = """
+name: elsewhere
+actors:
+  src: {class: "actors:Source", options: {count: 100000, rate_hz: 200}}
+  fit: {class: "actors:Counter", host: [a, b], restart: on-failure, backoff: 0.2}
+connections:
+  src.out: [fit.inp]
+"""
+    spec = load_text(text, {s: a.endpoint for s, a in two_agents.items()})
+    assert spec.actors["fit"].also == ("b",) and spec.crosses_hosts(spec.links[0])
+    with plexa.Nexus(spec) as nexus:
+        nexus.start()
+        nexus.setup()
+        nexus.run()
+        assert nexus.status()["actors"]["fit"]["host"] == "a"
+        two_agents["a"].kill()
+        nexus.wait_until(
+            lambda st: st["actors"]["fit"]["state"] == "running"
+            and st["actors"]["fit"]["host"] == "b",
+            20,
+        )
+        pid = nexus.status()["actors"]["fit"]["pid"]
+        assert psutil.Process(pid).parent().pid == two_agents["b"].pid
+        assert [f.kind for f in nexus.failures] == [FailureKind.HOST_LOST]
+        moved = nexus.status()["links"]["src.out->fit.inp"]["received"]
+        nexus.wait_until(  # the stream goes on into the new host
+            lambda st: st["links"]["src.out->fit.inp"]["received"] > moved + 50, 20
+        )
+    cleanup()  # what the killed agent's run left
+
+
+def load_text(text: str, hosts: dict[str, str]) -> plexa.PipelineSpec:
+    lines = "".join(f"  {s}: {{endpoint: '{e}', insecure: true}}\n" for s, e in hosts.items())
+    return loads(f"hosts:\n{lines}{text}")

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import html
 import os
+import re
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -206,6 +207,12 @@ def test_the_tables_fill_and_keys_pause_and_resume_the_run() -> None:
         assert set(nexus_states(nexus).values()) == {"running"}
 
 
+def screen_text(app: PlexaApp) -> str:
+    """The text of the rendered screen, as its SVG screenshot shows it."""
+    svg = app.export_screenshot()
+    return html.unescape(re.sub(r"<[^>]+>", "", svg)).replace("\xa0", " ")
+
+
 def test_screenshot_shows_actors_columns_and_keys() -> None:
     # A full golden SVG would differ on every run (rates, latencies, uptime, log times), so
     # this checks the stable parts of the rendered screen: names, headers and the footer.
@@ -299,19 +306,30 @@ def test_details_set_and_kill_keys_act_on_the_selected_actor() -> None:
                 text = app.screen.text  # type: ignore[attr-defined]
                 assert text.startswith("traces  (plexa.examples.imaging:RoiTraces)")
                 assert "options:" in text and "state running" in text
+                shots["details"] = screen_text(app)
                 await pilot.press("escape")
                 await pilot.press("e")
                 await wait_until(pilot, lambda: isinstance(app.screen, PromptScreen), "a prompt")
-                await pilot.press(*"n_rois 8", "enter")
+                await pilot.press(*"n_rois 8")
+                shots["prompt"] = screen_text(app)
+                await pilot.press("enter")
                 await wait_until(pilot, lambda: "set traces: ok" in notes, "the set to be done")
                 await pilot.press("k")
                 await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "a question")
                 assert "ends the run" in str(app.screen.question)  # type: ignore[attr-defined]
+                shots["confirm"] = screen_text(app)
                 await pilot.press("n")
                 await pilot.press("q")
 
+        shots: dict[str, str] = {}
         asyncio.run(main())
         assert nexus_states(nexus)["traces"] == "running"
+        # the rendered screens (snapshots of their stable text: numbers change every run)
+        assert "traces  (plexa.examples.imaging:RoiTraces)" in shots["details"]
+        assert "options:" in shots["details"] and "n_rois" in shots["details"]
+        assert "n_rois 8" in shots["prompt"] and "set" in shots["prompt"]
+        assert "ends the run" in shots["confirm"]
+        assert "traces" in shots["confirm"]
 
 
 def test_progress_and_improved_results_are_shown() -> None:

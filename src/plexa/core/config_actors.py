@@ -99,9 +99,13 @@ class PipelineChecker(Checker):
         workers = self.number(f"{path}.workers", get("workers"), "an integer >= 0")
         placed = resources(self, f"{path}.resources", entry.get("resources") or {})
         host = entry.get("host") or ""
-        if not isinstance(host, str):
-            self.add(f"{path}.host", f"must be a host name from hosts:, not {host!r}")
-            host = ""
+        if isinstance(host, list) and host and all(isinstance(h, str) and h for h in host):
+            host, also = host[0], tuple(host[1:])
+        elif isinstance(host, str):
+            also = ()
+        else:
+            self.add(f"{path}.host", f"must be a host name from hosts: (or a list), not {host!r}")
+            host, also = "", ()
         if not isinstance(cls_name, str) or not cls_name:
             hint = "e.g. class: 'pkg.module:Class'"
             self.add(path if cls_name is None else f"{path}.class", "needs a 'class'", hint)
@@ -136,6 +140,7 @@ class PipelineChecker(Checker):
             outputs=self.outputs[name],
             line=self.line(path),
             host=host,
+            also=also,
         )
 
     def import_class(self, key: str, target: str) -> type[Actor] | None:

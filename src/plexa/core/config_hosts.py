@@ -59,6 +59,10 @@ def check_hosts(
             why = f"must be tls/HOST:PORT or tcp/HOST:PORT, not {endpoint!r}"
             check.add(f"{path}.endpoint", why, "where the host's plexa agent listens")
             continue
+        if endpoint.startswith("tcp/") and entry.get("insecure") is not True:
+            check.add(f"{path}.endpoint", "plain tcp lets anyone who reaches the port (other "
+                      "users of this machine too) pose as the agent", "use tls/ (or "
+                      "insecure: true on a closed network)")  # fmt: skip
         key_file = entry.get("key_file", "")
         if not isinstance(key_file, str):
             check.add(f"{path}.key_file", f"must be a file name, not {key_file!r}")
@@ -83,8 +87,9 @@ def check_hosts(
             tls = HostTls(**files)
     placed = dict(actors)
     for name, actor in actors.items():
-        if actor.host and actor.host not in hosts:
-            check.add(f"actors.{name}.host", f"unknown host {actor.host!r}",
-                      suggest(actor.host, hosts, "hosts"))  # fmt: skip
-            placed[name] = msgspec.structs.replace(actor, host="")
+        for host in (actor.host, *actor.also):
+            if host and host not in hosts:
+                check.add(f"actors.{name}.host", f"unknown host {host!r}",
+                          suggest(host, hosts, "hosts"))  # fmt: skip
+                placed[name] = msgspec.structs.replace(actor, host="", also=())
     return hosts, tls, placed

@@ -152,6 +152,8 @@ class Counts(msgspec.Struct, frozen=True, kw_only=True, tag="counts"):
     name: the nexus copies them into the run's counters so status shows them."""
 
     rows: dict[str, bytes]
+    usage: dict[str, tuple[float | None, int | None]] = {}
+    """Per actor, CPU % and resident bytes of its process, as its host measures them."""
 
 
 Order = Spawn | Kill | Leave

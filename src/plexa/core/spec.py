@@ -11,6 +11,7 @@ from typing import Any
 import msgspec
 
 from plexa.core.hooks import WebhookSpec
+from plexa.core.jobs import JobSpec
 
 __all__ = [
     "ActorSpec",
@@ -148,7 +149,7 @@ class HostSpec(msgspec.Struct, frozen=True, kw_only=True):
     key_file: str = ""
     """A file holding the agent's key (its ``--key-file``); empty: no key asked."""
     insecure: bool = False
-    """Allow plain ``tcp/`` off this host (closed test networks, benchmarks only)."""
+    """Allow plain ``tcp/``, even on loopback (tests and closed networks only)."""
 
 
 class ActorSpec(msgspec.Struct, frozen=True, kw_only=True):
@@ -186,6 +187,9 @@ class ActorSpec(msgspec.Struct, frozen=True, kw_only=True):
     """Line of the actor's entry in its file, for messages."""
     host: str = ""
     """The host (a key of ``hosts:``) the actor runs on; empty: the nexus's host."""
+    also: tuple[str, ...] = ()
+    """Other hosts it may run on (``host: [a, b]``): a restart goes to the first one present
+    when its host is lost. Its links then always run on Zenoh."""
 
 
 class LinkSpec(msgspec.Struct, frozen=True, kw_only=True):
@@ -257,6 +261,8 @@ class PipelineSpec(msgspec.Struct, frozen=True, kw_only=True):
     """The nexus's mutual TLS files for its sessions with the hosts' agents."""
     webhooks: tuple[WebhookSpec, ...] = ()
     """Where the run's events are POSTed (``docs/web.md``)."""
+    jobs: tuple[JobSpec, ...] = ()
+    """Worker jobs started with the run (``docs/jobs.md``)."""
     zenoh_links: bool = False
     """Every link on Zenoh (set at start when shared memory cannot be used)."""
 
@@ -267,7 +273,8 @@ class PipelineSpec(msgspec.Struct, frozen=True, kw_only=True):
     def crosses_hosts(self, link: LinkSpec) -> bool:
         """True when ``link`` runs on Zenoh: its ends are on different hosts (or shared
         memory cannot be used)."""
-        return self.zenoh_links or self.host_of(link.src) != self.host_of(link.dst)
+        src, dst = self.actors[link.src], self.actors[link.dst]
+        return self.zenoh_links or src.host != dst.host or bool(src.also or dst.also)
 
     def links_from(self, actor: str) -> list[LinkSpec]:
         """Links whose producer is ``actor``."""

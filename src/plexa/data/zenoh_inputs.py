@@ -38,6 +38,8 @@ from plexa.errors import PlexaError, Timeout, WouldBlock
 
 __all__ = ["ZenohInputPort"]
 
+_unpack = HEADER.unpack_from
+
 
 class _In:
     """One link as its consumer holds it: a queue the Zenoh thread fills, the counters."""
@@ -119,11 +121,13 @@ class _In:
         body = sample.payload.to_bytes()
         if len(body) < HEADER.size:
             return
-        seq, t_ns, key, kind = HEADER.unpack_from(body)
+        seq, t_ns, key, kind = _unpack(body)
         if kind == WAKE:
             return
         self.queue.append((seq, t_ns, key, kind, body))
-        self.newest_seen = max(self.newest_seen, seq + (kind != SYNC))
+        end = seq + (kind != SYNC)
+        if end > self.newest_seen:
+            self.newest_seen = end
 
     def take(self) -> Any:
         """The next message, accounted for and decoded, or :data:`EMPTY`."""
@@ -138,18 +142,25 @@ class _In:
                 for _ in range(newest[-1] if newest else 0):
                     queue.popleft()
             seq, t_ns, key, kind, body = queue.popleft()
-            self._account(seq)
+            if seq != self.expected:
+                self._account(seq)
             if kind == SYNC:
                 self._ack(force=True)
                 continue
-            self.expected = seq + 1
-            self.row[LinkField.CONSUMED] = seq + 1
-            self._ack(force=False)
+            row = self.row
+            self.expected = row[LinkField.CONSUMED] = seq + 1
+            if self.credits and seq + 1 - self.acked >= self.ack_every:
+                self._ack(force=True)
             if t_ns:
                 latency = max(time.time_ns() - t_ns, 0)
-                self.row[LinkField.LATENCY_NS] = latency
-                self.row[bucket(latency)] += 1
+                row[LinkField.LATENCY_NS] = latency
+                row[bucket(latency)] += 1
             try:
+                if kind == ARRAY:  # (inlined _decode: this runs once per message)
+                    layout = _layouts.get(key) or _learn(key, body)
+                    return np.frombuffer(body, layout[1], offset=HEADER.size + layout[2]).reshape(
+                        layout[0]
+                    )
                 return self._decode(key, kind, body)
             except Exception as exc:  # refused or unreadable: counted, never handed on
                 self.row[LinkField.LOST] += 1
@@ -256,6 +267,8 @@ class ZenohInputPort:
         ]
         self._next = 0
         self._alarm = _Alarm(session, self._subs[0].key) if self._direct else None
+        if len(self._subs) == 1:
+            self.take = self._subs[0].take  # type: ignore[method-assign]
 
     def _wake(self) -> None:
         if self._waiting:  # only a consumer about to sleep needs the (costly) signal
@@ -280,6 +293,30 @@ class ZenohInputPort:
                 self._next = (self._next + i + 1) % n
                 return obj
         return EMPTY
+
+    def take_stamped(self) -> Any:
+        """``(message, sequence number, time)`` from any link of this port, or :data:`EMPTY`.
+        The time (``time.monotonic_ns()``) is this host's at arrival: the producer's clock is
+        another machine's."""
+        subs = self._subs
+        n = len(subs)
+        for i in range(n):
+            sub = subs[(self._next + i) % n]
+            obj = sub.take()
+            if obj is not EMPTY:
+                self._next = (self._next + i + 1) % n
+                return obj, sub.expected - 1, time.monotonic_ns()
+        return EMPTY
+
+    def wait(self, timeout: float) -> None:
+        """Wait up to ``timeout`` s for a message (or a wake-up of the actor)."""
+        if self.has_pending():
+            return
+        if self._alarm is not None:
+            self._alarm.arm(time.monotonic() + timeout)
+            self._subs[0].block()
+        else:
+            self._idle_wait(timeout)
 
     def has_pending(self) -> bool:
         """True when a message (or a sync) waits on some link of this port."""

@@ -206,8 +206,17 @@ class ZenohOutputPort:
 
     def put(self, obj: object, timeout: float | None = None) -> None:
         """Send ``obj`` to every linked input, waiting for room on ``block`` links."""
-        self._wait_room(timeout)
-        self._send(*self._encode(obj))
+        last = self.sent - 1
+        for out in self._blocking:  # (inlined _room: this runs once per message)
+            if not out.matched or last - out.acked >= out.capacity:
+                self._wait_room(timeout)
+                break
+        if type(obj) is np.ndarray and obj.dtype.kind != "O":
+            frame = self._frames.get((obj.shape, obj.dtype)) or self._frame(obj.shape, obj.dtype)
+            frame.view[...] = obj  # the one copy on this side
+            self._send(frame.buf, frame.key, ARRAY)
+        else:
+            self._send(*self._encode(obj))
 
     def put_nowait(self, obj: object) -> None:
         """Send ``obj`` now, or raise :class:`WouldBlock` if a ``block`` link is full."""
@@ -260,11 +269,15 @@ class ZenohOutputPort:
             HEADER.pack_into(buf, 0, seq, t_ns, key, kind)
         else:  # an encoded object: header placeholder already in front
             buf = HEADER.pack(seq, t_ns, key, kind) + buf[HEADER.size :]
-        data = zenoh.ZBytes(buf)
         row = self._row
         row[OutputField.SENT] = self.sent = seq + 1
-        for out in self._outs:
-            out.publisher.put(data)
+        outs = self._outs
+        if len(outs) == 1:
+            outs[0].publisher.put(buf)
+        else:
+            data = zenoh.ZBytes(buf)  # one copy for every link
+            for out in outs:
+                out.publisher.put(data)
         row[OutputField.BYTES] += len(buf)
 
     def loan(

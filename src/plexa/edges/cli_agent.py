@@ -56,6 +56,12 @@ def register(app: typer.Typer) -> None:
         )
         if not listen and not connect:
             raise typer.BadParameter("give --listen or --connect")
+        plain = [e for e in (*(listen or ()), *(connect or ())) if e.startswith("tcp/")]
+        if plain and not insecure:
+            print(f"error: {plain[0]}: plain tcp lets anyone who reaches the port (other users "
+                  "of this machine too) start code as you; use tls/ (or --insecure on a "
+                  "closed network)", file=sys.stderr)  # fmt: skip
+            raise typer.Exit(2)
         key = key_file.read_text().strip() if key_file is not None else ""
         settings = ZenohSettings(
             listen=tuple(listen or ()), connect=tuple(connect or ()), tls=tls, insecure=insecure

@@ -127,7 +127,7 @@ def _serve(
     """
     from plexa.nexus.attach import Listener
     from plexa.nexus.driver import drive
-    from plexa.nexus.history import prune
+    from plexa.nexus.jobs import Jobs
     from plexa.nexus.nexus import Nexus
     from plexa.nexus.server import ControlServer
 
@@ -143,7 +143,6 @@ def _serve(
             raise typer.Exit(2) from None
     run_name = name or spec.name
     spec = msgspec.structs.replace(spec, name=run_name)  # logs, reports, data: by run name
-    prune()
 
     def show_log(actor: str, rec: msgs.LogRecord) -> None:
         if rec.level >= (20 if console else 30):
@@ -167,6 +166,7 @@ def _serve(
     except BaseException:
         claim.release()
         raise
+    Jobs(nexus, spec.jobs).serve(server)  # launch, jobs; the file's jobs start with the run
     events = EventLines(spec, lambda line: err.print(Text(line)))
     if not tui:  # failures and restarts the moment they happen, the traceback once
         nexus.attach(Listener(events))

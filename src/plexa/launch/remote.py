@@ -42,6 +42,7 @@ from plexa.data.counter_rows import read_rows, write_rows
 from plexa.data.counters import Counters
 from plexa.data.zenoh_presence import Presence
 from plexa.data.zenoh_session import TlsFiles, ZenohSettings, open_session
+from plexa.errors import ConfigError, ConfigIssue
 from plexa.launch.base import ActorProcess, Launcher, LaunchRequest
 
 __all__ = ["ZENOH_ENV", "HostsLauncher", "RemoteProcess"]
@@ -58,6 +59,8 @@ class RemoteProcess:
     def __init__(self, label: str, host: _Host, launch: int) -> None:
         self._label = label
         self.host = host
+        self.scope = host.scope
+        """The host it runs on."""
         self.launch = launch
         self.remote_pid = 0
         self.code: int | None = None
@@ -212,6 +215,11 @@ class _Host:
                 stop.wait(0.05)
                 continue
             answer = self._ask(session)
+            if isinstance(answer, hp.Joined):  # both sides check: an old agent may not
+                why = hp.mismatch(self.launcher.facts, answer.facts)
+                if why:
+                    self.order(hp.Leave())
+                    answer = hp.Refused(reason=why, facts=answer.facts)
             with self.lock:
                 if isinstance(answer, hp.Refused):
                     self.refused = answer.reason
@@ -273,6 +281,7 @@ class HostsLauncher:
         self._entities: list[Any] = []
         self._presence: Presence | None = None
         self._counters: Counters | None = None
+        self._usage: dict[str, tuple[float | None, int | None]] = {}
         self._zenv: tuple[tuple[str, str], ...] = ()
         self._sock = ""
 
@@ -283,6 +292,13 @@ class HostsLauncher:
         self.spec, self.run_id = spec, request.run_id
         self._endpoint = paths.endpoint("actors")
         self._sock = str(paths.run_dir / "zenoh.sock")
+        for hspec in spec.hosts.values():
+            if hspec.endpoint.startswith("tcp/") and not hspec.insecure:
+                raise ConfigError([ConfigIssue(
+                    spec.source or "(spec)", None, f"hosts.{hspec.name}.endpoint",
+                    "plain tcp lets anyone who reaches the port (other users of this machine "
+                    "too) pose as the agent; use tls/ (or insecure: true on a closed network)",
+                )])  # fmt: skip
         tls = spec.tls
         local = f"unixsock-stream/{self._sock}"
         settings = ZenohSettings(
@@ -354,7 +370,7 @@ class HostsLauncher:
             request.import_path,
             (*request.env, *self._zenv),
         )
-        scope = self.spec.host_of(request.actor)
+        scope = self._place(request.actor)
         if not scope:
             return self.local.spawn(request)
         self.requests[request.actor] = request
@@ -364,6 +380,17 @@ class HostsLauncher:
         self.inbox(("dealer", request.actor))
         host.start(proc)
         return proc
+
+    def _place(self, actor: str) -> str:
+        """Where ``actor`` starts: its host, or the first of its other hosts that has
+        joined when its own has not (empty: here)."""
+        assert self.spec is not None
+        aspec = self.spec.actors[actor]
+        for scope in (aspec.host, *aspec.also):
+            host = self.hosts.get(scope)
+            if host is not None and host.joined:
+                return scope
+        return aspec.host
 
     def host_of(self, actor: str) -> str:
         """The host ``actor`` is placed on (empty: here)."""
@@ -416,6 +443,11 @@ class HostsLauncher:
         """Copy an agent's counter rows into the run's counters."""
         if self._counters is not None:
             write_rows(self._counters, event.rows)
+        self._usage.update(event.usage)
+
+    def usage(self, actor: str) -> tuple[float | None, int | None]:
+        """CPU % and resident bytes of ``actor``'s process, as its host last reported."""
+        return self._usage.get(actor, (None, None))
 
     def rows(self, actor: str) -> dict[str, bytes]:
         """The rows ``actor`` owns, as the run's counters hold them now."""

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import hmac
+import json
 import logging
 import os
 import queue
@@ -27,12 +28,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
+import psutil
 import zenoh
 import zmq
 
 from plexa.core import hostproto as hp
 from plexa.core import messages as msgs
-from plexa.core.paths import RunPaths, new_run_id, secure_root
+from plexa.core.paths import RunPaths, new_run_id, secure_root, write_private
 from plexa.core.spec import PipelineSpec
 from plexa.data.counter_rows import read_rows, write_rows
 from plexa.data.zenoh_presence import Presence
@@ -41,6 +43,7 @@ from plexa.launch.base import LaunchRequest
 from plexa.launch.local import LocalLauncher, LocalProcess, sweep
 from plexa.launch.remote import ZENOH_ENV
 from plexa.nexus.rundir import RunResources, write_record
+from plexa.nexus.status import ProcessUsage
 
 __all__ = ["ORPHAN_KILL_S", "ZENOH_ENV", "Agent"]
 
@@ -75,6 +78,7 @@ class _Run:
             {"agent": True, "nexus_run": join.run_id, "config": self.spec.source},
         )
         self.procs: dict[str, _Proc] = {}
+        self.usage = ProcessUsage()
         self.seeded: set[str] = set()
         """Actors started here: their counts are reported."""
         self.launcher = LocalLauncher()
@@ -94,7 +98,8 @@ class _Run:
         return ((ZENOH_ENV, json.dumps(zenv)),)
 
     def spawn(self, order: hp.Spawn) -> None:
-        if order.actor not in self.spec.actors or self.spec.host_of(order.actor) != self.scope:
+        aspec = self.spec.actors.get(order.actor)
+        if aspec is None or self.scope not in (aspec.host, *aspec.also):
             self.report(
                 hp.Exited(
                     actor=order.actor,
@@ -174,7 +179,12 @@ class _Run:
     def send_counts(self) -> None:
         here = sorted(self.seeded)  # never zeros over the nexus's counts
         if here:
-            self.report(hp.Counts(rows=read_rows(self.res.counters, self.spec, here)))
+            now = time.monotonic()
+            usage = {
+                name: self.usage.sample(p.proc.pid, now) for name, p in self.procs.items()
+            }
+            rows = read_rows(self.res.counters, self.spec, here)
+            self.report(hp.Counts(rows=rows, usage=usage))
 
     def end(self, why: str) -> None:
         """Start ending the run: SIGTERM now, SIGKILL after :data:`ORPHAN_KILL_S`."""
@@ -224,6 +234,9 @@ class Agent:
         with contextlib.suppress(FileNotFoundError):
             sock.unlink()
         self.local_endpoint = f"unixsock-stream/{sock}"
+        me = {"pid": os.getpid(), "uid": os.getuid(), "host": scope,
+              "create_time": psutil.Process().create_time()}  # fmt: skip
+        write_private(self.root / "agent.json", json.dumps(me).encode())
         settings = msgspec.structs.replace(
             settings, mode="router", listen=(*settings.listen, self.local_endpoint)
         )
@@ -386,8 +399,9 @@ class Agent:
         _close(self.session)
         for fd in (self._wake_r, self._wake_w):
             os.close(fd)
-        with contextlib.suppress(FileNotFoundError):
-            (self.root / "zenoh.sock").unlink()
+        for name in ("zenoh.sock", "agent.json"):
+            with contextlib.suppress(FileNotFoundError):
+                (self.root / name).unlink()
         with contextlib.suppress(OSError):
             self.root.rmdir()
 

@@ -16,6 +16,7 @@ import re
 import shutil
 import signal
 import stat
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -278,4 +279,21 @@ def cleanup() -> CleanupReport:
             report.files.append(str(paths.run_dir))
     if root.is_dir():
         report.files += remove_stale_claims(root)
+        report.files += _remove_dead_agents(root)
     return report
+
+
+def _remove_dead_agents(root: Path) -> list[str]:
+    """The folders (``agent-HOST``: its record and Zenoh socket) of agents that are dead."""
+    removed = []
+    for entry in root.glob("agent-*"):
+        if not _mine(entry, stat.S_IFDIR):
+            continue
+        record = _read(entry / "agent.json")
+        if record is not None and _alive(record):
+            continue
+        if record is None and time.time() - entry.stat().st_mtime < 10:
+            continue  # an agent starting now has not written its record yet
+        shutil.rmtree(entry, ignore_errors=True)
+        removed.append(str(entry))
+    return removed

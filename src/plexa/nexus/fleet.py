@@ -183,7 +183,7 @@ class Fleet:
                 "state": entry.state.value,
                 "pid": entry.proc.pid if entry.proc is not None else None,
                 "restarts": entry.restarts,
-                "host": self.spec.host_of(name),
+                "host": getattr(entry.proc, "scope", None) or self.spec.host_of(name),
             }
             node = getattr(entry.proc, "node", None)  # where a launcher places actors
             if node is not None:

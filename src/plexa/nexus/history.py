@@ -7,6 +7,8 @@ in :func:`~plexa.core.paths.log_dir` (see :func:`~plexa.core.paths.run_log`). ``
 Pruning rule (:func:`prune`, applied when a run starts): the files of the newest
 :data:`KEEP_RUNS` runs are kept, and of those only the ones younger than
 :data:`KEEP_DAYS` days; ``PLEXA_LOG_KEEP`` (runs) and ``PLEXA_LOG_KEEP_DAYS`` change the two.
+A run that is still alive is never pruned. :meth:`plexa.nexus.nexus.Nexus.start` applies it,
+so runs started from Python are pruned like those of ``plexa run``.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from plexa.core.paths import log_dir, parse_run_file
+from plexa.nexus.cleanup import list_runs
 
 __all__ = ["KEEP_DAYS", "KEEP_RUNS", "FinishedRun", "finished_runs", "latest", "prune"]
 
@@ -97,7 +100,10 @@ def prune(
     keep = int(os.environ.get("PLEXA_LOG_KEEP", KEEP_RUNS)) if keep is None else keep
     if days is None:
         days = float(os.environ.get("PLEXA_LOG_KEEP_DAYS", KEEP_DAYS))
-    runs = finished_runs(directory)
+    live: set[str] = set()
+    with contextlib.suppress(Exception):  # a live run's log is still being written
+        live = {r.run_id for r in list_runs() if r.alive}
+    runs = [r for r in finished_runs(directory) if r.run_id not in live]
     cutoff = time.time() - days * 86400
     kept = runs[len(runs) - keep :] if keep > 0 else []
     old = runs[: len(runs) - len(kept)] + [r for r in kept if r.mtime < cutoff]

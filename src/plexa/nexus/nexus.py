@@ -39,6 +39,7 @@ from plexa.launch.local import LocalLauncher
 from plexa.nexus.attach import Attachment
 from plexa.nexus.failures import ActorFailure, QuitReport
 from plexa.nexus.fleet import Entry, Fleet
+from plexa.nexus.history import prune
 from plexa.nexus.logs import LogMerger, LogSink
 from plexa.nexus.loop import Loop
 from plexa.nexus.recorder import with_recorder
@@ -208,9 +209,12 @@ class Nexus:
         """Create the run's resources and one process per actor; wait for every handshake."""
 
         self.busy = "start"
+        with contextlib.suppress(OSError):
+            prune()  # the logs and reports of old runs (plexa.nexus.history has the rule)
         try:
             self.resources = res = RunResources(self.paths, self.spec)
             self._status = StatusBuilder(self.spec, res.counters)
+            self._status.remote_usage = getattr(self.fleet.launcher, "usage", None)
             self.fleet.counters, self.fleet.domain = res.counters, res.domain
             self.loop = Loop(res.router, self.logs, self.fleet, self.attachments, self._on_report)
             for name in self.actors:
@@ -492,6 +496,8 @@ class Nexus:
             return QuitReport((), (), (), (), tuple(self.failures), log=str(self.log_path))
         began = time.monotonic()
         self._closed = self.fleet.closed = True
+        for attachment in list(self.attachments):  # jobs and the like end first
+            attachment.closing()
         rungs: dict[str, Rung] = {}
         if self.resources is not None:
             live_states = (ActorState.RUNNING, ActorState.PAUSED)

@@ -160,6 +160,19 @@ class FanIn:
                 return obj
         return EMPTY
 
+    def take_stamped(self) -> Any:
+        """``(message, sequence number, time)`` from either side, or :data:`EMPTY`."""
+        for i in range(2):
+            got = self.ports[(self._next + i) % 2].take_stamped()
+            if got is not EMPTY:
+                self._next = (self._next + i + 1) % 2
+                return got
+        return EMPTY
+
+    def wait(self, timeout: float) -> None:
+        """Wait up to ``timeout`` s for a wake-up of the actor."""
+        self._idle_wait(timeout)
+
     def has_pending(self) -> bool:
         """True when either side has a message."""
         return any(port.has_pending() for port in self.ports)
