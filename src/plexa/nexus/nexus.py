@@ -54,7 +54,12 @@ ALL_OR_NOTHING = frozenset({Signal.SETUP, Signal.RUN})
 
 
 def default_launcher(spec: PipelineSpec) -> Launcher:
-    """Local processes; with ``hosts:``, the launcher that also reaches the hosts' agents."""
+    """Local processes; with ``launch: ray``, one Ray actor per actor (``docs/ray.md``); with
+    ``hosts:``, the launcher that also reaches the hosts' agents."""
+    if spec.settings.launch == "ray":
+        from plexa.launch.ray import RayLauncher
+
+        return RayLauncher(spec.settings.ray)
     if spec.hosts or spec.zenoh_links:
         from plexa.launch.remote import HostsLauncher
 
