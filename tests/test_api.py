@@ -19,6 +19,7 @@ TOP_LEVEL = {
     "testing": "runtime",
     "recording": "data",
     "replay": "runtime",
+    "jobs": "runtime",
     "__main__": "edges",
     "__init__": "edges",
     "examples": "edges",

@@ -43,6 +43,12 @@ ROUTES: list[tuple[str, str, dict[str, Any] | None]] = [
     ("POST", "/runs/{name}/actors/mid/set", {"key": "delay", "value": 0.0}),
     ("POST", "/runs/{name}/actors/mid/invoke", {"method": "nothing", "args": []}),
     ("GET", "/runs/{name}/events", None),
+    ("GET", "/runs/{name}/jobs", None),
+    ("POST", "/runs/{name}/jobs", {"module": "plexa.examples.job_http"}),
+    ("GET", "/runs/{name}/webhooks", None),
+    ("POST", "/runs/{name}/webhooks", {"url": "http://127.0.0.1:9/", "secret": "k"}),
+    ("DELETE", "/runs/{name}/webhooks/x", None),
+    ("GET", "/", None),
 ]
 
 
@@ -54,7 +60,7 @@ def test_health_needs_no_token_and_every_other_route_refuses_a_missing_or_wrong_
         assert anon.get("/openapi.json").json()["info"]["title"] == "plexa"
     for token in (None, "wrong"):
         with web.client(token) as c:
-            for method, path, body in ROUTES:
+            for method, path, body in ROUTES[:-1]:  # the page holds no run data
                 r = c.request(method, path.format(name=web.name), json=body)
                 assert r.status_code == 401, (method, path, token, r.text)
                 assert r.headers["www-authenticate"] == "Bearer"
@@ -177,3 +183,16 @@ def test_a_non_loopback_bind_without_tls_is_refused() -> None:
     )  # fmt: skip
     assert r.returncode == 2
     assert "without TLS" in r.stderr
+
+
+def test_jobs_are_launched_and_listed_over_http(web: Web) -> None:
+    with web.client() as c:
+        r = c.post(f"/runs/{web.name}/jobs", json={"module": "plexa.examples.job_http",
+                                                    "name": "site", "config": {"k": 1}})
+        assert r.status_code == 201, r.text
+        row = r.json()
+        assert row["name"] == "site" and row["port"] > 0 and len(row["guid"]) == 16
+        wait_for(lambda: {j["name"]: j for j in c.get(f"/runs/{web.name}/jobs").json()}
+                 ["site"]["state"] == "running", 20, "the job running")  # fmt: skip
+        bad = c.post(f"/runs/{web.name}/jobs", json={"module": "1nope"})
+        assert bad.status_code == 409 and "not a module name" in bad.json()["detail"]["error"]

@@ -21,12 +21,15 @@ import yaml
 from plexa.core.config_actors import PipelineChecker, Unresolved, locate
 from plexa.core.config_hooks import check_webhooks
 from plexa.core.config_hosts import check_hosts
+from plexa.core.config_jobs import check_jobs
 from plexa.core.spec import PipelineSpec, RecordSpec
 from plexa.errors import ConfigError, ConfigIssue
 
 __all__ = ["format_issues", "load", "loads", "resolve_class", "validate"]
 
-TOP_KEYS = ("name", "settings", "actors", "connections", "record", "hosts", "tls", "webhooks")
+TOP_KEYS = (
+    "name", "settings", "actors", "connections", "record", "hosts", "tls", "webhooks", "jobs",
+)  # fmt: skip
 _MAP, _SEQ = "tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"
 
 
@@ -183,6 +186,7 @@ def _check(text: str, source: str) -> tuple[PipelineSpec | None, list[ConfigIssu
     record = check.record(data.get("record"), actors)
     hosts, tls, actors = check_hosts(check, data.get("hosts"), data.get("tls"), actors, source)
     webhooks = check_webhooks(check, data.get("webhooks"))
+    jobs = check_jobs(check, data.get("jobs"))
     if record is None and settings.use_watcher:  # improv's spelling of "record: all"
         record = RecordSpec()
     if check.issues:
@@ -197,5 +201,6 @@ def _check(text: str, source: str) -> tuple[PipelineSpec | None, list[ConfigIssu
         hosts=hosts,
         tls=tls,
         webhooks=webhooks,
+        jobs=jobs,
     )
     return spec, []

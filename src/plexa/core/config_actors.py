@@ -13,8 +13,9 @@ import msgspec
 
 from plexa.core.actor import Actor
 from plexa.core.config_checks import Checker, suggest
+from plexa.core.config_ray import resources
 from plexa.core.options import accepts
-from plexa.core.spec import ActorSpec, Restart
+from plexa.core.spec import ActorSpec, Resources, Restart
 
 __all__ = ["ACTOR_KEYS", "PipelineChecker", "Unresolved", "locate"]
 
@@ -30,6 +31,7 @@ ACTOR_KEYS = (
     "improved_delta",
     "checkpoint_delta",
     "workers",
+    "resources",
 )
 IMPROV_KEYS = ("package", *ACTOR_KEYS)
 _PATH_HINT = "check the spelling, and that its directory is on PYTHONPATH"
@@ -95,6 +97,7 @@ class PipelineChecker(Checker):
             for key in ("progress_delta", "improved_delta", "checkpoint_delta")
         }
         workers = self.number(f"{path}.workers", get("workers"), "an integer >= 0")
+        placed = resources(self, f"{path}.resources", entry.get("resources") or {})
         host = entry.get("host") or ""
         if isinstance(host, list) and host and all(isinstance(h, str) and h for h in host):
             host, also = host[0], tuple(host[1:])
@@ -132,6 +135,7 @@ class PipelineChecker(Checker):
             improved_delta=float(service["improved_delta"] or 0.0),
             checkpoint_delta=float(service["checkpoint_delta"] or 0.0),
             workers=int(workers or 0),
+            resources=placed or Resources(),
             inputs=cls.declared_inputs(),
             outputs=self.outputs[name],
             line=self.line(path),

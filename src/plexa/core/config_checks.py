@@ -91,6 +91,8 @@ class Checker:
         return None
 
     def settings(self, raw: object) -> Settings:
+        from plexa.core import config_ray
+
         if raw is None:
             return Settings()
         if not isinstance(raw, dict):
@@ -115,6 +117,10 @@ class Checker:
                 values[key] = value
             elif key == "on_failure":
                 values[key] = self.choice(path, value, OnFailure)
+            elif key in ("launch", "pool"):
+                values[key] = value
+            elif key == "ray":
+                values[key] = config_ray.ray_settings(self, path, value)
             elif key in ("metrics", "use_watcher", "use_hdd"):
                 if not isinstance(value, bool):
                     self.add(path, f"must be true or false, not {value!r}")
@@ -123,6 +129,7 @@ class Checker:
                 want = "a number >= 0" if key == "drain_timeout" else "a positive number"
                 got = self.number(path, value, want)
                 values[key] = None if got is None else float(got)
+        config_ray.check_launch(self, values)
         return Settings(**{k: v for k, v in values.items() if v is not None})
 
     def record(self, raw: object, actors: dict[str, ActorSpec]) -> RecordSpec | None:

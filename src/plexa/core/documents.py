@@ -106,6 +106,8 @@ class ActorFacts(_Doc, frozen=True, kw_only=True):
     """Its last progress report, once it made one."""
     failure: FailureInfo | UnsetType = UNSET
     """Present only while its current process is failed."""
+    node: str | UnsetType = UNSET
+    """The Ray node its process runs on, ``IP (node id prefix)`` (``launch: ray`` only)."""
 
 
 class ActorStatus(ActorFacts, frozen=True, kw_only=True):

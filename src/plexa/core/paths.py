@@ -280,6 +280,8 @@ def store_dir(settings: Settings, pipeline: str, paths: RunPaths) -> Path:
 ENV_ACTOR = "PLEXA_ACTOR"
 """Set in every actor process (with ``PLEXA_RUN_DIR``): the actor's name. Together they
 mark everything an actor starts, even in another session."""
+RAY_ADDRESS_ENV = "PLEXA_RAY_ADDRESS"
+"""Set in the actor processes of a run on Ray: the cluster's address (``pool: ray`` joins it)."""
 
 RUN_ID_LENGTH = 8
 """Hex digits of a run id (:func:`new_run_id`)."""

@@ -11,6 +11,7 @@ from typing import Any
 import msgspec
 
 from plexa.core.hooks import WebhookSpec
+from plexa.core.jobs import JobSpec
 
 __all__ = [
     "ActorSpec",
@@ -20,7 +21,9 @@ __all__ = [
     "OnFailure",
     "PipelineSpec",
     "Policy",
+    "RaySettings",
     "RecordSpec",
+    "Resources",
     "Restart",
     "Settings",
 ]
@@ -51,6 +54,18 @@ class OnFailure(enum.StrEnum):
 
     STOP = "stop"
     CONTINUE = "continue"
+
+
+class RaySettings(msgspec.Struct, frozen=True, kw_only=True):
+    """Where a run on Ray finds its cluster (``settings.ray``; see ``docs/ray.md``)."""
+
+    address: str = ""
+    """The cluster's address (``HOST:PORT`` of its GCS, or ``auto``); empty: plexa starts a
+    local Ray instance for the run and stops it at the end."""
+    num_cpus: int | None = None
+    """CPUs of the local Ray instance (None: the machine's); ignored with ``address``."""
+    object_store_memory: int = 80 * 2**20
+    """Bytes of the local instance's object store (only the pool's tasks use it)."""
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
@@ -85,6 +100,32 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """improv's spelling: the store on disk, in the pipeline's data directory."""
     use_watcher: bool = False
     """improv's spelling of ``record: all``: record every output (see ``docs/recording.md``)."""
+    launch: str = "local"
+    """Where actor processes run: ``local`` (this machine) or ``ray`` (one Ray actor each)."""
+    pool: str = "local"
+    """Where ``map``/``imap`` run: ``local`` (worker processes) or ``ray`` (Ray tasks)."""
+    ray: RaySettings = msgspec.field(default_factory=RaySettings)
+    """The Ray cluster of ``launch: ray`` and ``pool: ray``."""
+
+
+class Resources(msgspec.Struct, frozen=True, kw_only=True):
+    """What an actor needs of the node it is placed on (its ``resources:``), for launchers
+    that place actors (Ray); the local launcher ignores it."""
+
+    num_cpus: float = 0.0
+    """CPUs reserved (0: the actor fits anywhere, like a local process)."""
+    num_gpus: float = 0.0
+    """GPUs reserved (fractions share one)."""
+    memory: int = 0
+    """Bytes of memory reserved (0: none)."""
+    custom: dict[str, float] = msgspec.field(default_factory=dict)
+    """Custom resources a node must offer (``{camera: 1}``)."""
+    node: str = ""
+    """Run on this node only (a Ray node id, or its IP address); empty: anywhere."""
+    soft: bool = False
+    """With ``node``: prefer that node, but run elsewhere if it is gone or full."""
+    labels: dict[str, str] = msgspec.field(default_factory=dict)
+    """Node labels the node must carry (``{zone: lab-2}``)."""
 
 
 class HostTls(msgspec.Struct, frozen=True, kw_only=True):
@@ -136,6 +177,8 @@ class ActorSpec(msgspec.Struct, frozen=True, kw_only=True):
     """Seconds between checkpoints of an actor with ``get_state`` (0: only on stop)."""
     workers: int = 0
     """Worker processes for ``map``/``imap`` (0: one per core)."""
+    resources: Resources = msgspec.field(default_factory=Resources)
+    """What the actor needs of its node, where a launcher places actors (Ray)."""
     inputs: tuple[str, ...] = ()
     """Input ports the class declares."""
     outputs: tuple[str, ...] = ()
@@ -218,6 +261,8 @@ class PipelineSpec(msgspec.Struct, frozen=True, kw_only=True):
     """The nexus's mutual TLS files for its sessions with the hosts' agents."""
     webhooks: tuple[WebhookSpec, ...] = ()
     """Where the run's events are POSTed (``docs/web.md``)."""
+    jobs: tuple[JobSpec, ...] = ()
+    """Worker jobs started with the run (``docs/jobs.md``)."""
     zenoh_links: bool = False
     """Every link on Zenoh (set at start when shared memory cannot be used)."""
 

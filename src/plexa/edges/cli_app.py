@@ -127,6 +127,7 @@ def _serve(
     """
     from plexa.nexus.attach import Listener
     from plexa.nexus.driver import drive
+    from plexa.nexus.jobs import Jobs
     from plexa.nexus.nexus import Nexus
     from plexa.nexus.server import ControlServer
 
@@ -165,6 +166,7 @@ def _serve(
     except BaseException:
         claim.release()
         raise
+    Jobs(nexus, spec.jobs).serve(server)  # launch, jobs; the file's jobs start with the run
     events = EventLines(spec, lambda line: err.print(Text(line)))
     if not tui:  # failures and restarts the moment they happen, the traceback once
         nexus.attach(Listener(events))
@@ -267,15 +269,24 @@ def run(
     links: Annotated[
         list[str] | None, typer.Option(help="Outputs to record (actor.port; default all).")
     ] = None,
+    ray: Annotated[
+        str | None,
+        typer.Option(
+            help="Run every actor on this Ray cluster (HOST:PORT, auto; 'local' starts one).",
+            metavar="ADDRESS",
+        ),
+    ] = None,
 ) -> None:
     """Run a pipeline in the foreground until Ctrl-C or --duration; exit 1 if an actor failed."""
     from plexa.edges.cli_record import with_record_option
+    from plexa.launch.ray import on_ray
 
     if tui:
         _need_textual()
+    recording = with_record_option(record, links)
     _serve(
         file,
-        transform=with_record_option(record, links),
+        transform=lambda spec: on_ray(recording(spec) if recording else spec, ray),
         resume=resume,
         name=name,
         bind=None,
@@ -311,16 +322,24 @@ def server(
     http_bind: Annotated[str, typer.Option(help="Address for --http.")] = "127.0.0.1",
     tls_cert: Annotated[Path | None, typer.Option(help="TLS certificate for --http.")] = None,
     tls_key: Annotated[Path | None, typer.Option(help="TLS private key for --http.")] = None,
+    ray: Annotated[
+        str | None,
+        typer.Option(
+            help="Run every actor on this Ray cluster (HOST:PORT, auto; 'local' starts one).",
+            metavar="ADDRESS",
+        ),
+    ] = None,
 ) -> None:
     """Run a pipeline headless, steered with plexa ctl / plexa client until it is told to quit."""
     from plexa.edges.cli_web import AttachedWeb, check_bind
+    from plexa.launch.ray import on_ray
 
     web: Callable[[str], Any] | None = None
     if http is not None:
         check_bind(http_bind, tls_cert, tls_key)
         web = lambda run: AttachedWeb.start(run, http, http_bind, tls_cert, tls_key)  # noqa: E731
     _serve(file, name=name, bind=bind, duration=duration, hold=hold, as_json=False,
-           console=False, attach=web)  # fmt: skip
+           console=False, attach=web, transform=lambda spec: on_ray(spec, ray))  # fmt: skip
 
 
 @app.command(

@@ -69,6 +69,9 @@ COMMANDS: dict[str, CtlCommand] = {
         _cmd("snapshot", "", "config, status, recent logs and latest results (JSON)"),
         _cmd("ping", "", "check that the nexus answers; prints the round trip"),
         _cmd("record", "start|stop [ACTOR.PORT...]", "start or stop the recorder", "start"),
+        _cmd("launch", "MODULE [NAME]", "start a worker job (--config FILE: its config, JSON "
+             "or YAML; docs/jobs.md)", "plexa.examples.job_http web"),
+        _cmd("jobs", "", "the worker jobs: guid, port, module, state, pid, restarts"),
     )
 }
 """Every ``plexa ctl`` command, in the order ``--help`` lists them."""
@@ -76,6 +79,7 @@ COMMANDS: dict[str, CtlCommand] = {
 _OPTIONS = """options (anywhere after ctl):
   --json          print the reply as a plain JSON document (status: as `plexa run --json`)
   --timeout S     seconds to wait for the reply (default 30)
+  --config FILE   launch: the job's configuration (JSON or YAML), written to its stdin
   --host H        the run's host, when NAME is the path of a copy of its run record
                   (a run served with plexa server --bind; see docs/security.md)
   --force         kill even when that ends the run (restart: never under on_failure: stop)
@@ -98,13 +102,16 @@ class CtlArgs:
     timeout: float = 30.0
     force: bool = False
     host: str | None = None
+    config: str | None = None
+    """``launch --config FILE``."""
 
 
 def usage() -> str:
     """The help text: every command with its syntax, what it does and an example."""
     width = max(len(f"{c.name} {c.syntax}") for c in COMMANDS.values())
     lines = [
-        "usage: plexa ctl NAME COMMAND [ARGS] [--json] [--timeout S] [--force] [--host H]",
+        "usage: plexa ctl NAME COMMAND [ARGS] [--json] [--timeout S] [--force] [--host H] "
+        "[--config FILE]",
         "",
         "Send one command to the running pipeline NAME: its run name or id (see plexa list),",
         "or the path of a copy of its run record (a remote run, with --host).",
@@ -131,7 +138,8 @@ def _is_number(word: str) -> bool:
 def parse(argv: list[str]) -> CtlArgs:
     """Parse the words after ``plexa ctl``; raises :class:`CtlUsage` with the reason."""
     words: list[str] = []
-    flags: dict[str, Any] = {"as_json": False, "timeout": 30.0, "force": False, "host": None}
+    flags: dict[str, Any] = {"as_json": False, "timeout": 30.0, "force": False, "host": None,
+                             "config": None}  # fmt: skip
     it = iter(argv)
     rest = False
     for word in it:
@@ -147,6 +155,10 @@ def parse(argv: list[str]) -> CtlArgs:
             flags["host"] = word.partition("=")[2] or next(it, "")
             if not flags["host"]:
                 raise CtlUsage("--host needs a host name or address")
+        elif word == "--config" or word.startswith("--config="):
+            flags["config"] = word.partition("=")[2] or next(it, "")
+            if not flags["config"]:
+                raise CtlUsage("--config needs a file name")
         elif word == "--timeout" or word.startswith("--timeout="):
             value = word.partition("=")[2] or next(it, "")
             if not _is_number(value) or float(value) <= 0:
@@ -170,6 +182,8 @@ def parse(argv: list[str]) -> CtlArgs:
         raise CtlUsage(f"record takes start or stop, not {args[0]!r} ({form})")
     if flags["force"] and command != "kill":
         raise CtlUsage("--force applies to kill only")
+    if flags["config"] is not None and command != "launch":
+        raise CtlUsage("--config applies to launch only")
     return CtlArgs(name, command, args, **flags)
 
 
@@ -193,7 +207,25 @@ def request_of(a: CtlArgs) -> tuple[str, str | None, dict[str, Any]]:
         return "invoke", "recorder", {"method": "record", "args": args, "timeout_s": a.timeout}
     if a.command == "logs":
         return "logs", None, {"lines": int(a.args[0]) if a.args else 100}
+    if a.command == "launch":
+        launch: dict[str, Any] = {"module": a.args[0], "name": a.args[1] if len(a.args) > 1 else ""}
+        if a.config is not None:
+            launch["config"] = _read_config(a.config)
+        return "launch", None, launch
+    if a.command == "jobs":
+        return "jobs", None, {}
     return a.command, (a.args[0] if a.args else None), {}
+
+
+def _read_config(path: str) -> Any:
+    """A job's configuration file: JSON, or YAML (a superset); raises CtlUsage if unreadable."""
+    import yaml
+
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return yaml.safe_load(fh)
+    except (OSError, yaml.YAMLError) as exc:
+        raise CtlUsage(f"--config {path}: {exc}") from None
 
 
 def _kill_ends_run(client: Any, actor: str) -> bool:
@@ -211,6 +243,13 @@ def render(command: str, value: Any, elapsed: float, out: TextIO) -> None:
         from plexa.edges.tables import render_status
 
         out.write(render_status(value) + "\n")
+    elif command == "jobs":
+        cols = ("name", "guid", "port", "module", "state", "pid", "restarts", "session", "reason")
+        rows = [[str(job.get(c) if job.get(c) is not None else "-") for c in cols] for job in value]
+        widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(cols)]
+        for row in [list(cols), *rows]:
+            line = "  ".join(w.ljust(n) for w, n in zip(row, widths, strict=True))
+            out.write(line.rstrip() + "\n")
     elif command == "ping":
         out.write(f"{value} ({elapsed * 1e3:.1f} ms)\n")
     elif command == "logs":
@@ -246,7 +285,12 @@ def main(argv: list[str]) -> int:
     except PlexaError as exc:
         sys.stderr.write(f"error: {exc}\n")
         return 1
-    command, actor, args = request_of(a)
+    try:
+        command, actor, args = request_of(a)
+    except CtlUsage as exc:
+        client.close()
+        sys.stderr.write(f"error: {exc}\n")
+        return 2
     with client:
         try:
             if a.command == "kill" and not a.force and actor and _kill_ends_run(client, actor):

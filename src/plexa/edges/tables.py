@@ -180,6 +180,11 @@ def render_status(status: dict[str, Any], rates: dict[str, float] | None = None)
     headers = list(ACTOR_COLUMNS if progress_col else ACTOR_COLUMNS[:-1])
     align = ("ll" + "r" * 10 + "l")[: len(headers)]
     lines += grid(headers, [r[: len(headers)] for r in rows], align)
+    nodes: dict[str, list[str]] = {}
+    for name, a in actors.items():
+        if a.get("node"):
+            nodes.setdefault(a["node"], []).append(name)
+    lines += [f"ray node {node}: {', '.join(names)}" for node, names in nodes.items()]
     links = status.get("links", {})
     if links:
         lines += ["", *grid(LINK_COLUMNS, _link_rows(links), "ll" + "r" * 8)]

@@ -32,7 +32,7 @@ from plexa.edges.client import Client, connect
 from plexa.edges.webhooks import Dispatcher
 from plexa.errors import PlexaError, RemoteError, Timeout
 
-__all__ = ["InvokeBody", "SetBody", "WebhookBody", "create_app", "metrics_text"]
+__all__ = ["InvokeBody", "JobBody", "SetBody", "WebhookBody", "create_app", "metrics_text"]
 
 RunCommand = Literal["setup", "run", "pause", "resume", "stop", "abort"]
 ActorCommand = Literal["setup", "run", "pause", "resume", "stop", "abort", "kill", "revive"]
@@ -80,6 +80,17 @@ class WebhookBody(BaseModel):
     backoff_s: float = 0.5
 
 
+class JobBody(BaseModel):
+    """``POST /runs/{name}/jobs``: start ``python -m module`` with ``config`` on its stdin."""
+
+    module: str
+    name: str = ""
+    config: Any = None
+    args: list[str] = []
+    restart: Literal["never", "on-failure", "always"] = "never"
+    config_timeout: float = 3.0
+
+
 class _Runs:
     """One control connection per run, shared by the request threads under a lock (a zmq
     socket is used by one thread at a time)."""
@@ -90,7 +101,7 @@ class _Runs:
         self._hooks: dict[str, Dispatcher] = {}
         self._lock = threading.Lock()
 
-    def request(self, name: str, command: str, actor: str | None = None, **args: Any) -> Any:
+    def request(self, name: str, command: str, actor: str | None = None, /, **args: Any) -> Any:
         if name not in self.names:
             raise HTTPException(404, f"no run {name!r} is served here (served: {self.names})")
         with self._lock:
@@ -203,6 +214,16 @@ def create_app(names: list[str], token: str) -> FastAPI:
         if not runs.hooks(name).remove(hook_id):
             raise HTTPException(404, f"no webhook {hook_id!r}")
         return {"removed": hook_id}
+
+    @app.post("/runs/{name}/jobs", dependencies=auth, status_code=201)
+    def launch_job(name: str, body: JobBody) -> JSONResponse:
+        """Start a worker job (docs/jobs.md): its row (guid, port, module, state, pid...)."""
+        return JSONResponse(runs.request(name, "launch", **body.model_dump()), 201)
+
+    @app.get("/runs/{name}/jobs", dependencies=auth)
+    def list_jobs(name: str) -> JSONResponse:
+        """The run's worker jobs: guid, name, port, module, state, pid, restarts, session."""
+        return JSONResponse(runs.request(name, "jobs"))
 
     @app.post("/runs/{name}/actors/{actor}/set", dependencies=auth)
     def set_option(name: str, actor: str, body: SetBody) -> JSONResponse:

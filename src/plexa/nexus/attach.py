@@ -34,6 +34,9 @@ class Attachment:
     def tick(self) -> None:
         """Once per turn of the nexus's loop (at least every 0.1 s while the nexus polls)."""
 
+    def closing(self) -> None:
+        """The run quits (called before its actors are stopped): end what you started."""
+
 
 class Listener(Attachment):
     """An attachment that only hears events: ``nexus.attach(Listener(fn))``."""

@@ -185,6 +185,9 @@ class Fleet:
                 "restarts": entry.restarts,
                 "host": getattr(entry.proc, "scope", None) or self.spec.host_of(name),
             }
+            node = getattr(entry.proc, "node", None)  # where a launcher places actors
+            if node is not None:
+                info["node"] = node
             progress = latest.get(name, {}).get("progress")
             if progress is not None:
                 info["progress"] = {k: progress[k] for k in ("done", "total", "message")}

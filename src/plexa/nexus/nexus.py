@@ -54,7 +54,12 @@ ALL_OR_NOTHING = frozenset({Signal.SETUP, Signal.RUN})
 
 
 def default_launcher(spec: PipelineSpec) -> Launcher:
-    """Local processes; with ``hosts:``, the launcher that also reaches the hosts' agents."""
+    """Local processes; with ``launch: ray``, one Ray actor per actor (``docs/ray.md``); with
+    ``hosts:``, the launcher that also reaches the hosts' agents."""
+    if spec.settings.launch == "ray":
+        from plexa.launch.ray import RayLauncher
+
+        return RayLauncher(spec.settings.ray)
     if spec.hosts or spec.zenoh_links:
         from plexa.launch.remote import HostsLauncher
 
@@ -491,6 +496,8 @@ class Nexus:
             return QuitReport((), (), (), (), tuple(self.failures), log=str(self.log_path))
         began = time.monotonic()
         self._closed = self.fleet.closed = True
+        for attachment in list(self.attachments):  # jobs and the like end first
+            attachment.closing()
         rungs: dict[str, Rung] = {}
         if self.resources is not None:
             live_states = (ActorState.RUNNING, ActorState.PAUSED)

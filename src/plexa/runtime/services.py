@@ -207,7 +207,11 @@ class ServiceHooks:
     # ----- pool -------------------------------------------------------------------------------
     def pool(self) -> Any:
         """The actor's worker pool (started on first use)."""
-        if self._pool is None:
+        if self._pool is None and self.spec.settings.pool == "ray":
+            from plexa.runtime.ray_pool import RayPool
+
+            self._pool = RayPool(self.aspec.workers or None, safe_point=self.safe_point)
+        elif self._pool is None:
             from plexa.runtime.pool import WorkerPool
 
             self._pool = WorkerPool(self.aspec.workers or None, safe_point=self.safe_point)

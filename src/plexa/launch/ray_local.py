@@ -1,0 +1,112 @@
+"""What a local Ray instance started for a run needs: a private token, and a way to find
+and remove what it left behind (see :mod:`plexa.launch.ray`)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+__all__ = [
+    "AUTH_MODE_ENV",
+    "AUTH_TOKEN_ENV",
+    "TEMP_PREFIX",
+    "private_token",
+    "ray_leftovers",
+    "restore_env",
+    "sweep_ray",
+]
+
+TEMP_PREFIX = "plexa-ray-"
+"""Local Ray instances keep their files in ``$TMPDIR/plexa-ray-RUNID`` (sockets, logs)."""
+AUTH_MODE_ENV = "RAY_AUTH_MODE"
+AUTH_TOKEN_ENV = "RAY_AUTH_TOKEN"
+
+
+def private_token() -> dict[str, str | None]:
+    """Have the Ray instances started from here authenticate with a fresh token held in
+    this process's environment (inherited by Ray's processes) instead of one Ray would
+    write to ``~/.ray``. Returns what to give :func:`restore_env` afterwards."""
+    saved = {k: os.environ.get(k) for k in (AUTH_MODE_ENV, AUTH_TOKEN_ENV)}
+    os.environ[AUTH_MODE_ENV] = "token"
+    os.environ[AUTH_TOKEN_ENV] = secrets.token_hex(32)
+    _reread_config()
+    return saved
+
+
+def restore_env(saved: dict[str, str | None]) -> None:
+    """Put back the environment variables :func:`private_token` changed."""
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+    if saved:
+        _reread_config()
+
+
+def _reread_config() -> None:
+    with contextlib.suppress(Exception):  # Ray caches its config: have it read the mode again
+        from ray._raylet import Config  # type: ignore[attr-defined]
+
+        Config.initialize("")
+
+
+def _users_of(folder: Path) -> list[int]:
+    """Pids of this user's processes (but this one) whose command line names ``folder``."""
+    import psutil
+
+    marker = str(folder)
+    pids = []
+    for proc in psutil.process_iter(["cmdline", "uids"]):
+        with contextlib.suppress(psutil.Error, TypeError):
+            if proc.info["uids"].real != os.getuid() or proc.pid == os.getpid():
+                continue
+            if any(marker in arg for arg in proc.info["cmdline"]):
+                pids.append(proc.pid)
+    return pids
+
+
+def ray_leftovers(run_id: str | None = None) -> Iterator[tuple[Path, list[int]]]:
+    """Local Ray folders of plexa runs (of ``run_id``, or all) and the pids of this user's
+    processes still using each (a nexus killed with ``kill -9`` leaves Ray's agents)."""
+    root = Path(tempfile.gettempdir())
+    pattern = f"{TEMP_PREFIX}{run_id}" if run_id else f"{TEMP_PREFIX}*"
+    for folder in root.glob(pattern):
+        with contextlib.suppress(OSError):
+            if folder.is_dir() and folder.stat().st_uid == os.getuid():
+                yield folder, _users_of(folder)
+
+
+def sweep_ray(folder: Path, grace: float = 3.0) -> list[int]:
+    """End every process of the Ray instance whose files are in ``folder`` (SIGTERM, then
+    SIGKILL after ``grace``) and remove the folder, also what a process that was ending
+    wrote there afterwards. Returns the pids signalled."""
+    import psutil
+
+    pids = _users_of(folder)
+    live = []
+    for pid in pids:
+        with contextlib.suppress(psutil.Error):
+            proc = psutil.Process(pid)
+            proc.terminate()
+            live.append(proc)
+    _, still = psutil.wait_procs(live, timeout=grace)
+    for proc in still:
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
+    psutil.wait_procs(still, timeout=grace)
+    deadline = time.monotonic() + grace
+    while True:
+        shutil.rmtree(folder, ignore_errors=True)
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.2)  # a process that was ending may still write its last log line
+        if not folder.exists():
+            break
+    return pids

@@ -1,0 +1,128 @@
+"""``launch: ray`` on a local Ray instance that plexa starts and stops, and the checks of
+what a pipeline file says about Ray (``docs/ray.md``)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+import plexa
+from conftest import HERE
+from plexa.core.spec import Resources
+from plexa.launch.ray import actor_options
+from plexa.launch.ray_local import ray_leftovers
+
+ROOT = HERE.parent
+
+
+def test_launch_pool_ray_and_resources_are_read_from_the_file() -> None:
+    spec = plexa.loads(
+        """
+name: t
+settings: {launch: ray, pool: ray, ray: {num_cpus: 2, object_store_memory: 100MB}}
+actors:
+  cam: {class: "actors:Source", resources: {num_cpus: 1, num_gpus: 0.5, memory: 1GB,
+        custom: {camera: 1}, labels: {zone: lab2}}}
+"""
+    )
+    assert spec.settings.launch == "ray" and spec.settings.pool == "ray"
+    assert spec.settings.ray.num_cpus == 2 and spec.settings.ray.object_store_memory == 100e6
+    options = actor_options(spec.actors["cam"].resources)
+    assert options == {
+        "num_cpus": 1.0,
+        "num_gpus": 0.5,
+        "memory": 1_000_000_000,
+        "resources": {"camera": 1.0},
+        "label_selector": {"zone": "lab2"},
+        "max_restarts": 0,  # restarts are plexa's
+        "max_task_retries": 0,
+        "max_concurrency": 8,
+    }
+
+
+def test_an_actor_without_resources_fits_anywhere() -> None:
+    spec = plexa.loads('name: t\nactors: {cam: {class: "actors:Source"}}\n')
+    assert actor_options(spec.actors["cam"].resources)["num_cpus"] == 0
+
+
+A, B = "ab" * 28, "cd" * 28  # node ids
+
+
+def test_a_soft_node_is_kept_while_it_is_there_and_forgotten_once_it_is_gone() -> None:
+    soft = Resources(node="10.0.0.7", soft=True)
+    there = actor_options(soft, {"10.0.0.7": A, A: A})["scheduling_strategy"]
+    assert (there.node_id, there.soft) == (A, False)
+    assert "scheduling_strategy" not in actor_options(soft, {B: B})
+    hard = actor_options(Resources(node=A), {})["scheduling_strategy"]
+    assert (hard.node_id, hard.soft) == (A, False)  # Ray then fails it: plexa restarts
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("settings: {launch: rey}", "settings.launch: must be one of local, ray, not 'rey'"),
+        ("settings: {pool: ray}", "settings.pool: pool: ray needs a Ray cluster"),
+        ("settings: {ray: {num_cpu: 2}}", "unknown key 'num_cpu' (did you mean 'num_cpus'?)"),
+        ("settings: {ray: {object_store_memory: 1MB}}", "at least 75MB"),
+        ("actors: {a: {class: 'actors:Source', resources: {num_cpu: 1}}}", "'num_cpus'?"),
+        ("actors: {a: {class: 'actors:Source', resources: {memory: lots}}}", "must be a size"),
+        ("actors: {a: {class: 'actors:Source', resources: {custom: {x: -1}}}}", "positive"),
+        ("actors: {a: {class: 'actors:Source', resources: {node: 3}}}", "Ray node id"),
+        ("actors: {a: {class: 'actors:Source', resources: {labels: [a]}}}", "label names"),
+    ],
+)
+def test_wrong_ray_settings_and_resources_are_named_with_their_line(
+    text: str, message: str
+) -> None:
+    body = f"name: t\n{text}\n"
+    if "actors" not in text:
+        body += "actors: {a: {class: 'actors:Source'}}\n"
+    with pytest.raises(plexa.ConfigError) as err:
+        plexa.loads(body)
+    assert message in str(err.value)
+    assert "<string>:2:" in str(err.value)
+
+
+@pytest.mark.slow
+def test_the_imaging_example_on_a_local_ray_accounts_for_every_frame_and_leaves_nothing(
+    tmp_path: Path,
+) -> None:
+    config = tmp_path / "imaging.yaml"
+    text = (ROOT / "examples" / "imaging.yaml").read_text()
+    on_ray = "store_size: 64MB\n  launch: ray\n  ray: {num_cpus: 1}\n"
+    config.write_text(text.replace("store_size: 64MB\n", on_ray))
+    shm_before = set(os.listdir("/dev/shm"))
+    home_ray = Path.home() / ".ray"
+    had_home_ray = home_ray.exists()
+    before = {p for p, _ in ray_leftovers()}
+    run = subprocess.run(
+        [sys.executable, "-m", "plexa", "run", str(config), "--duration", "3", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        cwd=ROOT,
+    )
+    assert run.returncode == 0, run.stderr
+    status = json.loads(run.stdout)
+    frames = status["links"]["camera.frames->traces.frames"]
+    traces = status["links"]["traces.traces->monitor.traces"]
+    assert frames["sent"] >= 100
+    assert frames["sent"] == status["actors"]["traces"]["msgs_in"]  # block: every frame
+    assert frames["lost"] == frames["dropped"] == 0
+    assert traces["sent"] == frames["sent"]  # one trace per frame
+    assert status["actors"]["monitor"]["msgs_in"] + traces["dropped"] == traces["sent"]
+    nodes = {a["node"] for a in status["actors"].values()}
+    assert len(nodes) == 1  # one local node
+    # nothing of Ray is left: no process, no folder, no token in ~/.ray, no shared memory
+    assert {p for p, _ in ray_leftovers()} == before
+    assert not list(Path(tempfile.gettempdir()).glob("ray/session_*"))
+    assert had_home_ray or not home_ray.exists()
+    new_shm = set(os.listdir("/dev/shm")) - shm_before
+    assert not [e for e in new_shm if "plasma" in e or "ray" in e.lower()], new_shm
+    assert "Token authentication" not in run.stderr

@@ -1,0 +1,277 @@
+"""plexa on a Ray cluster of two nodes simulated on this machine (``ray.cluster_utils``):
+placement by resources, a lost node, pools on Ray tasks, ``plexa run --ray ADDRESS``.
+
+Both simulated nodes are this machine, so their actors link over shared memory
+(iceoryx2) as on one host. One cluster serves the whole module (nodes take seconds to
+start); the test that kills a node adds a new one afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import ray
+from ray.cluster_utils import Cluster
+
+import plexa
+from conftest import HERE, started, wait_for
+from plexa.core.lifecycle import ActorState, FailureKind
+from plexa.launch.ray_local import private_token, restore_env, sweep_ray
+
+pytestmark = pytest.mark.slow
+
+FAST_HEALTH = {
+    "health_check_initial_delay_ms": 0,
+    "health_check_period_ms": 200,
+    "health_check_timeout_ms": 200,
+    "health_check_failure_threshold": 3,
+}
+"""A node that stops answering is declared dead within about a second (Ray: ~30 s)."""
+
+
+class TwoNodes:
+    """The module's cluster: ``head`` offers ``{a: 1}``, ``b`` offers ``{b: 1}``."""
+
+    def __init__(self, temp: Path) -> None:
+        self.temp = temp
+        self.cluster = Cluster(
+            initialize_head=True,
+            head_node_args={
+                "num_cpus": 2,
+                "resources": {"a": 1},
+                "object_store_memory": 80 * 2**20,
+                "include_dashboard": False,
+                "temp_dir": str(temp),
+                "_system_config": FAST_HEALTH,
+            },
+        )
+        self.b = self.add_b()
+        ray.init(address=self.cluster.address, log_to_driver=False, configure_logging=False)
+        self.head_id = self.cluster.head_node.node_id
+        self.wait_for_b()
+
+    def wait_for_b(self) -> None:
+        """Until the scheduler's view has node ``b`` (else a soft affinity spills at once)."""
+        wait_for(lambda: ray.available_resources().get("b") == 1, 30, "node b's resources")
+
+    def add_b(self) -> Any:
+        """Start node ``b`` (again)."""
+        return self.cluster.add_node(
+            num_cpus=1, resources={"b": 1}, object_store_memory=80 * 2**20, temp_dir=str(self.temp)
+        )
+
+    @property
+    def b_id(self) -> str:
+        return str(self.b.node_id)
+
+    def close(self) -> None:
+        ray.shutdown()
+        self.cluster.shutdown()
+
+
+@pytest.fixture(scope="module")
+def nodes() -> Iterator[TwoNodes]:
+    saved = private_token()  # a token of our own: nothing written to ~/.ray
+    home_ray = Path.home() / ".ray"
+    had_home_ray = home_ray.exists()
+    temp = Path(tempfile.mkdtemp(prefix="plexa-raytest-"))
+    (temp / "ray").mkdir()
+    saved["RAY_TMPDIR"] = os.environ.get("RAY_TMPDIR")
+    os.environ["RAY_TMPDIR"] = str(temp)  # Ray's address file goes there, not to /tmp/ray
+    cluster: TwoNodes | None = None
+    try:
+        cluster = TwoNodes(temp)
+        yield cluster
+    finally:
+        if cluster is not None:
+            cluster.close()
+        left = sweep_ray(temp)
+        restore_env(saved)
+        assert not left, f"Ray processes left after the cluster's shutdown: {left}"
+        assert had_home_ray or not home_ray.exists(), "Ray wrote to ~/.ray"
+
+
+def progress(status: dict[str, Any], actor: str) -> float:
+    return float(status["actors"][actor].get("progress", {}).get("done", 0))
+
+
+def load(text: str) -> Any:
+    return plexa.loads(text)
+
+
+def test_actors_go_where_their_resources_are_and_come_back_elsewhere_when_a_node_is_lost(
+    nodes: TwoNodes, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PLEXA_DATA_DIR", str(tmp_path))  # checkpoints (travels to the actors)
+    spec = load(
+        f"""
+name: twonode
+settings: {{launch: ray, ray: {{address: "{nodes.cluster.address}"}}, on_failure: continue}}
+actors:
+  src:  {{class: "actors:Source", options: {{count: 100000000, rate_hz: 200}},
+          resources: {{custom: {{a: 1}}}}}}
+  sink: {{class: "actors:Counter", restart: on-failure, backoff: 0.1,
+          resources: {{node: "{nodes.b_id}", soft: true}}}}
+  fit:  {{class: "actors:LongFit", restart: on-failure, backoff: 0.1, checkpoint_delta: 0.2,
+          progress_delta: 0.05, resources: {{custom: {{b: 1}}}}}}
+connections:
+  src.out: [sink.inp]
+"""
+    )
+    # fit needs {b: 1}: after b is lost it waits for a node offering it, the new b
+    with started(spec) as nexus:
+        status = nexus.wait_until(lambda st: st["actors"]["sink"]["msgs_in"] >= 50, 30)
+        where = {name: a["node"] for name, a in status["actors"].items()}
+        assert nodes.head_id[:8] in where["src"]
+        assert nodes.b_id[:8] in where["sink"] and nodes.b_id[:8] in where["fit"]
+        nexus.wait_until(lambda st: progress(st, "fit") > 1000, 30)
+        nexus.poll(0.5)  # a checkpoint or two
+        before = nexus.invoke("fit", "where")
+        lost = nodes.b
+        nodes.cluster.remove_node(lost, allow_graceful=False)
+        nexus.wait_until(lambda st: nexus.actors["sink"].restarts >= 1, 30)
+        kinds = {f.actor: f.kind for f in nexus.failures}
+        assert kinds == {"sink": FailureKind.HOST_LOST, "fit": FailureKind.HOST_LOST}
+        assert "Ray node" in next(f.error for f in nexus.failures if f.actor == "sink")
+        status = nexus.wait_until(
+            lambda st: (
+                st["actors"]["sink"]["state"] == "running" and st["actors"]["sink"]["msgs_in"] > 0
+            ),
+            30,
+        )
+        assert nodes.head_id[:8] in status["actors"]["sink"]["node"]  # soft: the other node
+        nodes.b = nodes.add_b()  # a node offering {b: 1} again: fit comes back there
+        nexus.wait_until(lambda st: st["actors"]["fit"]["state"] == "running", 60)
+        # checkpoints come every 0.2 s (< 250 steps): a fresh start would be near 0
+        assert nexus.invoke("fit", "where") >= before - 250, "not restored from its checkpoint"
+        assert nexus.actors["fit"].restarts == 1
+        report = nexus.quit()
+    assert set(report.graceful) == {"src", "sink", "fit"}
+    assert report.exit_code == 3  # failures, every one recovered
+
+
+def test_imap_on_ray_tasks_returns_every_result_once(nodes: TwoNodes) -> None:
+    spec = load(
+        f"""
+name: raypool
+settings: {{launch: ray, pool: ray, ray: {{address: "{nodes.cluster.address}"}}}}
+actors:
+  ordered: {{class: "ray_actors:RayMapper", options: {{n: 40}}}}
+  unordered: {{class: "ray_actors:RayMapper", options: {{n: 40, ordered: false}}}}
+"""
+    )
+    with started(spec) as nexus:
+        nexus.wait_until(
+            lambda st: all(a.get("progress", {}).get("done") == 40 for a in st["actors"].values()),
+            60,
+        )
+        nexus.stop()
+        ordered = nexus.store.get("result:ordered")
+        unordered = nexus.store.get("result:unordered")
+    assert ordered == [[i, i * i] for i in range(40)]
+    assert sorted(unordered) == ordered
+
+
+def test_an_exception_in_a_ray_task_fails_the_actor_with_the_remote_traceback(
+    nodes: TwoNodes,
+) -> None:
+    spec = load(
+        f"""
+name: raypoolfail
+settings: {{launch: ray, pool: ray, ray: {{address: "{nodes.cluster.address}"}},
+            on_failure: continue}}
+actors:
+  mapper: {{class: "ray_actors:RayMapper", options: {{n: 30, fail_at: 17}}}}
+"""
+    )
+    with started(spec) as nexus:
+        wait_for(lambda: nexus.failures, 60, "the failure", lambda: nexus.poll(0.05))
+        failure = nexus.failures[0]
+    assert failure.kind is FailureKind.EXCEPTION
+    assert failure.error == "ValueError: bad item 17"
+    assert "in square_or_fail" in failure.traceback  # the task's own frames
+    assert "RemoteError" in failure.traceback
+
+
+def test_abort_cancels_the_ray_tasks_in_flight_and_pause_holds_new_ones(
+    nodes: TwoNodes, tmp_path: Path
+) -> None:
+    marks = tmp_path / "marks"
+    marks.touch()
+    spec = load(
+        f"""
+name: raypoolabort
+settings: {{launch: ray, pool: ray, ray: {{address: "{nodes.cluster.address}"}}}}
+actors:
+  mapper: {{class: "ray_actors:RayMapper", options: {{n: 1000, marks: "{marks}"}},
+            workers: 2}}
+"""
+    )
+
+    def done() -> int:
+        return len(marks.read_text().splitlines())
+
+    with started(spec) as nexus:
+        wait_for(lambda: done() >= 4, 60, "tasks to finish", lambda: nexus.poll(0.05))
+        nexus.pause()
+        settled = done()
+        nexus.poll(1.0)  # 3 task lengths: what was in flight ends, nothing new starts
+        held = done()
+        assert held <= settled + 4  # at most the window (2 * workers) was in flight
+        nexus.poll(1.0)
+        assert done() == held, "new tasks ran while paused"
+        nexus.resume()
+        wait_for(lambda: done() > held, 30, "tasks after resume", lambda: nexus.poll(0.05))
+        nexus.abort()
+        assert nexus.actors["mapper"].state is ActorState.STOPPED
+        after_abort = done()
+        nexus.poll(1.0)
+        assert done() == after_abort, "cancelled tasks still finished"
+
+
+def test_plexa_run_with_ray_address_runs_the_file_on_the_cluster(
+    nodes: TwoNodes, tmp_path: Path
+) -> None:
+    config = tmp_path / "pipe.yaml"
+    config.write_text(
+        """
+name: onray
+actors:
+  src:  {class: "actors:Source", options: {count: 200}}
+  sink: {class: "actors:Counter"}
+connections:
+  src.out: [sink.inp]
+"""
+    )
+    env = {**os.environ, "PYTHONPATH": str(HERE)}
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "plexa",
+            "run",
+            str(config),
+            "--ray",
+            nodes.cluster.address,
+            "--duration",
+            "3",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr
+    status = json.loads(run.stdout)
+    assert status["links"]["src.out->sink.inp"]["sent"] == 200
+    assert status["actors"]["sink"]["msgs_in"] == 200
+    assert all("node" in a for a in status["actors"].values())
