@@ -34,6 +34,8 @@ actors:
 connections:
   src.out: [mid.inp]
   mid.out: {to: [slow.inp], policy: latest, capacity: 4}
+jobs:
+  site: {module: plexa.examples.job_http, config: {greeting: hello}}
 """
 SCREENSHOT = ROOT / "docs" / "web-dashboard.png"
 
@@ -113,6 +115,8 @@ def test_the_page_loads_from_the_server_alone_and_shows_actors_links_and_the_log
     wait_for(lambda: _text(browser, '#graph g.edge[data-link="src.out->mid.inp"] .rate')
              not in ("", "0.0/s"), 20, "a live rate on the graph's edge")  # fmt: skip
     wait_for(lambda: "line" in _text(browser, "#log"), 20, "chatty's lines in the log")
+    wait_for(lambda: _text(browser, '#jobs tr[data-key="site"] .state') == "running",
+             20, "the job listed as running")  # fmt: skip
     wait_for(lambda: browser.execute_script(
         "const p = document.querySelector('#actors tr[data-actor=fit] progress');"
         "return p ? p.value : 0") > 0, 20, "fit's progress bar")  # fmt: skip
@@ -163,3 +167,17 @@ def test_an_actor_button_and_a_refused_command_show_their_result(web: Web, brows
     wait_for(lambda: "not allowed" in _text(browser, "#message"), 20, "the refusal shown")
     browser.find_element(By.CSS_SELECTOR, f'{row} button[data-cmd="resume"]').click()
     wait_for(lambda: _text(browser, f"{row} .state") == "running", 20, "slow running again")
+
+
+def test_a_job_launched_from_the_page_is_listed(web: Web, browser: Any) -> None:
+    from selenium.webdriver.common.by import By
+
+    browser.find_element(By.ID, "job-module").send_keys("plexa.examples.job_http")
+    browser.find_element(By.ID, "job-name").send_keys("fromthepage")
+    browser.find_element(By.ID, "job-config").send_keys('{"k": 1}')
+    browser.find_element(By.ID, "launch-btn").click()
+    wait_for(lambda: _text(browser, '#jobs tr[data-key="fromthepage"] .state') == "running",
+             20, "the launched job running")  # fmt: skip
+    with web.client() as c:
+        names = [j["name"] for j in c.get(f"/runs/{web.name}/jobs").json()]
+    assert "fromthepage" in names

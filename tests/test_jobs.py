@@ -16,6 +16,7 @@ import psutil
 import pytest
 
 from conftest import HERE, assert_stays, plexa_server, wait_for
+from plexa.core.jobs import JobInfo
 from plexa.edges.client import connect
 from plexa.errors import PlexaError, Timeout
 from plexa.jobs import parse_args, read_config
@@ -112,6 +113,8 @@ def test_launch_with_a_config_file_lists_the_job_and_quit_ends_it(
 
 
 def test_a_job_that_does_not_read_its_config_in_time_fails_with_the_reason(run: str) -> None:
+    sub = connect(run)
+    sub.subscribe(("job",))
     r = ctl(run, "launch", "job_deaf", "deaf", "--json")
     assert r.returncode == 0, r.stderr
     pid = json.loads(r.stdout)["pid"]
@@ -119,6 +122,16 @@ def test_a_job_that_does_not_read_its_config_in_time_fails_with_the_reason(run: 
     deaf = jobs(run)["deaf"]
     assert deaf["reason"] == "did not read its configuration from standard input within 3 s"
     assert deaf["pid"] is None and not psutil.pid_exists(pid)
+    with sub:  # every change of state was a typed ``job`` event
+        states = []
+        for event in sub.events(timeout=2.0):
+            doc = event.document()
+            assert isinstance(doc, JobInfo)
+            if doc.name == "deaf":
+                states.append(doc.state.value)
+            if "failed" in states:
+                break
+    assert states == ["starting", "failed"]
 
 
 def test_a_crashed_job_is_restarted_by_its_policy_with_the_same_guid_and_port(run: str) -> None:

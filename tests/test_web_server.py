@@ -137,3 +137,33 @@ def test_a_stalled_events_client_leaves_the_throughput_unchanged(
     print(f"throughput: baseline {baseline:.0f}/s, with a stalled client {during:.0f}/s")
     assert during > 0.6 * baseline, (baseline, during)
     assert answer_s < 2.0, "other HTTP clients are still answered"
+
+
+@pytest.mark.allow_leftovers  # it removes them itself, with plexa cleanup
+def test_after_kill_9_of_the_server_the_web_process_ends_and_cleanup_leaves_nothing(
+    tmp_path: Path,
+) -> None:
+    cfg = tmp_path / "pipe.yaml"
+    cfg.write_text(PIPE)
+    shm_before = plexa_shm()
+    root = Path(os.environ["PLEXA_RUNTIME_DIR"])
+    there = set(root.iterdir()) if root.is_dir() else set()
+    name = f"h{os.getpid()}{random.randrange(10**6)}"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "plexa", "server", str(cfg), "--name", name, "--http", "0"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=ENV, cwd=ROOT,
+    )  # fmt: skip
+    try:
+        read_banner(lines_of(proc), {"url", "token", "token file", "dashboard"})
+        (child,) = _web_children(proc)
+        proc.kill()
+        proc.wait(10)
+        wait_for(lambda: not child.is_running() or child.status() == psutil.STATUS_ZOMBIE,
+                 10, "the web process to end with its server")  # fmt: skip
+    finally:
+        stop(proc)
+    r = subprocess.run([sys.executable, "-m", "plexa", "cleanup"], capture_output=True,
+                       text=True, env=ENV, timeout=60)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    wait_for(lambda: not (set(root.iterdir()) - there), 10, "the run's files removed")
+    wait_for(lambda: plexa_shm() <= shm_before, 10, "the run's shared memory removed")

@@ -15,6 +15,8 @@ from typing import Any
 import msgspec
 from msgspec import UNSET, UnsetType
 
+from plexa.core.jobs import JobInfo
+
 __all__ = [
     "EVENT_KINDS",
     "EVENT_TYPES",
@@ -316,6 +318,7 @@ EVENT_TYPES: dict[str, type[msgspec.Struct]] = {
     "run": RunEvent,
     "refused": RefusedEvent,
     "warning": WarningEvent,
+    "job": JobInfo,
 }
 """The data type of every event kind."""
 

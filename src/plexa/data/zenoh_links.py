@@ -287,8 +287,8 @@ class ZenohOutputPort:
 
         The array handed out is reused by the next loan of the same shape and dtype: do not
         keep it (its bytes were copied when it was sent)."""
-        dims = (shape,) if isinstance(shape, int) else tuple(shape)
-        return ZLoan(self, self._frame(dims, dtype))
+        dims = (shape,) if type(shape) is int else tuple(shape)  # type: ignore[arg-type]
+        return ZLoan(self, self._frames.get((dims, dtype)) or self._frame(dims, dtype))
 
     def sync(self) -> None:
         """Tell every consumer where this producer is (it then accounts for every message
@@ -336,7 +336,12 @@ class ZLoan:
         self._port, self._frame = port, frame
 
     def __enter__(self) -> npt.NDArray[Any]:
-        self._port._wait_room(None)
+        port = self._port
+        last = port.sent - 1
+        for out in port._blocking:  # (inlined _room, as in put)
+            if not out.matched or last - out.acked >= out.capacity:
+                port._wait_room(None)
+                break
         return self._frame.view
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:

@@ -117,6 +117,7 @@ def register(app: typer.Typer) -> None:
         family = socket.AF_INET6 if ":" in bind else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # inherited by accepted sockets
         sock.bind((bind, port))
         sock.listen(128)
         host = f"[{bind}]" if ":" in bind else bind

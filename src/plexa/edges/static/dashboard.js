@@ -120,6 +120,8 @@ function onEvent(kind, data) {
   } else if (kind === "failure") {
     state.failures[data.actor] = data;
     renderFailures();
+  } else if (kind === "job") {
+    refreshSide(state.gen);
   } else if (kind === "state" && state.status && state.status.actors[data.actor]) {
     state.status.actors[data.actor].state = data.state;
     renderActors();
@@ -356,11 +358,38 @@ function open(run) {
   poll(gen);
 }
 
+// Jobs and web-hooks (their counters) are polled every 2 s, and at once on a "job" event.
+async function refreshSide(gen) {
+  if (gen !== state.gen || !token()) return;
+  const run = encodeURIComponent(state.run);
+  try {
+    const [jobs, hooks] = await Promise.all([api("GET", `runs/${run}/jobs`), api("GET", `runs/${run}/webhooks`)]);
+    if (gen !== state.gen) return;
+    fillTable("#jobs", jobs, "name", ["name", "state", "port", "module", "pid", "restarts", "guid", "reason"]);
+    $("#hooks-section").hidden = hooks.length === 0;
+    fillTable("#hooks", hooks, "id", ["url", "events", "delivered", "retries", "failed", "dropped", "queued", "last_error"]);
+  } catch (e) { setConn(e.message); }
+}
+
+function fillTable(sel, rows, key, cols) {
+  $(sel + " tbody").replaceChildren(...rows.map((r) => {
+    const tr = el("tr", { "data-key": String(r[key]) });
+    for (const c of cols) {
+      const v = r[c] === null || r[c] === undefined ? "–" : Array.isArray(r[c]) ? r[c].join(", ") : String(r[c]);
+      tr.append(c === "state" ? el("td", { class: c }, el("span", { class: "state s-" + v, text: v })) : el("td", { class: c, text: v }));
+    }
+    return tr;
+  }));
+}
+
 // The status also comes by polling when no "metrics" event arrived for a while (a stream
 // that lost events at its high-water mark, or a run that is not publishing).
 async function poll(gen) {
+  let ticks = 1;
+  refreshSide(gen);
   while (gen === state.gen) {
     await new Promise((ok) => setTimeout(ok, 1000));
+    if (++ticks % 2 === 0) refreshSide(gen);
     if (Date.now() - state.lastMetrics > 2000 && token()) {
       try { onStatus(await api("GET", `runs/${encodeURIComponent(state.run)}/status`)); } catch (e) { setConn(e.message); }
     }
@@ -385,6 +414,11 @@ document.addEventListener("DOMContentLoaded", () => {
     const v = await command(`actors/${encodeURIComponent($("#steer-actor").value)}/invoke`,
       { method: $("#inv-method").value, args: parse($("#inv-args").value, []) });
     if (v !== undefined) $("#steer-out").textContent = "→ " + JSON.stringify(v);
+  };
+  $("#launch-btn").onclick = async () => {
+    const v = await command("jobs", { module: $("#job-module").value.trim(),
+      name: $("#job-name").value.trim(), config: parse($("#job-config").value, null) });
+    if (v !== undefined) refreshSide(state.gen);
   };
   window.addEventListener("hashchange", start);
   start();
