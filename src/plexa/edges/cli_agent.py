@@ -37,7 +37,7 @@ def register(app: typer.Typer) -> None:
         tls_cert: Annotated[Path | None, typer.Option(help="This host's certificate.")] = None,
         tls_key: Annotated[Path | None, typer.Option(help="This host's private key.")] = None,
         insecure: Annotated[
-            bool, typer.Option(help="Allow plain tcp/ off this host (closed networks only).")
+            bool, typer.Option(help="Allow plain tcp/, loopback too (tests, closed networks).")
         ] = False,
     ) -> None:
         """Start the actors that nexuses on other machines place on this host (docs/hosts.md)."""
