@@ -268,3 +268,16 @@ def test_webhooks_in_a_pipeline_file_are_checked(tmp_path: Path) -> None:
     assert "webhooks[1].secret_env" in text and "PLEXA_NOT_SET_ANYWHERE" in text
     with pytest.raises(ConfigError, match=r"webhooks\[0\]\.url"):
         loads(head + "webhooks:\n  - {url: 'x', events: [fail], secret: k}\n")
+
+
+def test_job_events_reach_a_hook_that_asks_for_them(web: Web, receiver: Receiver) -> None:
+    with web.client() as c:
+        hook = _add(c, web, url=receiver.url, events=["job"], secret=SECRET)
+        r = c.post(f"/runs/{web.name}/jobs", json={"module": "plexa.examples.job_http",
+                                                    "name": "hooked"})  # fmt: skip
+        assert r.status_code == 201, r.text
+        wait_for(lambda: [b["data"]["state"] for b in receiver.bodies()
+                          if b["data"]["name"] == "hooked"][:2] == ["starting", "running"],
+                 20, "the job's starting and running events")  # fmt: skip
+        c.delete(f"/runs/{web.name}/webhooks/{hook}")
+    assert {b["kind"] for b in receiver.bodies()} == {"job"}
