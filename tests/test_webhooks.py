@@ -281,3 +281,24 @@ def test_job_events_reach_a_hook_that_asks_for_them(web: Web, receiver: Receiver
                  20, "the job's starting and running events")  # fmt: skip
         c.delete(f"/runs/{web.name}/webhooks/{hook}")
     assert {b["kind"] for b in receiver.bodies()} == {"job"}
+
+
+def test_a_pipeline_files_hooks_are_listed_by_plexa_web_with_their_counters(
+    receiver: Receiver, tmp_path: Path
+) -> None:
+    cfg = tmp_path / "hooked.yaml"
+    cfg.write_text(PIPE + f"webhooks:\n  - {{url: '{receiver.url}', events: [state], "
+                   f"secret: {SECRET}}}\n")  # fmt: skip
+    with serve_web(cfg) as site, site.client() as c:
+        assert c.post(f"/runs/{site.name}/setup").status_code == 200
+
+        def file_rows() -> list[dict[str, Any]]:
+            rows = c.get(f"/runs/{site.name}/webhooks").json()
+            return [r for r in rows if r["source"] == "file"]
+
+        wait_for(lambda: file_rows() and file_rows()[0]["delivered"] >= 3, 20,
+                 "the file hook's deliveries counted")  # fmt: skip
+        (row,) = file_rows()
+        assert row["url"] == receiver.url and row["events"] == ["state"]
+        assert "secret" not in row
+    assert len(receiver.bodies()) >= 3

@@ -178,9 +178,10 @@ def _serve(
     def started() -> None:
         nonlocal live, attached, hooks
         if spec.webhooks:
-            from plexa.edges.webhooks import Dispatcher
+            from plexa.edges.webhooks import WEBHOOKS_FILE, Dispatcher
 
-            hooks = Dispatcher.for_hooks(run_name, spec.webhooks)
+            stats = nexus.paths.run_dir / WEBHOOKS_FILE
+            hooks = Dispatcher.for_hooks(run_name, spec.webhooks, stats_file=stats)
         if attach is not None:
             attached = attach(run_name)
         if not as_json and not console:

@@ -28,8 +28,9 @@ from pydantic import BaseModel
 from starlette.responses import Response
 
 from plexa.core.hooks import WebhookSpec, hook_problems
-from plexa.edges.client import Client, connect
-from plexa.edges.webhooks import Dispatcher
+from plexa.core.paths import RunPaths
+from plexa.edges.client import Client, connect, find_run
+from plexa.edges.webhooks import Dispatcher, file_hooks
 from plexa.errors import PlexaError, RemoteError, Timeout
 
 __all__ = ["InvokeBody", "JobBody", "SetBody", "WebhookBody", "create_app", "metrics_text"]
@@ -116,6 +117,12 @@ class _Runs:
                 client.close()  # a late answer must not be read as the next request's
                 del self._clients[name]
                 raise HTTPException(504, str(exc)) from None
+
+    def run_dir(self, name: str) -> Path:
+        try:
+            return RunPaths.for_run(find_run(name).run_id).run_dir
+        except PlexaError as exc:
+            raise HTTPException(503, str(exc)) from None
 
     def hooks(self, name: str) -> Dispatcher:
         if name not in self.names:
@@ -204,9 +211,11 @@ def create_app(names: list[str], token: str) -> FastAPI:
 
     @app.get("/runs/{name}/webhooks", dependencies=auth)
     def list_webhooks(name: str) -> list[dict[str, Any]]:
-        """The hooks added here, with their counters (delivered, retries, failed, dropped,
-        queued, last_error); secrets are not shown."""
-        return [msgspec.to_builtins(s) for s in runs.hooks(name).statistics()]
+        """The hooks added here (``source: api``) and the pipeline file's (``source: file``,
+        delivered by the run's process), with their counters (delivered, retries, failed,
+        dropped, queued, last_error); secrets are not shown."""
+        hooks = runs.hooks(name).statistics() + file_hooks(runs.run_dir(name))
+        return [msgspec.to_builtins(s) for s in hooks]
 
     @app.delete("/runs/{name}/webhooks/{hook_id}", dependencies=auth)
     def remove_webhook(name: str, hook_id: str) -> dict[str, str]:

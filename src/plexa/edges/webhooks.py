@@ -20,17 +20,21 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import msgspec
 
 from plexa.core.hooks import HOOK_KINDS, SIGNATURE_HEADER, TIMESTAMP_HEADER, WebhookSpec, sign
+from plexa.core.paths import write_private
 from plexa.edges.client import Client, connect
 
-__all__ = ["MAX_BACKOFF_S", "Dispatcher", "HookStatistics"]
+__all__ = ["MAX_BACKOFF_S", "WEBHOOKS_FILE", "Dispatcher", "HookStatistics", "file_hooks"]
 
 MAX_BACKOFF_S = 30.0
+WEBHOOKS_FILE = "webhooks.json"
+"""In the run directory: the counters of the pipeline file's hooks (see ``stats_file``)."""
 RETRY_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 """Answers worth another attempt (besides no answer at all); any other non-2xx gives up."""
 
@@ -54,6 +58,8 @@ class HookStatistics(msgspec.Struct, frozen=True, kw_only=True):
     """Events waiting now."""
     last_error: str
     """Why the last failed attempt failed ("" if none did)."""
+    source: str = "api"
+    """``api`` (added with ``POST .../webhooks``) or ``file`` (the pipeline's ``webhooks:``)."""
 
 
 class _Hook:
@@ -168,8 +174,19 @@ class Dispatcher:
     ``connect_to(run)`` makes the client connection (default :func:`plexa.connect`).
     """
 
-    def __init__(self, run: str, connect_to: Callable[[str], Client] = connect) -> None:
+    def __init__(
+        self,
+        run: str,
+        connect_to: Callable[[str], Client] = connect,
+        *,
+        source: str = "api",
+        stats_file: Path | None = None,
+    ) -> None:
         self.run = run
+        self.source = source
+        self.stats_file = stats_file
+        """Where the counters are written about once a second (JSON, mode 0600), for
+        ``plexa web`` to show hooks it does not deliver itself."""
         self._connect = connect_to
         self._hooks: dict[str, _Hook] = {}
         self._lock = threading.Lock()
@@ -183,9 +200,11 @@ class Dispatcher:
         self._thread.start()
 
     @classmethod
-    def for_hooks(cls, run: str, hooks: tuple[WebhookSpec, ...]) -> Dispatcher:
+    def for_hooks(
+        cls, run: str, hooks: tuple[WebhookSpec, ...], stats_file: Path | None = None
+    ) -> Dispatcher:
         """A dispatcher delivering to ``hooks`` (a pipeline's ``webhooks:``)."""
-        dispatcher = cls(run)
+        dispatcher = cls(run, source="file", stats_file=stats_file)
         for hook in hooks:
             dispatcher.add(hook)
         return dispatcher
@@ -214,7 +233,7 @@ class Dispatcher:
         """Every hook's counters."""
         with self._lock:
             hooks = list(self._hooks.values())
-        return [h.statistics() for h in hooks]
+        return [msgspec.structs.replace(h.statistics(), source=self.source) for h in hooks]
 
     def wait_subscribed(self, timeout: float = 10.0) -> bool:
         """Wait until events are being read (deliveries start with events after this)."""
@@ -271,7 +290,11 @@ class Dispatcher:
             self.error = ""
             self._subscribed.set()
             seen = int(snapshot.get("seq", 0))
+            written = 0.0
             while not self._closed.is_set():
+                if self.stats_file is not None and time.monotonic() - written >= 1.0:
+                    written = time.monotonic()
+                    self._write_stats(self.stats_file)
                 for event in client.events(timeout=0.05):
                     if event.seq > seen:
                         seen = event.seq
@@ -284,6 +307,10 @@ class Dispatcher:
                 with contextlib.suppress(Exception):
                     client.close()
 
+    def _write_stats(self, path: Path) -> None:
+        with contextlib.suppress(OSError):  # the run directory is gone: the run has ended
+            write_private(path, msgspec.json.encode(self.statistics()))
+
     def _offer(self, kind: str, seq: int, t: float, data: Any) -> None:
         with self._lock:
             hooks = [h for h in self._hooks.values() if kind in h.kinds]
@@ -293,3 +320,12 @@ class Dispatcher:
                           separators=(",", ":")).encode()  # fmt: skip
         for hook in hooks:
             hook.offer(kind, body)
+
+
+def file_hooks(run_dir: Path) -> list[HookStatistics]:
+    """The counters of the pipeline file's hooks, as the run last wrote them ([] if none)."""
+    try:
+        data = (run_dir / WEBHOOKS_FILE).read_bytes()
+        return msgspec.json.decode(data, type=list[HookStatistics])
+    except (OSError, msgspec.DecodeError):
+        return []

@@ -367,7 +367,7 @@ async function refreshSide(gen) {
     if (gen !== state.gen) return;
     fillTable("#jobs", jobs, "name", ["name", "state", "port", "module", "pid", "restarts", "guid", "reason"]);
     $("#hooks-section").hidden = hooks.length === 0;
-    fillTable("#hooks", hooks, "id", ["url", "events", "delivered", "retries", "failed", "dropped", "queued", "last_error"]);
+    fillTable("#hooks", hooks, "id", ["source", "url", "events", "delivered", "retries", "failed", "dropped", "queued", "last_error"]);
   } catch (e) { setConn(e.message); }
 }
 
