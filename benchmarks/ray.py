@@ -205,7 +205,7 @@ def main() -> None:
     from plexa.launch.ray_local import private_token, restore_env, sweep_ray
 
     saved = private_token()
-    temp = Path(tempfile.mkdtemp(prefix="plexa-ray-bench"))
+    temp = Path(tempfile.mkdtemp(prefix="plexa-raybench-"))
     t0 = time.monotonic()
     ray.init(
         num_cpus=2,

@@ -10,10 +10,11 @@ import sys
 import tempfile
 from pathlib import Path
 
+import psutil
 import pytest
 
 import plexa
-from conftest import HERE
+from conftest import HERE, plexa_server, wait_for
 from plexa.core.spec import Resources
 from plexa.launch.ray import actor_options
 from plexa.launch.ray_local import ray_leftovers
@@ -126,3 +127,43 @@ def test_the_imaging_example_on_a_local_ray_accounts_for_every_frame_and_leaves_
     new_shm = set(os.listdir("/dev/shm")) - shm_before
     assert not [e for e in new_shm if "plasma" in e or "ray" in e.lower()], new_shm
     assert "Token authentication" not in run.stderr
+
+
+@pytest.mark.slow
+def test_a_nexus_killed_on_ray_takes_its_actors_along_and_cleanup_removes_what_ray_left(
+    tmp_path: Path,
+) -> None:
+    from plexa.edges.client import connect
+    from plexa.nexus.cleanup import cleanup
+
+    config = tmp_path / "pipe.yaml"
+    config.write_text(
+        """
+name: killed
+settings: {launch: ray, ray: {num_cpus: 1}}
+actors:
+  src:  {class: "actors:Source", options: {count: 100000000, rate_hz: 100}}
+  sink: {class: "actors:Counter"}
+connections:
+  src.out: [sink.inp]
+"""
+    )
+    with plexa_server(config, "ray") as server:
+        with connect(server.name) as client:
+            client.request("setup")
+            status = client.status()
+        pids = [a["pid"] for a in status["actors"].values()]
+        run_id = status["run"]["id"]
+        assert all(pids) and all(a["node"] for a in status["actors"].values())
+        server.proc.kill()
+        server.proc.wait()
+        # Ray ends the nexus's actors (their hosts), and each actor process its host's child
+        wait_for(lambda: not any(psutil.pid_exists(p) for p in pids), 30, "the actors to end")
+        left = list(ray_leftovers(run_id))
+        assert len(left) == 1, "a killed nexus leaves its Ray folder (and maybe Ray's agents)"
+        folder, pids = left[0]
+        report = cleanup()
+        assert str(folder) in report.files
+        assert all(f"{pid} (Ray of run {run_id})" in report.processes for pid in pids)
+        assert not list(ray_leftovers(run_id))
+        assert not any(psutil.pid_exists(p) for p in pids)

@@ -280,7 +280,21 @@ def cleanup() -> CleanupReport:
     if root.is_dir():
         report.files += remove_stale_claims(root)
         report.files += _remove_dead_agents(root)
+    _remove_dead_ray(root, report)
     return report
+
+
+def _remove_dead_ray(root: Path, report: CleanupReport) -> None:
+    """What the local Ray instance of a dead run left (``$TMPDIR/plexa-ray-RUNID``: its
+    folder, and its agents, which outlive a nexus killed with ``kill -9``)."""
+    from plexa.launch.ray_local import TEMP_PREFIX, ray_leftovers, sweep_ray
+
+    for folder, _ in ray_leftovers():
+        run_id = folder.name[len(TEMP_PREFIX) :]
+        if not _RUN_ID.match(run_id) or _run_alive(root / run_id):
+            continue
+        report.processes += [f"{pid} (Ray of run {run_id})" for pid in sweep_ray(folder)]
+        report.files.append(str(folder))
 
 
 def _remove_dead_agents(root: Path) -> list[str]:
