@@ -225,8 +225,13 @@ class RayLauncher:
     :class:`plexa.launch.base.Launcher`). Connects to Ray (or starts a local instance) at
     the first spawn; :meth:`close` disconnects (and stops the instance it started)."""
 
-    def __init__(self, settings: RaySettings | None = None) -> None:
+    def __init__(self, settings: RaySettings | None = None, *, renice: bool | None = None) -> None:
         self.settings = settings or RaySettings()
+        self.renice = renice
+        """Run hosts at niceness 0 through a runtime environment (Ray starts workers at 15,
+        which halves an actor's share of a busy machine). None: only on a cluster this
+        launcher did not start (the instance it starts is configured so); False: never
+        (the cluster runs with ``RAY_worker_niceness=0``; saves ~2 s per actor start)."""
         self.address = ""
         """The cluster's GCS address once connected."""
         self.temp_dir: Path | None = None
@@ -267,8 +272,10 @@ class RayLauncher:
                     num_cpus=self.settings.num_cpus,
                     object_store_memory=self.settings.object_store_memory,
                     _temp_dir=str(self.temp_dir),
+                    _system_config={"worker_niceness": 0},  # actors compete as local ones do
                     **quiet,
                 )
+                self.renice = False if self.renice is None else self.renice
             self._owns_connection = True
         self.address = ray.get_runtime_context().gcs_address
         self._host_class = ray.remote(ActorHost)
@@ -301,6 +308,8 @@ class RayLauncher:
         env[SYS_PATH_ENV] = os.pathsep.join(request.import_path)
         env[RAY_ADDRESS_ENV] = self.address
         argv = [sys.executable, "-c", BOOT, request.run_dir, request.actor, "0"]
+        if self.renice is not False:
+            options["runtime_env"] = {"env_vars": {"RAY_worker_niceness": "0"}}
         host = self._host_class.options(name=None, **options).remote()
         proc = RayProcess(request.actor, self, host, host.start.remote(argv, env))
         with self._lock:
