@@ -174,6 +174,9 @@ def test_metrics_parse_as_prometheus_text_with_actor_and_link_counters(web: Web)
     links = {s.labels["link"] for s in families["plexa_link_sent"].samples}
     assert links == {"src.out->mid.inp"}
     assert all(s.labels["run"] == web.name for s in families["plexa_link_sent"].samples)
+    memory = families["plexa_actor_resident_memory_bytes"].samples
+    rss = {s.labels["actor"]: s.value for s in memory}
+    assert set(rss) == {"src", "mid"} and min(rss.values()) > 1e6
 
 
 def test_a_non_loopback_bind_without_tls_is_refused() -> None:
@@ -196,3 +199,16 @@ def test_jobs_are_launched_and_listed_over_http(web: Web) -> None:
                  ["site"]["state"] == "running", 20, "the job running")  # fmt: skip
         bad = c.post(f"/runs/{web.name}/jobs", json={"module": "1nope"})
         assert bad.status_code == 409 and "not a module name" in bad.json()["detail"]["error"]
+
+
+def test_metrics_carry_progress_cpu_and_memory_when_the_status_has_them() -> None:
+    from plexa.edges.web import metrics_text
+
+    status = {"actors": {"fit": {"state": "running", "restarts": 1, "cpu_percent": 12.5,
+                                 "rss_bytes": 2048, "progress": {"done": 3, "total": 10}}},
+              "links": {}}  # fmt: skip
+    families = {f.name: f for f in text_string_to_metric_families(metrics_text({"r": status}))}
+    value = {name: f.samples[0].value for name, f in families.items() if f.samples}
+    assert value["plexa_actor_progress_done"] == 3 and value["plexa_actor_progress_total"] == 10
+    assert value["plexa_actor_cpu_percent"] == 12.5
+    assert value["plexa_actor_resident_memory_bytes"] == 2048

@@ -341,6 +341,12 @@ class _StatusCollector(Collector):
                         family(name, doc, counter, actor_labels).add_metric(
                             [run, actor], float(a[key]) * scale
                         )
+                progress = a.get("progress") or {}
+                for key, name, doc in _PROGRESS_FIELDS:
+                    if isinstance(progress.get(key), int | float):
+                        family(name, doc, False, actor_labels).add_metric(
+                            [run, actor], float(progress[key])
+                        )
             for link, s in status.get("links", {}).items():
                 for key, name, doc, counter, scale in _LINK_FIELDS:
                     if s.get(key) is not None:
@@ -359,6 +365,12 @@ _ACTOR_FIELDS = [
     ("rate_out", "plexa_actor_rate_out", "Messages out per second", False, 1.0),
     ("handler_p50_us", "plexa_actor_handler_p50_seconds", "Median handler time", False, 1e-6),
     ("handler_p99_us", "plexa_actor_handler_p99_seconds", "p99 handler time", False, 1e-6),
+    ("cpu_percent", "plexa_actor_cpu_percent", "CPU over the last window, % of a core", False, 1.0),
+    ("rss_bytes", "plexa_actor_resident_memory_bytes", "Resident memory", False, 1.0),
+]
+_PROGRESS_FIELDS = [
+    ("done", "plexa_actor_progress_done", "Work done, as last reported"),
+    ("total", "plexa_actor_progress_total", "Work to do, as last reported"),
 ]
 _LINK_FIELDS = [
     ("sent", "plexa_link_sent", "Messages put on the link", True, 1.0),
