@@ -202,10 +202,12 @@ def main() -> None:
     parser.add_argument("--write", action="store_true")
     args = parser.parse_args()
     import ray
-    from plexa.launch.ray_local import private_token, restore_env, sweep_ray
+
+    from plexa.launch.ray_local import mark_instance, private_token, restore_env, sweep_ray
 
     saved = private_token()
     temp = Path(tempfile.mkdtemp(prefix="plexa-raybench-"))
+    saved.update(mark_instance(temp))
     t0 = time.monotonic()
     ray.init(
         num_cpus=2,

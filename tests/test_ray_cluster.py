@@ -24,7 +24,7 @@ from ray.cluster_utils import Cluster
 import plexa
 from conftest import HERE, started, wait_for
 from plexa.core.lifecycle import ActorState, FailureKind
-from plexa.launch.ray_local import private_token, restore_env, sweep_ray
+from plexa.launch.ray_local import mark_instance, private_token, restore_env, sweep_ray
 
 pytestmark = pytest.mark.slow
 
@@ -84,6 +84,7 @@ def nodes() -> Iterator[TwoNodes]:
     had_home_ray = home_ray.exists()
     temp = Path(tempfile.mkdtemp(prefix="plexa-raytest-"))
     (temp / "ray").mkdir()
+    saved.update(mark_instance(temp))  # every process of the cluster: swept at the end
     saved["RAY_TMPDIR"] = os.environ.get("RAY_TMPDIR")
     os.environ["RAY_TMPDIR"] = str(temp)  # Ray's address file goes there, not to /tmp/ray
     cluster: TwoNodes | None = None

@@ -43,6 +43,7 @@ from plexa.launch.ray_host import OUTPUT_POLL_S, ActorHost
 from plexa.launch.ray_local import (
     AUTH_MODE_ENV,
     TEMP_PREFIX,
+    mark_instance,
     private_token,
     restore_env,
     sweep_ray,
@@ -268,6 +269,7 @@ class RayLauncher:
                 name = f"{TEMP_PREFIX}{run_id or os.getpid()}"
                 self.temp_dir = Path(tempfile.gettempdir()) / name
                 self.temp_dir.mkdir(mode=0o700, exist_ok=True)
+                self._saved_env.update(mark_instance(self.temp_dir))
                 ray.init(
                     num_cpus=self.settings.num_cpus,
                     object_store_memory=self.settings.object_store_memory,

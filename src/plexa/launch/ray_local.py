@@ -15,7 +15,9 @@ from pathlib import Path
 __all__ = [
     "AUTH_MODE_ENV",
     "AUTH_TOKEN_ENV",
+    "RAY_DIR_ENV",
     "TEMP_PREFIX",
+    "mark_instance",
     "private_token",
     "ray_leftovers",
     "restore_env",
@@ -24,8 +26,19 @@ __all__ = [
 
 TEMP_PREFIX = "plexa-ray-"
 """Local Ray instances keep their files in ``$TMPDIR/plexa-ray-RUNID`` (sockets, logs)."""
+RAY_DIR_ENV = "PLEXA_RAY_DIR"
+"""Set while plexa starts a local Ray instance: every process of it carries the folder."""
 AUTH_MODE_ENV = "RAY_AUTH_MODE"
 AUTH_TOKEN_ENV = "RAY_AUTH_TOKEN"
+
+
+def mark_instance(folder: Path) -> dict[str, str | None]:
+    """Mark the processes of the Ray instance about to be started from here with ``folder``
+    (``PLEXA_RAY_DIR``), so that :func:`sweep_ray` finds them all. Returns what to give
+    :func:`restore_env` afterwards."""
+    saved = {RAY_DIR_ENV: os.environ.get(RAY_DIR_ENV)}
+    os.environ[RAY_DIR_ENV] = str(folder)
+    return saved
 
 
 def private_token() -> dict[str, str | None]:
@@ -58,16 +71,23 @@ def _reread_config() -> None:
 
 
 def _users_of(folder: Path) -> list[int]:
-    """Pids of this user's processes (but this one) whose command line names ``folder``."""
+    """Pids of this user's processes (but this one) of the Ray instance in ``folder``: their
+    command line names it, or they carry ``PLEXA_RAY_DIR=folder`` (Ray's agents rename
+    themselves, but keep the environment of the nexus that started them)."""
     import psutil
 
     marker = str(folder)
+    mark = f"{RAY_DIR_ENV}={folder}".encode()
     pids = []
     for proc in psutil.process_iter(["cmdline", "uids"]):
         with contextlib.suppress(psutil.Error, TypeError):
             if proc.info["uids"].real != os.getuid() or proc.pid == os.getpid():
                 continue
             if any(marker in arg for arg in proc.info["cmdline"]):
+                pids.append(proc.pid)
+                continue
+        with contextlib.suppress(OSError), open(f"/proc/{proc.pid}/environ", "rb") as fh:
+            if mark in fh.read().split(b"\0"):
                 pids.append(proc.pid)
     return pids
 
