@@ -273,7 +273,7 @@ class RayLauncher:
                 ray.init(
                     num_cpus=self.settings.num_cpus,
                     object_store_memory=self.settings.object_store_memory,
-                    _temp_dir=str(self.temp_dir),
+                    _temp_dir=str(self.temp_dir / "r"),  # Ray makes it 0777: ours stays 0700
                     _system_config={"worker_niceness": 0},  # actors compete as local ones do
                     **quiet,
                 )
