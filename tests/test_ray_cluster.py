@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -276,3 +277,22 @@ connections:
     assert status["links"]["src.out->sink.inp"]["sent"] == 200
     assert status["actors"]["sink"]["msgs_in"] == 200
     assert all("node" in a for a in status["actors"].values())
+
+
+def test_an_actor_no_node_can_take_times_out_naming_what_it_waits_for(nodes: TwoNodes) -> None:
+    spec = load(
+        f"""
+name: nowhere
+settings: {{launch: ray, ray: {{address: "{nodes.cluster.address}"}}, setup_timeout: 3}}
+actors:
+  here:  {{class: "actors:Counter"}}
+  there: {{class: "actors:Counter", resources: {{num_cpus: 1, custom: {{telescope: 1}}}}}}
+"""
+    )
+    with plexa.Nexus(spec) as nexus:
+        with pytest.raises(plexa.Timeout) as err:
+            nexus.start()
+        report = nexus.quit()
+    assert "there (waiting for a Ray node that offers num_cpus 1, telescope 1)" in str(err.value)
+    assert not re.search(r"\bhere \(", str(err.value))  # placed and started: not late
+    assert report.failed == ()

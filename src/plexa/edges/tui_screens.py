@@ -84,7 +84,8 @@ def actor_details(
     lines = [
         f"{name}  ({spec.get('target', '?')})",
         f"host {actor.get('host') or '(the nexus)'}, "
-        f"state {actor.get('state', '?')}, pid {actor.get('pid') or '-'}, "
+        + (f"ray node {actor['node']}, " if actor.get("node") else "")
+        + f"state {actor.get('state', '?')}, pid {actor.get('pid') or '-'}, "
         f"restarts {actor.get('restarts', 0)} (policy {spec.get('restart', '?')})",
         "",
         "options:",

@@ -100,6 +100,19 @@ def actor_options(resources: Resources, node_ids: dict[str, str] | None = None) 
     return options
 
 
+def wanted(resources: Resources) -> str:
+    """``resources`` in words, for messages (``num_cpus 1, camera 1, node 10.0.0.7``)."""
+    parts = [f"{k} {getattr(resources, k):g}" for k in ("num_cpus", "num_gpus")]
+    parts = [p for p in parts if not p.endswith(" 0")]
+    if resources.memory:
+        parts.append(f"memory {resources.memory / 2**30:.3g} GiB")
+    parts += [f"{k} {v:g}" for k, v in resources.custom.items()]
+    parts += [f"label {k}={v}" for k, v in resources.labels.items()]
+    if resources.node:
+        parts.append(f"node {resources.node}")
+    return ", ".join(parts) or "nothing in particular"
+
+
 class RayProcess:
     """A plexa actor process run by a Ray actor (a :class:`plexa.launch.base.ActorProcess`)."""
 
@@ -114,6 +127,8 @@ class RayProcess:
         self._code: int | None = None
         self._failure: tuple[FailureKind, str] | None = None
         self._killed = False
+        self.wants = "what it asks for"
+        """The resources it asked for, in words."""
         read_out, self._write_out = os.pipe()
         read_err, self._write_err = os.pipe()
         for fd in (read_out, read_err):
@@ -152,6 +167,13 @@ class RayProcess:
         """The hex id of the Ray node it runs on; None until it is placed."""
         info = self._start_info()
         return info[1] if info is not None else None
+
+    @property
+    def waiting_for(self) -> str | None:
+        """What the actor waits for before its process can start (None once it started)."""
+        if self._start_info() is not None or self._code is not None:
+            return None
+        return f"waiting for a Ray node that offers {self.wants}"
 
     def alive(self) -> bool:
         """True until the actor process (or its Ray actor) is gone."""
@@ -314,6 +336,7 @@ class RayLauncher:
             options["runtime_env"] = {"env_vars": {"RAY_worker_niceness": "0"}}
         host = self._host_class.options(name=None, **options).remote()
         proc = RayProcess(request.actor, self, host, host.start.remote(argv, env))
+        proc.wants = wanted(resources)
         with self._lock:
             self._procs[host.output.remote()] = proc
         return proc

@@ -69,7 +69,8 @@ class Entry:
         if self.proc is None:
             return "no process"
         if not self.connected:
-            return "process started, no handshake yet"
+            waiting = getattr(self.proc, "waiting_for", None)  # a launcher that places actors
+            return waiting or "process started, no handshake yet"
         return self.state.value
 
 
