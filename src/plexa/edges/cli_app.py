@@ -158,9 +158,8 @@ def _serve(
     try:
         nexus = Nexus(spec, on_log=None if tui else show_log, resume=resume, name=run_name)
         server = ControlServer(nexus, bind=bind)
-    except EndpointInUse as exc:
+    except EndpointInUse as exc:  # nothing started yet: no run to quit, no report to write
         claim.release()
-        nexus.quit()
         _say(f"error: {exc}")
         raise typer.Exit(2) from None
     except BaseException:
