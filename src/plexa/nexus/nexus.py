@@ -35,7 +35,7 @@ from plexa.data.counters import Counters
 from plexa.data.shm_check import shm_fallback
 from plexa.errors import ActorFailed, InvalidTransition, RemoteError, Timeout
 from plexa.launch.base import Launcher, Rung
-from plexa.launch.local import LocalLauncher
+from plexa.launch.choose import default_launcher
 from plexa.nexus.attach import Attachment
 from plexa.nexus.failures import ActorFailure, QuitReport
 from plexa.nexus.fleet import Entry, Fleet
@@ -51,20 +51,6 @@ __all__ = ["ActorFailure", "Nexus", "QuitReport"]
 
 ALL_OR_NOTHING = frozenset({Signal.SETUP, Signal.RUN})
 """Signals that, sent to the whole run, need every actor to accept them."""
-
-
-def default_launcher(spec: PipelineSpec) -> Launcher:
-    """Local processes; with ``launch: ray``, one Ray actor per actor (``docs/ray.md``); with
-    ``hosts:``, the launcher that also reaches the hosts' agents."""
-    if spec.settings.launch == "ray":
-        from plexa.launch.ray import RayLauncher
-
-        return RayLauncher(spec.settings.ray)
-    if spec.hosts or spec.zenoh_links:
-        from plexa.launch.remote import HostsLauncher
-
-        return HostsLauncher(LocalLauncher())
-    return LocalLauncher()
 
 
 class Nexus:
