@@ -134,6 +134,7 @@ class Stubborn(plexa.Actor):
     """Ignores signals: stuck in user code that never reaches a safe point."""
 
     def run_step(self) -> None:
+        self.log.info("stuck in user code")
         while True:
             time.sleep(1)
 

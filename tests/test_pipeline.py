@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import plexa
-from conftest import started
+from conftest import started, wait_for
 from plexa import ActorState, InvalidTransition, Nexus
 
 
@@ -243,7 +243,9 @@ def test_quit_walks_the_ladder_for_an_actor_stuck_in_user_code() -> None:
         actors:
           stuck: {class: "actors:Stubborn"}
     """)
-    with started(spec) as nexus:
+    lines: list[str] = []
+    with started(spec, on_log=lambda actor, rec: lines.append(rec.message)) as nexus:
+        wait_for(lambda: "stuck in user code" in lines, 10, "user code", lambda: nexus.poll(0.01))
         report = nexus.quit()
     assert report.terminated == ("stuck",)
     assert not report.clean
