@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 from typing import Any
 
@@ -109,9 +110,14 @@ def _bind_tcp(sock: zmq.Socket[Any], address: str, port: int, setting: str) -> s
     try:
         sock.bind(f"tcp://{host}:{port}")
     except zmq.ZMQError as exc:
+        why = (
+            "another run may hold the port: choose another"
+            if exc.errno == errno.EADDRINUSE
+            else "give an address of this host"
+        )
         raise EndpointInUse(
-            f"cannot bind settings.{setting} tcp://{host}:{port}: {exc.strerror} (another "
-            f"run may hold the port: choose another, or leave settings.{setting} out)"
+            f"cannot bind settings.{setting} tcp://{host}:{port}: {exc.strerror} ({why}, "
+            f"or leave settings.{setting} out)"
         ) from None
     endpoint: str = sock.getsockopt_string(zmq.LAST_ENDPOINT)
     return endpoint
