@@ -162,7 +162,8 @@ connections:
         left = list(ray_leftovers(run_id))
         assert len(left) == 1, "a killed nexus leaves its Ray folder (and maybe Ray's agents)"
         folder, pids = left[0]
-        assert pids, "Ray's agents outlive a killed nexus for a while"
+        # Ray's agents outlive a killed nexus for a while, but how long is Ray's business: on a
+        # busy machine they may be gone already, and then only the folder is left to remove
         report = cleanup()
         assert str(folder) in report.files
         assert all(f"{pid} (Ray of run {run_id})" in report.processes for pid in pids)
