@@ -8,15 +8,19 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import psutil
 import pytest
+from ray.exceptions import ActorDiedError
 
 import plexa
 from conftest import HERE, plexa_server, wait_for
+from plexa.core.lifecycle import FailureKind
 from plexa.core.spec import Resources
 from plexa.launch.ray import actor_options
+from plexa.launch.ray_fate import NODE_GRACE_S, Inquest
 from plexa.launch.ray_local import ray_leftovers
 
 ROOT = HERE.parent
@@ -62,6 +66,75 @@ def test_a_soft_node_is_kept_while_it_is_there_and_forgotten_once_it_is_gone() -
     assert "scheduling_strategy" not in actor_options(soft, {B: B})
     hard = actor_options(Resources(node=A), {})["scheduling_strategy"]
     assert (hard.node_id, hard.soft) == (A, False)  # Ray then fails it: plexa restarts
+
+
+class FakeRay:
+    """Answers to object refs as Ray would: a ref is a key of ``answers`` once it is ready,
+    its value the result (or the exception ``ray.get`` raises)."""
+
+    def __init__(self) -> None:
+        self.answers: dict[str, object] = {}
+
+    def wait(self, refs: list[str], timeout: float) -> tuple[list[str], list[str]]:
+        return [r for r in refs if r in self.answers], [r for r in refs if r not in self.answers]
+
+    def get(self, ref: str) -> object:
+        answer = self.answers[ref]
+        if isinstance(answer, BaseException):
+            raise answer
+        return answer
+
+
+def verdict(inquest: Inquest, ray: FakeRay, node_up: bool, seconds: float = 5.0) -> object:
+    """Poll ``inquest`` like the nexus does until it settles (the GCS seeing the node as
+    ``node_up``); None if it is still undecided after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while not inquest.settle(ray, lambda node: node_up):
+        if time.monotonic() > deadline:
+            return "undecided"
+        time.sleep(0.01)
+    return inquest.failure
+
+
+KILL = -9
+NODE_DIED = ActorDiedError()
+NODE_DIED.error_msg = "The actor died because its node has died. Node Id: " + A
+
+
+def test_an_exit_by_a_signal_nobody_sent_is_believed_only_while_the_hosts_raylet_runs() -> None:
+    ray = FakeRay()
+    up = Inquest(KILL, A, "10.0.0.7 (abababab)", probe="up")
+    assert up.settle(ray, lambda node: True) is False  # the host has not answered yet
+    ray.answers["up"] = True
+    assert verdict(up, ray, node_up=True) is None  # the exit code says it all: killed
+    ray.answers["down"] = False  # its raylet is gone: the GCS will count the node dead
+    lost = verdict(Inquest(KILL, A, "10.0.0.7 (abababab)", probe="down"), ray, node_up=True)
+    assert lost == (FailureKind.HOST_LOST, "its Ray node 10.0.0.7 (abababab) was lost")
+    ray.answers["dead"] = NODE_DIED  # the host died since it reported the exit
+    assert verdict(Inquest(KILL, A, "n", probe="dead"), ray, node_up=True) == (
+        FailureKind.HOST_LOST,
+        "its Ray node n was lost",
+    )
+    unanswered = Inquest(KILL, A, "n", probe="never")  # while the GCS already knows
+    assert verdict(unanswered, ray, node_up=False) == (
+        FailureKind.HOST_LOST,
+        "its Ray node n was lost",
+    )
+
+
+def test_a_dead_host_is_host_lost_if_its_node_is_counted_dead_within_the_grace() -> None:
+    ray = FakeRay()
+    died = ActorDiedError()
+    assert verdict(Inquest(KILL, A, "n", error=died), ray, node_up=False) == (
+        FailureKind.HOST_LOST,
+        "its Ray node n was lost",
+    )
+    start = time.monotonic()
+    crashed = verdict(Inquest(KILL, A, "n", error=died), ray, node_up=True)
+    assert crashed == (FailureKind.CRASHED, f"its Ray actor died: {ActorDiedError.BASE_ERROR_MSG}")
+    assert time.monotonic() - start >= NODE_GRACE_S  # the GCS was given its grace
+    never_placed = verdict(Inquest(KILL, None, "", error=died), ray, node_up=True, seconds=0.5)
+    assert never_placed == crashed
 
 
 @pytest.mark.parametrize(

@@ -26,7 +26,6 @@ import signal
 import sys
 import tempfile
 import threading
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -39,6 +38,7 @@ from plexa.core.spec import PipelineSpec, RaySettings, Resources
 from plexa.errors import PlexaError
 from plexa.launch.base import ActorProcess, LaunchRequest
 from plexa.launch.local import BOOT
+from plexa.launch.ray_fate import Inquest
 from plexa.launch.ray_host import OUTPUT_POLL_S, ActorHost
 from plexa.launch.ray_local import (
     AUTH_MODE_ENV,
@@ -126,7 +126,9 @@ class RayProcess:
         self._started: tuple[int, str, str] | None = None
         self._code: int | None = None
         self._failure: tuple[FailureKind, str] | None = None
+        self._inquest: Inquest | None = None
         self._killed = False
+        self._sent: set[int] = set()
         self.wants = "what it asks for"
         """The resources it asked for, in words."""
         read_out, self._write_out = os.pipe()
@@ -181,20 +183,35 @@ class RayProcess:
 
     def exit_code(self) -> int | None:
         """The process's exit code once it ended (negative: a signal); a Ray actor that died
-        with it reads as SIGKILL, and :meth:`failure` says why."""
+        with it reads as SIGKILL, and :meth:`failure` says why. An exit that may be its
+        node's loss is reported once that is settled (:mod:`plexa.launch.ray_fate`)."""
         if self._code is not None:
             return self._code
         ray = _ray()
-        ready, _ = ray.wait([self._wait_ref], timeout=0)
-        if not ready:
+        if self._inquest is None:
+            ready, _ = ray.wait([self._wait_ref], timeout=0)
+            if not ready:
+                return None
+            try:
+                code = int(ray.get(self._wait_ref))
+            except Exception as exc:
+                if self._killed:
+                    return self._end(-signal.SIGKILL)
+                self._inquest = Inquest(-signal.SIGKILL, self.node_id, self.node or "", error=exc)
+            else:
+                if code >= 0 or self._killed or -code in self._sent:
+                    return self._end(code)
+                probe = self.host.node_up.remote()  # a signal nobody here sent: node lost?
+                self._inquest = Inquest(code, self.node_id, self.node or "", probe=probe)
+        if not self._inquest.settle(ray, self._launcher.node_alive):
             return None
-        try:
-            self._code = int(ray.get(self._wait_ref))
-        except Exception as exc:
-            self._code = -signal.SIGKILL
-            if not self._killed:
-                self._failure = self._launcher.why_gone(self, exc)
-        return self._code
+        self._failure = self._inquest.failure
+        return self._end(self._inquest.code)
+
+    def _end(self, code: int) -> int:
+        self._code = code
+        self._inquest = None
+        return code
 
     def failure(self) -> tuple[FailureKind, str] | None:
         """Why it is gone when its exit code cannot say (its Ray actor or node died)."""
@@ -210,6 +227,7 @@ class RayProcess:
             with contextlib.suppress(Exception):
                 _ray().kill(self.host, no_restart=True)
             return
+        self._sent.add(int(sig))
         self.host.signal.remote(int(sig))
 
     def output_fds(self) -> Sequence[tuple[int, str]]:
@@ -383,20 +401,6 @@ class RayLauncher:
             if node["NodeID"] == node_id:
                 return bool(node.get("Alive"))
         return False
-
-    def why_gone(self, proc: RayProcess, exc: BaseException) -> tuple[FailureKind, str]:
-        """Why ``proc``'s Ray actor died: its node left (``host_lost``) or it crashed."""
-        node_id = proc.node_id
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        if node_id is not None:
-            deadline = time.monotonic() + 2.0  # the GCS may learn of a dead node a bit later
-            while True:
-                if not self.node_alive(node_id):
-                    return FailureKind.HOST_LOST, f"its Ray node {proc.node} was lost"
-                if time.monotonic() > deadline:
-                    break
-                time.sleep(0.1)
-        return FailureKind.CRASHED, f"its Ray actor died: {first}"
 
     # ----- output relay ------------------------------------------------------------------
     def _relay_output(self) -> None:

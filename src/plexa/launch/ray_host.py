@@ -37,6 +37,7 @@ class ActorHost:
         self._chunks: list[tuple[str, bytes]] = []
         self._open_streams = 0
         self._error = ""
+        self._raylet = int(os.environ.get("RAY_RAYLET_PID") or os.getppid())
 
     def start(self, argv: list[str], env: dict[str, str]) -> tuple[int, str, str]:
         """Start the actor process; returns its pid and this node's id and address."""
@@ -97,6 +98,17 @@ class ActorHost:
         """Block until the actor process exits; its exit code (negative: the signal)."""
         self._exited.wait()
         return self._popen.returncode if self._popen is not None else 127
+
+    def node_up(self) -> bool:
+        """Whether this node's raylet still runs. A Ray worker whose raylet died SIGKILLs its
+        children as it exits, and their exit code may reach the nexus before the worker's
+        death does: the nexus asks this before it believes such an exit."""
+        try:
+            with open(f"/proc/{self._raylet}/stat") as stat:
+                state = stat.read().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            return False
+        return state not in ("Z", "X")  # a killed raylet not yet reaped is a zombie
 
     def output(self) -> list[tuple[str, bytes]] | None:
         """What the actor wrote since the last call (waits up to a second for something);
