@@ -84,9 +84,10 @@ class ServerRun:
 
 
 @contextlib.contextmanager
-def plexa_server(config: Path, prefix: str = "t") -> Iterator[ServerRun]:
+def plexa_server(config: Path, prefix: str = "t", up_s: float = 20) -> Iterator[ServerRun]:
     """Run ``plexa server CONFIG --hold`` until the block ends (then ``quit`` it, or
-    terminate it if it does not answer); yields once a client gets its status."""
+    terminate it if it does not answer); yields once a client gets its status (within
+    ``up_s`` seconds)."""
     from plexa.edges.client import connect
 
     name = f"{prefix}{os.getpid()}{random.randrange(10**6)}"
@@ -109,7 +110,7 @@ def plexa_server(config: Path, prefix: str = "t") -> Iterator[ServerRun]:
 
     run = ServerRun(proc, name)
     try:
-        wait_for(up, 20, "the server to answer")
+        wait_for(up, up_s, "the server to answer")
         yield run
     finally:
         if proc.poll() is None:

@@ -221,7 +221,8 @@ connections:
   src.out: [sink.inp]
 """
     )
-    with plexa_server(config, "ray") as server:
+    # starting a local Ray instance and its workers can take most of a minute on a busy machine
+    with plexa_server(config, "ray", up_s=90) as server:
         with connect(server.name) as client:
             client.request("setup")
             status = client.status()
