@@ -14,7 +14,9 @@ cause.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -57,6 +59,8 @@ class RayPool:
         self._safe_point = safe_point
         self._task: Any = None
         self._joined = False
+        self._joining: threading.Thread | None = None
+        self._join_error: list[BaseException] = []
         self._owner: object | None = None
         self._inflight: dict[Any, int] = {}
         self._closed = False
@@ -69,17 +73,22 @@ class RayPool:
         return []
 
     def _join(self) -> None:
+        """Join the cluster as a driver. That takes seconds (more on a busy machine than
+        ``hang_timeout``), so it runs in a thread while this one passes safe points; a stop
+        raised meanwhile leaves it running, and the next call waits for it."""
         if self._joined:
             return
         import ray
 
-        if not ray.is_initialized():
-            ray.init(
-                address=self.address,
-                log_to_driver=False,
-                configure_logging=False,
-                job_config=ray.job_config.JobConfig(code_search_path=import_path_from_env()),
-            )
+        if self._joining is None and not ray.is_initialized():
+            self._joining = threading.Thread(target=self._init, name="plexa-ray-join", daemon=True)
+            self._joining.start()
+        while self._joining is not None and self._joining.is_alive():
+            self._safe_point()
+            self._joining.join(_POLL_S)
+        self._joining = None
+        if self._join_error:
+            raise self._join_error.pop()
         self._task = ray.remote(max_retries=0)(_run_task)
         if self._size is None:
             cpus = ray.cluster_resources().get("CPU", 1)  # type: ignore[no-untyped-call]
@@ -87,6 +96,23 @@ class RayPool:
         if self._window is None:
             self._window = 2 * self._size
         self._joined = True
+
+    def _init(self) -> None:
+        import ray
+
+        quiet = _NotMainThread()  # plexa's own SIGTERM handler is the one to keep
+        logging.getLogger("ray._private.worker").addFilter(quiet)
+        try:
+            ray.init(
+                address=self.address,
+                log_to_driver=False,
+                configure_logging=False,
+                job_config=ray.job_config.JobConfig(code_search_path=import_path_from_env()),
+            )
+        except BaseException as exc:
+            self._join_error.append(exc)
+        finally:
+            logging.getLogger("ray._private.worker").removeFilter(quiet)
 
     @property
     def size(self) -> int:
@@ -191,6 +217,9 @@ class RayPool:
         self._closed = True
         self._cancel()
         self._owner = None
+        if self._joining is not None:
+            self._joining.join(timeout=30)
+            self._joined = self._joined or not self._joining.is_alive()
         if self._joined:
             import ray
 
@@ -203,3 +232,11 @@ class RayPool:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class _NotMainThread(logging.Filter):
+    """Drops Ray's warning that a driver joining outside the main thread sets no SIGTERM
+    handler (plexa's own must stay)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "SIGTERM handler is not set" not in record.getMessage()
