@@ -5,7 +5,8 @@ launcher) as a driver on first use, with the actor's import path as the job's co
 path, so that Ray's workers import ``fn`` as the actor did. Each item is one Ray task;
 at most ``window`` items are taken and not yet yielded; ``safe_point`` is called between
 results and at least every 50 ms while waiting, so a pause holds new tasks back and a
-stop or abort cancels the tasks in flight (:func:`ray.cancel`) before it propagates.
+stop or abort cancels the tasks in flight (:func:`ray.cancel`), and waits for them to end,
+before it propagates.
 An exception raised by ``fn`` comes back as in the local pool: the same type when it can
 be pickled, with a :class:`~plexa.errors.RemoteError` carrying the task's traceback as its
 cause.
@@ -24,9 +25,11 @@ from plexa.core.paths import RAY_ADDRESS_ENV, import_path_from_env
 from plexa.errors import PlexaError, RemoteError
 from plexa.runtime.pool import _describe
 
-__all__ = ["RayPool"]
+__all__ = ["CANCEL_WAIT_S", "RayPool"]
 
 _POLL_S = 0.05
+CANCEL_WAIT_S = 5.0
+"""How long a stop or abort waits for the cancelled tasks to end."""
 
 
 def _run_task(fn: Callable[[Any], Any], item: Any) -> tuple[bool, Any]:
@@ -202,15 +205,21 @@ class RayPool:
         raise cause
 
     def _cancel(self) -> None:
-        """Cancel the tasks in flight (their results are dropped)."""
+        """Cancel the tasks in flight (their results are dropped) and wait until they have
+        ended: a running task learns of its cancellation a moment later, and may finish
+        meanwhile. Once this returns none of them runs, unless one held out for
+        ``CANCEL_WAIT_S``."""
         if not self._inflight:
             return
         import ray
 
-        for ref in self._inflight:
+        refs = list(self._inflight)
+        self._inflight.clear()
+        for ref in refs:
             with contextlib.suppress(Exception):
                 ray.cancel(ref)
-        self._inflight.clear()
+        with contextlib.suppress(Exception):
+            ray.wait(refs, num_returns=len(refs), timeout=CANCEL_WAIT_S, fetch_local=False)
 
     def close(self) -> None:
         """Cancel what is in flight and leave the cluster. Idempotent."""
