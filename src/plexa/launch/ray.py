@@ -206,6 +206,8 @@ class RayProcess:
         if not self._inquest.settle(ray, self._launcher.node_alive):
             return None
         self._failure = self._inquest.failure
+        if self._failure is not None and self._failure[0] is FailureKind.HOST_LOST:
+            self._launcher.lost.add(self._inquest.node_id or "")
         return self._end(self._inquest.code)
 
     def _end(self, code: int) -> int:
@@ -287,6 +289,9 @@ class RayLauncher:
         self._relay: threading.Thread | None = None
         self._closing = threading.Event()
         self._saved_env: dict[str, str | None] = {}
+        self.lost: set[str] = set()
+        """Ids of the nodes its hosts were lost with: not placed on again, even while the
+        GCS still counts them alive (it learns of a dead node seconds after a host may)."""
 
     # ----- connecting ----------------------------------------------------------------------
     def connect(self, run_id: str = "") -> None:
@@ -390,7 +395,7 @@ class RayLauncher:
         """Node address -> node id, for every live node (a node id maps to itself)."""
         found: dict[str, str] = {}
         for node in _ray().nodes():
-            if node.get("Alive"):
+            if node.get("Alive") and node["NodeID"] not in self.lost:
                 found[node["NodeManagerAddress"]] = node["NodeID"]
                 found[node["NodeID"]] = node["NodeID"]
         return found
