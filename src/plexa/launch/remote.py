@@ -382,14 +382,17 @@ class HostsLauncher:
         return proc
 
     def _place(self, actor: str) -> str:
-        """Where ``actor`` starts: its host, or the first of its other hosts that has
-        joined when its own has not (empty: here)."""
+        """Where ``actor`` starts (empty: here). Its first start is on its first host,
+        waiting for it as an actor with one host does (agents join in no particular order:
+        taking whichever joined first put it on its second host under load). A restart
+        goes to the first of its hosts that has joined, or waits for its first host."""
         assert self.spec is not None
         aspec = self.spec.actors[actor]
-        for scope in (aspec.host, *aspec.also):
-            host = self.hosts.get(scope)
-            if host is not None and host.joined:
-                return scope
+        if actor in self.requests:  # it started before: its host may be lost
+            for scope in (aspec.host, *aspec.also):
+                host = self.hosts.get(scope)
+                if host is not None and host.joined:
+                    return scope
         return aspec.host
 
     def host_of(self, actor: str) -> str:
