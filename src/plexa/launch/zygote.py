@@ -50,6 +50,16 @@ BOOT = (
 )
 """What the fork server runs (``python -c BOOT FD NEXUS_PID``)."""
 
+PRELOAD = (
+    "plexa.runtime.process",
+    "plexa.core.actor",
+    "plexa.core.config",  # resolving the actor's class
+    "plexa.data.store",
+    "numpy.random",
+    "psutil",  # an actor's teardown
+)
+"""What the fork server imports once, so that no actor has to: everything the runtime itself
+imports on the way to an actor's hello, setup and teardown (user code is never imported)."""
 PR_SET_CHILD_SUBREAPER = 36
 START_TIMEOUT = 60.0
 """How long the nexus waits for the fork server to answer its first request (it imports)."""
@@ -210,8 +220,11 @@ def serve(fd: int) -> None:
     """The fork server's loop: fork an actor for each request on socket ``fd``, report each
     actor's exit, kill what dead actors left behind; end when the nexus closes the socket."""
     import ctypes
+    import importlib
 
-    import plexa.runtime.process  # noqa: F401  the warm state every actor starts from
+    for module in PRELOAD:  # the warm state every actor starts from
+        with contextlib.suppress(ImportError):
+            importlib.import_module(module)
 
     sock = socket.socket(fileno=fd)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the nexus's to handle

@@ -331,7 +331,7 @@ class Fleet:
             }
             for name, entry in self.entries.items()
         }
-        head = {**run, "failed": self.failed, "clean": not self.failures}
+        head = {"failed": self.failed, "clean": not self.failures, **run}  # run's word is last
         return {"run": head, "actors": actors}
 
     def write_report(self, extra: dict[str, Any] | None = None) -> None:
