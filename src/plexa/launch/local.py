@@ -142,7 +142,7 @@ class LocalLauncher:
 
     def _forked(self, request: LaunchRequest, env: dict[str, str], args: list[str]) -> ActorProcess:
         if self._server is None:
-            mark = {k: v for k, v in env.items() if k not in (ENV_ACTOR, SYS_PATH_ENV)}
+            mark = {k: v for k, v in env.items() if k != ENV_ACTOR}  # the same for all
             err = Path(request.run_dir) / "fork-server.err"
             self._server = ForkServer(mark, err)
         return self._server.fork(request.actor, args, env)
