@@ -355,3 +355,30 @@ class Spawner(plexa.Actor):
 
     def run_step(self) -> None:
         time.sleep(0.01)
+
+
+class Dice(plexa.Actor):
+    """Draws from Python's and numpy's random streams; puts the draws under ``key``."""
+
+    def setup(self, key: str = "dice") -> None:
+        import random
+
+        self.store.put({"py": random.random(), "np": float(np.random.random())}, key=key)
+
+    def run_step(self) -> None:
+        time.sleep(0.01)
+
+
+class Forker(plexa.Actor):
+    """Forks a child that only sleeps (no exec: it carries no mark of its own); puts its pid
+    in the store under ``forked``."""
+
+    def setup(self) -> None:
+        pid = os.fork()
+        if pid == 0:
+            time.sleep(1000)
+            os._exit(0)
+        self.store.put(pid, key="forked")
+
+    def run_step(self) -> None:
+        time.sleep(0.01)

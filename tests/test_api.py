@@ -114,3 +114,12 @@ def test_every_public_name_has_a_docstring() -> None:
         obj = getattr(plexa, name)
         if callable(obj):
             assert obj.__doc__, name
+
+
+def test_every_module_reads_in_one_sitting() -> None:
+    long = {
+        str(path.relative_to(SRC)): n
+        for path in SRC.rglob("*.py")
+        if (n := len(path.read_text().splitlines())) > 500
+    }
+    assert not long, f"modules over 500 lines (split them along a seam): {long}"

@@ -215,6 +215,7 @@ def test_a_wrong_token_is_refused(served: Served) -> None:
         assert _states(c) == {"created"}
 
 
+@pytest.mark.serial
 def test_a_stalled_subscriber_does_not_slow_the_pipeline(served: Served) -> None:
     link = "src.out->mid.inp"
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +26,7 @@ from plexa.core.lifecycle import FailureKind
 from plexa.data.shm_check import shm_problem
 from plexa.data.zenoh_session import ZenohSettings, open_session
 from plexa.edges.tables import render_status
+from plexa.launch.remote import HostsLauncher, wait_joined
 from plexa.nexus.cleanup import cleanup, list_runs
 
 DEPARTURE = 2.0
@@ -399,9 +401,7 @@ def test_an_agent_that_dials_out_is_reached_through_a_router_the_nexus_reaches()
 
 
 @pytest.mark.slow
-def test_an_actor_that_lists_several_hosts_restarts_on_another_when_its_host_is_lost(
-    two_agents: dict[str, AgentProc],
-) -> None:
+def test_an_actor_that_lists_several_hosts_restarts_on_another_when_its_host_is_lost() -> None:
     text = """
 name: elsewhere
 actors:
@@ -410,26 +410,44 @@ actors:
 connections:
   src.out: [fit.inp]
 """
-    spec = load_text(text, {s: a.endpoint for s, a in two_agents.items()})
+    agents = {"b": AgentProc("b", f"tcp/127.0.0.1:{free_port()}")}
+    endpoint_a = f"tcp/127.0.0.1:{free_port()}"
+    spec = load_text(text, {"a": endpoint_a, "b": agents["b"].endpoint})
     assert spec.actors["fit"].also == ("b",) and spec.crosses_hosts(spec.links[0])
-    with plexa.Nexus(spec) as nexus:
-        nexus.start()
-        nexus.setup()
-        nexus.run()
-        assert nexus.status()["actors"]["fit"]["host"] == "a"
-        two_agents["a"].kill()
-        nexus.wait_until(
-            lambda st: st["actors"]["fit"]["state"] == "running"
-            and st["actors"]["fit"]["host"] == "b",
-            20,
-        )
-        pid = nexus.status()["actors"]["fit"]["pid"]
-        assert psutil.Process(pid).parent().pid == two_agents["b"].pid
-        assert [f.kind for f in nexus.failures] == [FailureKind.HOST_LOST]
-        moved = nexus.status()["links"]["src.out->fit.inp"]["received"]
-        nexus.wait_until(  # the stream goes on into the new host
-            lambda st: st["links"]["src.out->fit.inp"]["received"] > moved + 50, 20
-        )
+    launcher = HostsLauncher()
+
+    def a_joins_last() -> None:  # b is there first: fit still starts on a, its first host
+        wait_joined(launcher, "b", 20)
+        agents["a"] = AgentProc("a", endpoint_a)
+
+    late = threading.Thread(target=a_joins_last)
+    try:
+        with plexa.Nexus(spec, launcher=launcher) as nexus:
+            late.start()
+            nexus.start()
+            late.join()
+            nexus.setup()
+            nexus.run()
+            assert nexus.status()["actors"]["fit"]["host"] == "a"
+            agents["a"].kill()
+            nexus.wait_until(
+                lambda st: (
+                    st["actors"]["fit"]["state"] == "running" and st["actors"]["fit"]["host"] == "b"
+                ),
+                20,
+            )
+            pid = nexus.status()["actors"]["fit"]["pid"]
+            assert psutil.Process(pid).parent().pid == agents["b"].pid
+            assert [f.kind for f in nexus.failures] == [FailureKind.HOST_LOST]
+            moved = nexus.status()["links"]["src.out->fit.inp"]["received"]
+            nexus.wait_until(  # the stream goes on into the new host
+                lambda st: st["links"]["src.out->fit.inp"]["received"] > moved + 50, 20
+            )
+    finally:
+        if late.ident is not None:
+            late.join()
+        for agent in agents.values():
+            agent.stop()
     cleanup()  # what the killed agent's run left
 
 

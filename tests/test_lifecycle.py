@@ -30,8 +30,10 @@ from plexa.core.lifecycle import (
     next_state,
     progressing,
     refusal,
+    targets,
 )
 from plexa.edges.client import Client, connect
+from plexa.errors import InvalidTransition
 
 ROOT = Path(__file__).resolve().parent.parent
 PIPE = """
@@ -103,6 +105,19 @@ def test_every_refused_pair_says_why_and_every_accepted_pair_says_nothing() -> N
             if why is not None:
                 assert state.value in why and sig.value in why
             assert (next_state(state, sig) is None) == (why is not None)
+
+
+def test_a_signal_to_the_run_goes_to_who_takes_it_and_named_actors_must_all_take_it() -> None:
+    A = ActorState
+    states = {"src": A.RUNNING, "fit": A.PAUSED, "done": A.STOPPED}
+    assert targets(states, RunState.RUNNING, Signal.PAUSE, named=False) == ["src"]
+    assert targets(states, RunState.RUNNING, Signal.RESUME, named=False) == ["fit"]
+    with pytest.raises(InvalidTransition, match=r"pause is not allowed while stopped.*: done"):
+        targets(states, RunState.RUNNING, Signal.PAUSE, named=True)
+    with pytest.raises(InvalidTransition, match="setup"):  # setup and run: every actor or none
+        targets({"a": A.CREATED, "b": A.READY}, RunState.CREATED, Signal.SETUP, named=False)
+    with pytest.raises(InvalidTransition, match="while created"):  # nobody takes it: the run says
+        targets({"a": A.CREATED}, RunState.CREATED, Signal.PAUSE, named=False)
 
 
 def test_only_a_running_actor_can_be_hung() -> None:

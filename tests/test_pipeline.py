@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import textwrap
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -249,3 +251,5 @@ def test_quit_walks_the_ladder_for_an_actor_stuck_in_user_code() -> None:
         report = nexus.quit()
     assert report.terminated == ("stuck",)
     assert not report.clean
+    written = json.loads(Path(report.report).read_text())["run"]
+    assert written["clean"] is False and not written["failed"]  # the file says the same

@@ -104,6 +104,7 @@ def _queued_to(sock: socket.socket) -> int:
     return 0
 
 
+@pytest.mark.serial
 def test_a_stalled_events_client_leaves_the_throughput_unchanged(
     served: tuple[Web, subprocess.Popen[str]],
 ) -> None:

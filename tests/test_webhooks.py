@@ -188,6 +188,7 @@ def _rate(c: httpx.Client, web: Web, seconds: float) -> float:
     return (last - first) / (time.monotonic() - t0)
 
 
+@pytest.mark.serial
 def test_a_stalled_receiver_costs_drops_and_timeouts_but_not_throughput(
     web: Web, receiver: Receiver
 ) -> None:

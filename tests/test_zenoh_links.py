@@ -4,6 +4,7 @@ network namespaces where ``ip netns`` works (root; skipped with the reason other
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -299,6 +300,38 @@ def test_plain_tcp_off_this_host_and_tls_without_certificates_are_refused() -> N
         check_settings(ZenohSettings(listen=("udp/127.0.0.1:7447",)))
     check_settings(ZenohSettings(connect=("tcp/127.0.0.1:7447", "tcp/localhost:7448")))
     check_settings(ZenohSettings(connect=("tcp/198.18.0.1:7447",), insecure=True))
+
+
+def _user_timeouts(port: int) -> list[int]:
+    """TCP_USER_TIMEOUT of this process's sockets connected from or to ``port``."""
+    found = []
+    for fd in (int(name) for name in os.listdir("/proc/self/fd")):
+        try:
+            sock = socket.socket(fileno=os.dup(fd))
+        except OSError:
+            continue
+        with sock:
+            try:
+                ends = (sock.getsockname()[1], sock.getpeername()[1])
+            except (OSError, IndexError, TypeError):
+                continue
+            if sock.type == socket.SOCK_STREAM and port in ends:
+                found.append(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT))
+    return found
+
+
+@pytest.mark.skipif(not hasattr(socket, "TCP_USER_TIMEOUT"), reason="Linux only")
+def test_both_ends_of_a_connection_give_up_on_unacknowledged_data_after_the_lease() -> None:
+    """Else closing a cut tls/ link hung in its flush, and the departure went unnoticed."""
+    port = _port()
+    a = open_session(ZenohSettings(listen=(f"tcp/127.0.0.1:{port}",), lease_ms=1500))
+    b = open_session(ZenohSettings(connect=(f"tcp/127.0.0.1:{port}",), lease_ms=1500))
+    try:
+        wait_connected(b)
+        wait_for(lambda: _user_timeouts(port) == [1500, 1500], 5, "both ends' user timeout")
+    finally:
+        b.close()
+        a.close()
 
 
 def test_mutual_tls_admits_a_host_signed_by_the_run_ca_and_refuses_any_other(

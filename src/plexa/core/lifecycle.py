@@ -9,12 +9,15 @@ compares them.
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import NamedTuple
+
+from plexa.errors import InvalidTransition
 
 __all__ = [
     "ACTOR_EVENTS",
     "ACTOR_SIGNALS",
+    "ALL_OR_NOTHING",
     "RUN_SIGNALS",
     "ActorEvent",
     "ActorState",
@@ -27,6 +30,7 @@ __all__ = [
     "progressing",
     "refusal",
     "run_refusal",
+    "targets",
 ]
 
 
@@ -206,6 +210,36 @@ def run_refusal(state: RunState, signal: Signal) -> str | None:
     allowed = sorted({st.value for (st, sig) in RUN_SIGNALS if sig is signal})
     only = " or ".join(allowed)
     return f"{signal.value} is not allowed while {state.value} (only while {only})"
+
+
+ALL_OR_NOTHING = frozenset({Signal.SETUP, Signal.RUN})
+"""Signals that, sent to the whole run, need every actor to accept them."""
+
+
+def targets(
+    states: Mapping[str, ActorState], run: RunState, signal: Signal, named: bool
+) -> list[str]:
+    """The actors of ``states`` that ``signal`` goes to, as the tables allow.
+
+    ``named``: the caller chose these actors, so every one must accept ``signal``. Sent to
+    the whole run, setup and run need every actor too; the other signals go to those that
+    accept them, and are refused only if none does. Raises :class:`InvalidTransition` with
+    every reason, changing nothing.
+    """
+    refused: dict[str, list[str]] = {}
+    for name, state in states.items():
+        why = refusal(state, signal)
+        if why is not None:
+            refused.setdefault(why, []).append(name)
+    text = "; ".join(f"{why}: {', '.join(who)}" for why, who in refused.items())
+    if named or signal in ALL_OR_NOTHING:
+        if refused:
+            raise InvalidTransition(text)
+        return list(states)
+    accepted = [n for n in states if not any(n in who for who in refused.values())]
+    if not accepted:
+        raise InvalidTransition(run_refusal(run, signal) or text)
+    return accepted
 
 
 def progressing(state: ActorState) -> bool:

@@ -27,7 +27,16 @@ from textual.worker import get_current_worker
 from plexa.core import protocol as proto
 from plexa.edges.cli_ctl import parse_value
 from plexa.edges.client import Client, find_run, load_record
-from plexa.edges.tables import ProgressRates, progress_bar
+from plexa.edges.tables import ProgressRates
+from plexa.edges.tui_rows import (
+    ACTOR_COLUMNS,
+    LINK_COLUMNS,
+    WIDTHS,
+    actor_rows,
+    fill,
+    link_rows,
+    state_cell,
+)
 from plexa.edges.tui_screens import ConfirmScreen, DetailScreen, PromptScreen, actor_details
 from plexa.errors import PlexaError
 from plexa.nexus.cleanup import list_runs
@@ -46,28 +55,7 @@ QUIET_S = 0.6
 """With no event for this long (metrics come twice a second) the app pings the run; with the
 ping's own deadline, a run that died shows as "connection lost" within a second."""
 PING_S = 0.4
-
-ACTOR_COLUMNS = ("actor", "state", "in/s", "out/s", "p50 µs", "p99 µs", "restarts", "progress")
-ACTOR_FIELDS = ("rate_in", "rate_out", "handler_p50_us", "handler_p99_us", "restarts")
-LINK_COLUMNS = ("link", "policy", "depth", "dropped", "lost", "p50 µs", "p99 µs", "msgs/s")
-LINK_FIELDS = ("depth", "dropped", "lost", "latency_p50_us", "latency_p99_us", "rate")
-_WIDTHS = {"actor": 18, "link": 30, "state": 11, "progress": 44}
-_STATE_STYLES = {"running": "green", "paused": "yellow", "failed": "bold red", "stopped": "dim"}
 _LEVEL_STYLES = {10: "dim", 30: "yellow", 40: "red", 50: "bold red"}
-
-
-def _num(value: Any, digits: int = 0) -> Text:
-    """A right-aligned number, or ``-`` when there is none."""
-    if value is None:
-        return Text("-", justify="right")
-    if isinstance(value, float) and not digits and 0 < abs(value) < 10:
-        digits = 1
-    return Text(f"{value:,.{digits}f}", justify="right")
-
-
-def _state(state: str) -> Text:
-    return Text(state, style=_STATE_STYLES.get(state, ""))
-
 
 class PlexaApp(App[None]):
     """A live view of one run, steering it with single keys.
@@ -145,7 +133,7 @@ class PlexaApp(App[None]):
         links: DataTable[Text | str] = DataTable(id="links", cursor_type="row")
         for table, columns in ((actors, ACTOR_COLUMNS), (links, LINK_COLUMNS)):
             for label in columns:
-                table.add_column(label, width=_WIDTHS.get(label, 9), key=label)
+                table.add_column(label, width=WIDTHS.get(label, 9), key=label)
             yield table
         with Horizontal(id="throughput"):
             yield Static("throughput", id="rate")
@@ -274,7 +262,7 @@ class PlexaApp(App[None]):
     def _set_actor_state(self, actor: str, state: str) -> None:
         table = self.query_one("#actors", DataTable)
         if actor in table.rows:
-            table.update_cell(actor, "state", _state(state))
+            table.update_cell(actor, "state", state_cell(state))
 
     def _show_status(self, status: dict[str, Any]) -> None:
         run = status["run"]
@@ -283,37 +271,13 @@ class PlexaApp(App[None]):
         self.status = status
         self.rates = self.progress_rates.update(status)
         self._show_header()
-        actors = {
-            name: [
-                f"{name}@{a['host']}" if a.get("host") else name,
-                _state(a["state"]),
-                *(_num(a.get(f)) for f in ACTOR_FIELDS),
-                Text(progress_bar(a.get("progress"), self.rates.get(name))),
-            ]
-            for name, a in status["actors"].items()
-        }
-        links = {
-            name: [name, ln.get("policy", "?"), *(_num(ln.get(f)) for f in LINK_FIELDS)]
-            for name, ln in status["links"].items()
-        }
-        self._fill(self.query_one("#actors", DataTable), ACTOR_COLUMNS, actors)
-        self._fill(self.query_one("#links", DataTable), LINK_COLUMNS, links)
+        actors, links = actor_rows(status, self.rates), link_rows(status)
+        fill(self.query_one("#actors", DataTable), ACTOR_COLUMNS, actors)
+        fill(self.query_one("#links", DataTable), LINK_COLUMNS, links)
         total = sum(a.get("rate_out", 0.0) for a in status["actors"].values())
         self.history.append(total)
         self.query_one("#spark", Sparkline).data = list(self.history)
         self.query_one("#rate", Static).update(f"out: {total:,.0f} msgs/s")
-
-    @staticmethod
-    def _fill(table: DataTable[Any], columns: tuple[str, ...], rows: dict[str, list[Any]]) -> None:
-        """Update the table in place (keeping the cursor), adding and removing rows."""
-        for key in [k for k in table.rows if k.value not in rows]:
-            table.remove_row(key)
-        for name, cells in rows.items():
-            if name in table.rows:
-                for column, cell in zip(columns, cells, strict=True):
-                    table.update_cell(name, column, cell)
-            else:
-                table.add_row(*cells, key=name)
 
     def _add_log(self, entry: dict[str, Any]) -> None:
         self.logs.append(entry)

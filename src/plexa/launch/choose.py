@@ -21,4 +21,4 @@ def default_launcher(spec: PipelineSpec) -> Launcher:
         from plexa.launch.remote import HostsLauncher
 
         return HostsLauncher(LocalLauncher())
-    return LocalLauncher()
+    return LocalLauncher(fork_server=True)

@@ -9,22 +9,31 @@ the nexus and ``plexa cleanup`` find an actor's children that left its process g
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 import subprocess
 import sys
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 from plexa.core.paths import ENV_ACTOR, RUN_DIR_ENV, SYS_PATH_ENV
+from plexa.errors import PlexaError
 from plexa.launch.base import ActorProcess, LaunchRequest
+from plexa.launch.zygote import ForkServer
 
 __all__ = [
+    "FORK_SERVER_ENV",
     "LocalLauncher",
     "LocalProcess",
     "marked_processes",
     "sweep",
 ]
 
+log = logging.getLogger("plexa.nexus")
+
+FORK_SERVER_ENV = "PLEXA_FORK_SERVER"
+"""``0``: start every local actor as a fresh interpreter, without the fork server."""
 
 BOOT = (
     "import ctypes, os, signal, sys\n"
@@ -93,16 +102,31 @@ class LocalProcess:
 
 
 class LocalLauncher:
-    """Starts actor processes on this machine (a :class:`plexa.launch.base.Launcher`)."""
+    """Starts actor processes on this machine (a :class:`plexa.launch.base.Launcher`).
+
+    With ``fork_server`` (the default for local runs; ``PLEXA_FORK_SERVER=0`` turns it off),
+    actors are forked from a warm per-run fork server (:mod:`plexa.launch.zygote`) instead of
+    starting a fresh interpreter each; should the fork server fail, they are exec'd again.
+    """
+
+    def __init__(self, fork_server: bool = False) -> None:
+        self.fork_server = fork_server and os.environ.get(FORK_SERVER_ENV, "1") != "0"
+        self._server: ForkServer | None = None
 
     def spawn(self, request: LaunchRequest) -> ActorProcess:
-        """Start ``python -c BOOT RUN_DIR ACTOR NEXUS_PID`` (``plexa.runtime.process``); returns
-        at once."""
+        """Start the actor (``plexa.runtime.process``); returns once its process exists."""
         env = dict(os.environ)
         env.update(request.env)
         env[RUN_DIR_ENV] = request.run_dir  # inherited by all it starts: the run's mark
         env[ENV_ACTOR] = request.actor
         env[SYS_PATH_ENV] = os.pathsep.join(request.import_path)  # never through a file
+        args = [request.run_dir, request.actor, str(request.nexus_pid)]
+        if self.fork_server:
+            try:
+                return self._forked(request, env, args)
+            except PlexaError as exc:
+                self.fork_server = False
+                log.warning("%s: actors start as fresh interpreters from now on", exc)
         popen = subprocess.Popen(
             [sys.executable, "-c", BOOT, request.run_dir, request.actor, str(request.nexus_pid)],
             start_new_session=True,
@@ -116,8 +140,18 @@ class LocalLauncher:
             os.set_blocking(stream.fileno(), False)
         return LocalProcess(request.actor, popen)
 
+    def _forked(self, request: LaunchRequest, env: dict[str, str], args: list[str]) -> ActorProcess:
+        if self._server is None:
+            mark = {k: v for k, v in env.items() if k != ENV_ACTOR}  # the same for all
+            err = Path(request.run_dir) / "fork-server.err"
+            self._server = ForkServer(mark, err)
+        return self._server.fork(request.actor, args, env)
+
     def close(self) -> None:
-        """Nothing to release for local processes."""
+        """End the fork server, if there is one (every actor is gone)."""
+        if self._server is not None:
+            self._server.close()
+            self._server = None
 
 
 def marked_processes(run_dir: str, actor: str | None = None) -> Iterator[int]:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import signal
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from plexa.core.ladder import Rung
 from plexa.core.lifecycle import FailureKind, Phase
 from plexa.core.paths import write_private
 
@@ -83,6 +85,29 @@ class QuitReport:
     """Path of the run's merged log."""
     quit_s: float = 0.0
     """Seconds from the start of ``quit`` to the last process gone and everything removed."""
+
+    @classmethod
+    def of(
+        cls,
+        rungs: Mapping[str, Rung],
+        removed: Iterable[str],
+        failures: Iterable[ActorFailure],
+        **rest: Any,
+    ) -> QuitReport:
+        """The report for actors that ended on ``rungs`` of the quit ladder (``rest``: the
+        fields after ``failures``)."""
+
+        def on(*wanted: Rung) -> tuple[str, ...]:
+            return tuple(n for n, r in rungs.items() if r in wanted)
+
+        return cls(
+            on(Rung.ASKED),
+            on(Rung.TERMINATED),
+            on(Rung.KILLED, Rung.LOST),
+            tuple(removed),
+            tuple(failures),
+            **rest,
+        )
 
     @property
     def clean(self) -> bool:

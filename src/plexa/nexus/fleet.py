@@ -109,6 +109,17 @@ class Fleet:
         """True while an actor has failed for good (no restart will bring it back)."""
         return any(e.state is ActorState.FAILED for e in self.entries.values())
 
+    def lasting_failures(self) -> list[ActorFailure]:
+        """The failures of the actors that have failed for good."""
+        failed = (e for e in self.entries.values() if e.state is ActorState.FAILED)
+        return [e.failure for e in failed if e.failure is not None]
+
+    @property
+    def drained(self) -> bool:
+        """True when no actor is left that could still handle or send a message."""
+        done = (ActorState.STOPPED, ActorState.FAILED, ActorState.EXITED)
+        return all(e.state in done for e in self.entries.values())
+
     # ----- processes ---------------------------------------------------------------------------
     def spawn(self, name: str) -> None:
         """Start a process for ``name`` (returns at once; the handshake comes later)."""
@@ -320,7 +331,7 @@ class Fleet:
             }
             for name, entry in self.entries.items()
         }
-        head = {**run, "failed": self.failed, "clean": not self.failures}
+        head = {"failed": self.failed, "clean": not self.failures, **run}  # run's word is last
         return {"run": head, "actors": actors}
 
     def write_report(self, extra: dict[str, Any] | None = None) -> None:

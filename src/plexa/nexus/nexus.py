@@ -27,11 +27,10 @@ from plexa.core.lifecycle import (
     RunState,
     Signal,
     refusal,
-    run_refusal,
+    targets,
 )
 from plexa.core.paths import RunPaths, log_dir, new_run_id
 from plexa.core.spec import PipelineSpec
-from plexa.data.counters import Counters
 from plexa.data.shm_check import shm_fallback
 from plexa.errors import ActorFailed, InvalidTransition, RemoteError, Timeout
 from plexa.launch.base import Launcher, Rung
@@ -48,10 +47,6 @@ from plexa.nexus.status import StatusBuilder, status_document
 from plexa.nexus.supervisor import Supervisor
 
 __all__ = ["ActorFailure", "Nexus", "QuitReport"]
-
-ALL_OR_NOTHING = frozenset({Signal.SETUP, Signal.RUN})
-"""Signals that, sent to the whole run, need every actor to accept them."""
-
 
 class Nexus:
     """Runs one pipeline. Use as a context manager so that ``quit`` always runs.
@@ -129,11 +124,6 @@ class Nexus:
         return self.resources.store if self.resources is not None else None
 
     @property
-    def counters(self) -> Counters | None:
-        """The run's shared counters (None before start and after quit)."""
-        return self.resources.counters if self.resources is not None else None
-
-    @property
     def log_path(self) -> Path:
         """The run's merged log file."""
         return self.logs.path
@@ -193,7 +183,6 @@ class Nexus:
     # ----- start ---------------------------------------------------------------------------
     def start(self) -> None:
         """Create the run's resources and one process per actor; wait for every handshake."""
-
         self.busy = "start"
         with contextlib.suppress(OSError):
             prune()  # the logs and reports of old runs (plexa.nexus.history has the rule)
@@ -221,11 +210,7 @@ class Nexus:
             "log": str(self.log_path),
             "hosts": {scope: host.endpoint for scope, host in self.spec.hosts.items()},
         }
-        for attachment in self.attachments:
-            extra = attachment.record_fields()
-            fields.update({k: v for k, v in extra.items() if k != "endpoints"})
-            fields["endpoints"].update(extra.get("endpoints", {}))
-        write_record(self.paths, self.name, fields)
+        write_record(self.paths, self.name, fields, [a.record_fields() for a in self.attachments])
 
     # ----- the loop --------------------------------------------------------------------------
     @property
@@ -290,11 +275,7 @@ class Nexus:
     def _raise_if_failed(self) -> None:
         """With ``on_failure: stop``, an actor that failed for good ends whatever was awaited."""
         if self.failed and self.spec.settings.on_failure.value == "stop":
-            failed = [
-                e.failure
-                for e in self.actors.values()
-                if e.state is ActorState.FAILED and e.failure is not None
-            ]
+            failed = self.fleet.lasting_failures()
             raise ActorFailed("\n".join(str(f) for f in failed), {f.actor: f for f in failed})
 
     def failure_report(self) -> dict[str, Any]:
@@ -342,31 +323,14 @@ class Nexus:
             raise InvalidTransition(f"no such actor: {', '.join(unknown)}")
         return names
 
-    def _targets(self, signal_: Signal, actors: Iterable[str] | None) -> list[str]:
-        """The actors ``signal_`` goes to, as the lifecycle table allows; refuses (changing
-        nothing) when named actors, or for setup/run any actor, cannot take it."""
-        names = self._select(actors)
-        refused: dict[str, list[str]] = {}
-        for name in names:
-            why = refusal(self.actors[name].state, signal_)
-            if why is not None:
-                refused.setdefault(why, []).append(name)
-        text = "; ".join(f"{why}: {', '.join(who)}" for why, who in refused.items())
-        if actors is not None or signal_ in ALL_OR_NOTHING:
-            if refused:
-                raise InvalidTransition(text)
-            return names
-        accepted = [n for n in names if not any(n in who for who in refused.values())]
-        if not accepted:
-            raise InvalidTransition(run_refusal(self.run_state, signal_) or text)
-        return accepted
-
     def _drive(
         self, signal_: Signal, actors: Iterable[str] | None, timeout: float, **args: Any
     ) -> None:
         """Send ``signal_`` (to every actor the table allows, producers first for stop and
         abort) and wait until each has settled where the table says."""
-        names = self._targets(signal_, actors)
+        chosen = self._select(actors)
+        states = {n: self.actors[n].state for n in chosen}
+        names = targets(states, self.run_state, signal_, named=actors is not None)
         whole = actors is None
         during, after = RUN_SIGNALS.get((self.run_state, signal_), (self.run_state, None))
         self.busy = signal_.value
@@ -493,24 +457,19 @@ class Nexus:
             rungs = self.fleet.end_all(self.spec.settings.stop_timeout, wait=self._turn)
         removed = self._cleanup()
         self.run_state = RunState.QUIT
-        asked = [n for n, r in rungs.items() if r is Rung.ASKED]
-        termed = [n for n, r in rungs.items() if r is Rung.TERMINATED]
-        killed = [n for n, r in rungs.items() if r in (Rung.KILLED, Rung.LOST)]
         quit_s = time.monotonic() - began
-        clean = not (termed or killed or self.failures)
-        self.fleet.write_report({"clean": clean, "quit_s": round(quit_s, 4)})
-        return QuitReport(
-            tuple(asked),
-            tuple(termed),
-            tuple(killed),
-            tuple(removed),
-            tuple(self.failures),
+        report = QuitReport.of(
+            rungs,
+            removed,
+            self.failures,
             failed=tuple(n for n, a in self.actors.items() if a.state is ActorState.FAILED),
             restarts={n: a.restarts for n, a in self.actors.items()},
             report=str(self.report_path),
             log=str(self.log_path),
             quit_s=quit_s,
         )
+        self.fleet.write_report({"clean": report.clean, "quit_s": round(quit_s, 4)})
+        return report
 
     def _cleanup(self) -> list[str]:
         """Remove every file of the run; returns what had to be removed by force."""
@@ -530,10 +489,7 @@ class Nexus:
         """The run's status in the JSON shape of ``plexa run --json`` and ``plexa ctl status``."""
         now = time.monotonic()
         uptime = (self.stopped_at or now) - self.started_at
-        drained = self.stopped_at is not None or all(
-            a.state in (ActorState.STOPPED, ActorState.FAILED, ActorState.EXITED)
-            for a in self.actors.values()
-        )
+        drained = self.stopped_at is not None or self.fleet.drained
         actors = self.fleet.facts(self.latest)
         run = {"name": self.name, "id": self.paths.run_id, "state": self.state.value}
         run["busy"] = self.busy

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+from collections.abc import Iterable
 from typing import Any
 
 import msgspec
@@ -37,8 +38,15 @@ def create_run_dir(paths: RunPaths, spec: PipelineSpec) -> None:
     write_private(paths.shm_dir / "owner.json", json.dumps(owner).encode())
 
 
-def write_record(paths: RunPaths, name: str, fields: dict[str, Any]) -> None:
-    """Write the run record: who runs it (pid, start time), its name, plus ``fields``."""
+def write_record(
+    paths: RunPaths, name: str, fields: dict[str, Any], extra: Iterable[dict[str, Any]] = ()
+) -> None:
+    """Write the run record: who runs it (pid, start time), its name, plus ``fields`` and
+    each of ``extra`` (attachments' fields; their ``endpoints`` join the run's)."""
+    fields = {**fields, "endpoints": dict(fields.get("endpoints", {}))}
+    for more in extra:
+        fields.update({k: v for k, v in more.items() if k != "endpoints"})
+        fields["endpoints"].update(more.get("endpoints", {}))
     me = psutil.Process()
     record = {
         "run_id": paths.run_id,
