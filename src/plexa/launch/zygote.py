@@ -298,6 +298,7 @@ def _fork(request: dict[str, Any], fds: list[int], close: Sequence[int]) -> int:
         raise ValueError(f"expected 2 file descriptors (stdout, stderr), got {len(fds)}")
     args = [str(a) for a in request["args"]]
     env = {str(k): str(v) for k, v in request["env"].items()}
+    parent = os.getpid()  # the child checks it is still its parent once it asked to die with it
     pid = os.fork()
     if pid:
         return pid
@@ -319,7 +320,7 @@ def _fork(request: dict[str, Any], fds: list[int], close: Sequence[int]) -> int:
         _reseed()
         from plexa.runtime.process import main
 
-        code = main([*args[:-1], str(os.getppid())])
+        code = main([*args[:-1], str(parent)])
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else 1
     except BaseException:
