@@ -3,7 +3,9 @@
 For each phase: wall time, and the nexus's own CPU time (plexa's own time: what the nexus
 process computes, as opposed to waiting for actor processes to import, exit, or the
 machine to schedule them). As a floor, the same run starts and reaps three bare Python
-processes that import what an actor imports (raw), alternating with plexa.
+processes that import what an actor imports (raw), alternating with plexa. plexa runs twice
+per round: with its fork server (the default) and with ``PLEXA_FORK_SERVER=0`` (every actor
+a fresh interpreter, as before the fork server).
 
     python benchmarks/lifecycle.py [--runs 7]
 """
@@ -47,7 +49,8 @@ def timed(fn: Callable[[], object]) -> tuple[float, float]:
     return time.perf_counter() - wall, time.process_time() - cpu
 
 
-def plexa_once() -> dict[str, tuple[float, float]]:
+def plexa_once(fork_server: bool = True) -> dict[str, tuple[float, float]]:
+    os.environ["PLEXA_FORK_SERVER"] = "1" if fork_server else "0"
     nexus = plexa.Nexus(plexa.loads(PIPE, "lifecycle"))
     out = {}
     out["start"] = timed(nexus.start)
@@ -94,10 +97,13 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=7)
     args = parser.parse_args()
     rows: dict[str, list[tuple[float, float]]] = {p: [] for p in PHASES}
+    execd: dict[str, list[float]] = {p: [] for p in PHASES}
     raw: list[tuple[float, float]] = []
-    for _ in range(args.runs):  # alternate: plexa, then the raw floor
+    for _ in range(args.runs):  # alternate: plexa, plexa without its fork server, raw
         for phase, value in plexa_once().items():
             rows[phase].append(value)
+        for phase, value in plexa_once(fork_server=False).items():
+            execd[phase].append(value[0])
         raw.append(raw_once())
 
     def med(values: list[float]) -> float:
@@ -110,17 +116,20 @@ def main() -> None:
         "medians of the runs, plexa and a raw floor alternating. *Nexus CPU* is plexa's own "
         "time in the nexus process; wall time also waits for actor processes (imports, "
         "exit) and the scheduler. Raw: three bare `python -c '" + RAW + "'` processes "
-        "started in parallel until they print, then SIGTERM and reaped.",
+        "started in parallel until they print, then SIGTERM and reaped. *Without fork "
+        "server*: the same pipeline with `PLEXA_FORK_SERVER=0` (each actor a fresh "
+        "interpreter that imports plexa and numpy itself; docs/concepts.md, the fork server).",
         "",
-        "| phase | wall ms | nexus CPU ms | raw wall ms |",
-        "|---|---|---|---|",
+        "| phase | wall ms | nexus CPU ms | without fork server, wall ms | raw wall ms |",
+        "|---|---|---|---|---|",
     ]
     raw_cols = {"start": med([r[0] for r in raw]), "quit": med([r[1] for r in raw])}
     for phase in PHASES:
         wall = med([w for w, _ in rows[phase]])
         cpu = med([c for _, c in rows[phase]])
         floor = f"{raw_cols[phase]:.0f}" if phase in raw_cols else "-"
-        lines.append(f"| {phase} | {wall:.0f} | {cpu:.1f} | {floor} |")
+        old = med(execd[phase])
+        lines.append(f"| {phase} | {wall:.0f} | {cpu:.1f} | {old:.0f} | {floor} |")
     text = "<!-- lifecycle -->\n" + "\n".join(lines) + "\n<!-- /lifecycle -->"
     print(text)
     write_section(text, "<!-- lifecycle -->", "<!-- /lifecycle -->")

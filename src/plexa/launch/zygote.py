@@ -61,6 +61,8 @@ PRELOAD = (
 """What the fork server imports once, so that no actor has to: everything the runtime itself
 imports on the way to an actor's hello, setup and teardown (user code is never imported)."""
 PR_SET_CHILD_SUBREAPER = 36
+REPORT_WAIT_S = 0.2
+"""How long the nexus waits for the fork server to report an exit it has seen happen."""
 START_TIMEOUT = 60.0
 """How long the nexus waits for the fork server to answer its first request (it imports)."""
 
@@ -192,17 +194,25 @@ class ForkServer:
 
     def exit_code(self, pid: int, pidfd: int) -> int | None:
         """``pid``'s exit code once the fork server has reported it (or it is gone with the
-        fork server: then it counts as killed)."""
-        if pid not in self.codes and self.sock.fileno() >= 0:
-            while select.select([self.sock], [], [], 0)[0]:
-                if self._read() is None:
-                    self.sock.close()
-                    break
+        fork server: then it counts as killed).
+
+        The process's end shows on ``pidfd`` (and closes its pipes, which wakes the nexus)
+        a moment before the fork server has reaped it and said so: then this waits up to
+        :data:`REPORT_WAIT_S` for the report rather than a whole turn of the nexus's loop.
+        """
         if pid in self.codes:
             return self.codes[pid]
-        if self.sock.fileno() < 0 and select.select([pidfd], [], [], 0)[0]:
-            return self.codes.setdefault(pid, -signal.SIGKILL)  # nobody left to tell us
-        return None
+        ended = bool(select.select([pidfd], [], [], 0)[0])
+        deadline = time.monotonic() + (REPORT_WAIT_S if ended else 0.0)
+        while pid not in self.codes and self.sock.fileno() >= 0:
+            left = max(0.0, deadline - time.monotonic())
+            if not select.select([self.sock], [], [], left)[0]:
+                break
+            if self._read() is None:
+                self.sock.close()
+        if pid not in self.codes and ended and self.sock.fileno() < 0:
+            self.codes[pid] = -signal.SIGKILL  # nobody is left to tell us how it ended
+        return self.codes.get(pid)
 
     def close(self, timeout: float = 5.0) -> None:
         """End the fork server (every actor has ended already)."""
