@@ -99,3 +99,15 @@ def _alive(pid: int) -> bool:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
+
+
+def test_a_fork_server_that_cannot_start_leaves_actors_to_start_as_fresh_interpreters(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from plexa.launch import zygote
+
+    monkeypatch.setattr(zygote, "BOOT", "import sys; sys.exit(5)")  # it dies at once
+    with caplog.at_level("WARNING", logger="plexa.nexus"), started(loads(PIPE, "nozygote")) as n:
+        assert _parents(n) == {os.getpid()}
+        assert all(a.state is ActorState.RUNNING for a in n.actors.values())
+    assert any("fork server ended" in r.getMessage() for r in caplog.records), caplog.text
