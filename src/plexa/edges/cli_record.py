@@ -9,16 +9,19 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import numpy as np
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from plexa.core.spec import PipelineSpec, RecordSpec
-from plexa.data.recording import Recording
 from plexa.errors import PlexaError, RecordingError
+
+if TYPE_CHECKING:  # numpy and the reader load when a command needs them: the CLI starts fast
+    import numpy as np
+
+    from plexa.data.recording import Recording
 
 __all__ = ["export_channel", "register", "with_record_option"]
 
@@ -86,6 +89,8 @@ def _fail(exc: Exception) -> None:
 
 def info(file: Path) -> None:
     """Channels, messages, duration, rates, sizes and encodings of a recording."""
+    from plexa.data.recording import Recording
+
     try:
         rec = Recording(file)
     except (OSError, PlexaError) as exc:
@@ -124,6 +129,8 @@ def info(file: Path) -> None:
 
 
 def _arrays(rec: Recording, channel: str) -> Iterable[np.ndarray[Any, Any]]:
+    import numpy as np
+
     for msg in rec.messages([channel]):
         if not isinstance(msg.obj, np.ndarray):
             raise RecordingError(f"channel {channel} holds {type(msg.obj).__name__}, not arrays")
@@ -134,6 +141,8 @@ def export_channel(file: Path, channel: str, to: Path) -> tuple[int, tuple[int, 
     """Write the arrays of ``channel`` as one stack (``.npy``, ``.zarr`` or ``.h5``):
     returns the count, the stack's shape and its dtype. Every array must have the same
     shape and dtype; the stack is written as it is read, never held whole in memory."""
+    from plexa.data.recording import Recording
+
     with Recording(file) as rec:
         count = 0
         shape: tuple[int, ...] = ()
@@ -163,6 +172,8 @@ def export_channel(file: Path, channel: str, to: Path) -> tuple[int, tuple[int, 
 
 
 def _sink(to: Path, shape: tuple[int, ...], dtype: np.dtype[Any], channel: str) -> Any:
+    import numpy as np
+
     suffix = to.suffix.lower()
     if suffix == ".npy":
         return np.lib.format.open_memmap(to, mode="w+", dtype=dtype, shape=shape)
