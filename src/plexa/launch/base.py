@@ -9,7 +9,9 @@ Ray launcher implement the same two protocols.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -22,6 +24,7 @@ __all__ = [
     "Launcher",
     "Rung",
     "Stoppable",
+    "signal_group",
     "stop_ladder",
 ]
 
@@ -67,3 +70,19 @@ class Launcher(Protocol):
 
     def close(self) -> None:
         """Release what the launcher holds (after every process is gone)."""
+
+
+def signal_group(
+    pid: int, sig: int, alone: Callable[[int], None] | None = None
+) -> None:
+    """Signal the process group led by ``pid`` (an actor runs in its own session, so that is
+    the actor and the children that stayed in its group); if there is no such group any more,
+    the process alone (``alone(sig)``, by default ``os.kill(pid, sig)``). A process already
+    gone is no error."""
+    try:
+        os.killpg(pid, sig)
+    except ProcessLookupError:
+        with contextlib.suppress(ProcessLookupError):
+            (alone or (lambda s: os.kill(pid, s)))(sig)
+    except PermissionError:  # pragma: no cover - the group is ours by construction
+        pass

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from plexa.core.paths import ENV_ACTOR, RUN_DIR_ENV, SYS_PATH_ENV
 from plexa.errors import PlexaError
-from plexa.launch.base import ActorProcess, LaunchRequest
+from plexa.launch.base import ActorProcess, LaunchRequest, signal_group
 from plexa.launch.zygote import ForkServer
 
 __all__ = [
@@ -75,15 +75,8 @@ class LocalProcess:
 
     def send(self, sig: signal.Signals) -> None:
         """Signal the actor's process group (the actor and the children that stayed in it)."""
-        if self.popen.returncode is not None:
-            return
-        try:
-            os.killpg(self.popen.pid, sig)
-        except ProcessLookupError:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.popen.pid, sig)
-        except PermissionError:  # pragma: no cover - the group is ours by construction
-            pass
+        if self.popen.returncode is None:
+            signal_group(self.popen.pid, sig)
 
     def output_fds(self) -> Sequence[tuple[int, str]]:
         """The read ends of the actor's stdout and stderr pipes."""

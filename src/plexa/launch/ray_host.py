@@ -6,13 +6,13 @@ an actor imports.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import subprocess
 import threading
 from typing import Any
 
 from plexa.errors import PlexaError
+from plexa.launch.base import signal_group
 
 __all__ = ["OUTPUT_POLL_S", "ActorHost"]
 
@@ -123,10 +123,5 @@ class ActorHost:
     def signal(self, signum: int) -> None:
         """Signal the actor's process group (the actor and what stayed in its group)."""
         popen = self._popen
-        if popen is None or popen.returncode is not None:
-            return
-        try:
-            os.killpg(popen.pid, signum)
-        except ProcessLookupError:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(popen.pid, signum)
+        if popen is not None and popen.returncode is None:
+            signal_group(popen.pid, signum)

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from plexa.errors import PlexaError
+from plexa.launch.base import signal_group
 
 __all__ = ["BOOT", "ForkServer", "ForkedProcess", "serve"]
 
@@ -98,13 +99,8 @@ class ForkedProcess:
 
     def send(self, sig: signal.Signals) -> None:
         """Signal the actor's process group (the actor and the children that stayed in it)."""
-        if self.exit_code() is not None:
-            return
-        try:
-            os.killpg(self._pid, sig)
-        except ProcessLookupError:
-            with contextlib.suppress(ProcessLookupError):
-                signal.pidfd_send_signal(self._pidfd, sig)
+        if self.exit_code() is None:
+            signal_group(self._pid, sig, lambda s: signal.pidfd_send_signal(self._pidfd, s))
 
     def output_fds(self) -> Sequence[tuple[int, str]]:
         """The read ends of the actor's stdout and stderr pipes."""
