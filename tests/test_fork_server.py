@@ -111,3 +111,22 @@ def test_a_fork_server_that_cannot_start_leaves_actors_to_start_as_fresh_interpr
         assert _parents(n) == {os.getpid()}
         assert all(a.state is ActorState.RUNNING for a in n.actors.values())
     assert any("fork server ended" in r.getMessage() for r in caplog.records), caplog.text
+
+
+def test_a_full_disk_where_the_fork_server_writes_its_errors_is_no_failure(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import builtins
+    import errno
+
+    real_open = builtins.open
+
+    def full(path: object, *args: object, **kw: object) -> object:
+        if str(path).endswith("fork-server.err"):
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return real_open(path, *args, **kw)  # type: ignore[call-overload]
+
+    monkeypatch.setattr(builtins, "open", full)
+    with caplog.at_level("WARNING", logger="plexa.nexus"), started(loads(PIPE, "fulldisk")) as n:
+        assert _parents(n) == {os.getpid()}  # started without it
+    assert any("No space left" in r.getMessage() for r in caplog.records), caplog.text

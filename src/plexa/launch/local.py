@@ -117,9 +117,9 @@ class LocalLauncher:
         if self.fork_server:
             try:
                 return self._forked(request, env, args)
-            except PlexaError as exc:
+            except (PlexaError, OSError) as exc:  # OSError: a full disk, no more processes
                 self.fork_server = False
-                log.warning("%s: actors start as fresh interpreters from now on", exc)
+                log.warning("fork server: %s: actors start as fresh interpreters from now on", exc)
         popen = subprocess.Popen(
             [sys.executable, "-c", BOOT, request.run_dir, request.actor, str(request.nexus_pid)],
             start_new_session=True,
