@@ -162,6 +162,8 @@ class LinkStatus(_Doc, frozen=True, kw_only=True):
     """Median put-to-handler latency, µs."""
     latency_p99_us: float | None
     """99th percentile latency, µs."""
+    transport: str = "iceoryx2"
+    """``iceoryx2`` (shared memory, both ends on one host) or ``zenoh`` (across hosts)."""
 
 
 class Status(_Doc, frozen=True, kw_only=True):

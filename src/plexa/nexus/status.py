@@ -171,6 +171,7 @@ class StatusBuilder:
                 bytes_per_s=_rate(delta, dt, oi, OutputField.BYTES),
                 latency_p50_us=percentile(hist, 0.5),
                 latency_p99_us=percentile(hist, 0.99),
+                transport="zenoh" if self.spec.crosses_hosts(link) else "iceoryx2",
             )
         return Status(
             run=RunStatus(**_fields(run), uptime_s=round(uptime, 3)),
