@@ -22,6 +22,7 @@ from plexa.core.spec import Resources
 from plexa.launch.ray import actor_options
 from plexa.launch.ray_fate import NODE_GRACE_S, Inquest
 from plexa.launch.ray_local import ray_leftovers
+from plexa.launch.ray_place import NodeView, Plan, choose_node, plan
 
 ROOT = HERE.parent
 
@@ -198,6 +199,8 @@ def test_the_imaging_example_on_a_local_ray_accounts_for_every_frame_and_leaves_
     assert status["actors"]["monitor"]["msgs_in"] + traces["dropped"] == traces["sent"]
     nodes = {a["node"] for a in status["actors"].values()}
     assert len(nodes) == 1  # one local node
+    assert {a["host"] for a in status["actors"].values()} == {""}  # one group: no Zenoh
+    assert {link["transport"] for link in status["links"].values()} == {"iceoryx2"}
     # nothing of Ray is left: no process, no folder, no token in ~/.ray, no shared memory
     assert {p for p, _ in ray_leftovers()} == before
     assert sessions() == sessions_before  # Ray's session folders (others' may be there)
@@ -250,3 +253,50 @@ connections:
         assert all(int(p.split()[0]) in pids for p in reported), (reported, pids)
         assert not list(ray_leftovers(run_id))
         assert not any(psutil.pid_exists(p) for p in pids)
+
+
+def _node(node_id: str, ip: str, **total: float) -> NodeView:
+    return NodeView(node_id, ip, {"CPU": 2.0, **total})
+
+
+PLACED = """
+name: t
+settings: {launch: ray}
+actors:
+  cam:   {class: "actors:Source", resources: {custom: {camera: 1}}}
+  relay: {class: "actors:Relay"}
+  sink:  {class: "actors:Counter"}
+  gpu:   {class: "actors:Counter", resources: {num_gpus: 1}}
+  far:   {class: "actors:Counter", resources: {custom: {telescope: 1}}}
+connections:
+  cam.out: [relay.inp]
+  relay.out: [sink.inp, gpu.inp]
+"""
+
+
+def test_linked_actors_are_planned_on_one_node_and_each_node_is_a_group() -> None:
+    spec = plexa.loads(PLACED)
+    nodes = [_node(A, "10.0.0.1", camera=1.0), _node(B, "10.0.0.2", GPU=1.0)]
+    placed = plan(spec, nodes)
+    # relay and sink follow cam (linked); gpu needs the GPU node; far fits no node yet
+    assert placed.groups == {
+        "cam": "ray-1", "relay": "ray-1", "sink": "ray-1", "gpu": "ray-2", "far": "ray-3",
+    }  # fmt: skip
+    assert placed.nodes == {"ray-1": A, "ray-2": B, "ray-3": None}
+
+
+def test_on_one_node_there_is_one_group_and_no_host_lines() -> None:
+    spec = plexa.loads(PLACED.replace(", resources: {custom: {telescope: 1}}", ""))
+    one = [_node(A, "10.0.0.1", camera=1.0, GPU=1.0)]
+    assert plan(spec, one) == Plan(dict.fromkeys(spec.actors, ""), {"": A})
+
+
+def test_a_lost_group_goes_to_one_node_with_room_for_all_of_its_members() -> None:
+    members = [Resources(num_cpus=1), Resources(num_cpus=1, custom={"b": 1})]
+    nodes = [_node(A, "10.0.0.1"), _node(B, "10.0.0.2", b=1.0)]
+    assert choose_node(members, nodes, {}) == B
+    assert choose_node(members, nodes, {B: {"CPU": 1.0}}) is None  # b has room for one only
+    assert choose_node(members[:1], nodes, {B: {"CPU": 1.0}}) == A
+    soft = [Resources(node="10.0.0.9", soft=True)]  # its node is gone: anywhere
+    assert choose_node(soft, nodes, {}) in (A, B)
+    assert choose_node([Resources(node="10.0.0.9")], nodes, {}) is None

@@ -1,14 +1,16 @@
 """plexa on a Ray cluster of two nodes simulated on this machine (``ray.cluster_utils``):
 placement by resources, a lost node, pools on Ray tasks, ``plexa run --ray ADDRESS``.
 
-Both simulated nodes are this machine, so their actors link over shared memory
-(iceoryx2) as on one host. One cluster serves the whole module (nodes take seconds to
-start); each test gets it with both nodes up and idle, whatever the test before it left
-(the test that kills a node adds a new one itself, but may fail before it does).
+Both simulated nodes are this machine, but plexa treats them as two hosts: links between
+actors it placed on different nodes run on Zenoh, through a router on each node. One
+cluster serves the whole module (nodes take seconds to start); each test gets it with both
+nodes up and idle, whatever the test before it left (the test that kills a node adds a new
+one itself, but may fail before it does).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -19,6 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 import ray
 from ray.cluster_utils import Cluster
@@ -139,7 +142,17 @@ def load(text: str) -> Any:
     return plexa.loads(text)
 
 
-def test_actors_go_where_their_resources_are_and_come_back_elsewhere_when_a_node_is_lost(
+def routers() -> list[int]:
+    """Pids of the Ray workers running a node's Zenoh router (``ray::NodeRouter``)."""
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        with contextlib.suppress(psutil.Error, TypeError):
+            if any("NodeRouter" in arg for arg in proc.info["cmdline"]):
+                found.append(proc.pid)
+    return found
+
+
+def test_actors_go_where_their_resources_are_and_their_group_comes_back_together_on_node_loss(
     nodes: TwoNodes, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("PLEXA_DATA_DIR", str(tmp_path))  # checkpoints (travels to the actors)
@@ -148,46 +161,62 @@ def test_actors_go_where_their_resources_are_and_come_back_elsewhere_when_a_node
 name: twonode
 settings: {{launch: ray, ray: {{address: "{nodes.cluster.address}"}}, on_failure: continue}}
 actors:
-  src:  {{class: "actors:Source", options: {{count: 100000000, rate_hz: 200}},
-          resources: {{custom: {{a: 1}}}}}}
-  sink: {{class: "actors:Counter", restart: on-failure, backoff: 0.1,
-          resources: {{node: "{nodes.b_id}", soft: true}}}}
-  fit:  {{class: "actors:LongFit", restart: on-failure, backoff: 0.1, checkpoint_delta: 0.2,
-          progress_delta: 0.05, resources: {{custom: {{b: 1}}}}}}
+  src:   {{class: "actors:Source", options: {{count: 100000000, rate_hz: 200}},
+           resources: {{custom: {{a: 1}}}}}}
+  relay: {{class: "actors:Relay", restart: on-failure, backoff: 0.1,
+           resources: {{node: "{nodes.b_id}", soft: true}}}}
+  sink:  {{class: "actors:Counter", restart: on-failure, backoff: 0.1}}
+  fit:   {{class: "actors:LongFit", restart: on-failure, backoff: 0.1, checkpoint_delta: 0.2,
+           progress_delta: 0.05, resources: {{custom: {{b: 1}}}}}}
 connections:
-  src.out: [sink.inp]
+  src.out: [relay.inp]
+  relay.out: [sink.inp]
 """
     )
-    # fit needs {b: 1}: after b is lost it waits for a node offering it, the new b
+    # plexa plans: src on the head ({a: 1}); relay on b (its node), sink with relay (linked),
+    # fit on b ({b: 1}). After b is lost the three come back together on the one node with
+    # room for all of them (fit needs {b: 1}): the new b.
     with started(spec) as nexus:
         status = nexus.wait_until(lambda st: st["actors"]["sink"]["msgs_in"] >= 50, 30)
         where = {name: a["node"] for name, a in status["actors"].items()}
         assert nodes.head_id[:8] in where["src"]
-        assert nodes.b_id[:8] in where["sink"] and nodes.b_id[:8] in where["fit"]
+        assert all(nodes.b_id[:8] in where[name] for name in ("relay", "sink", "fit"))
+        transport = {name: link["transport"] for name, link in status["links"].items()}
+        assert transport == {"src.out->relay.inp": "zenoh", "relay.out->sink.inp": "iceoryx2"}
+        assert status["actors"]["relay"]["host"] == status["actors"]["sink"]["host"]
+        assert len(routers()) == 2  # one Zenoh router on each node with a link across nodes
         nexus.wait_until(lambda st: progress(st, "fit") > 1000, 30)
         nexus.poll(0.5)  # a checkpoint or two
         before = nexus.invoke("fit", "where")
         lost = nodes.b
         nodes.cluster.remove_node(lost, allow_graceful=False)
-        nexus.wait_until(lambda st: {f.actor for f in nexus.failures} >= {"sink", "fit"}, 30)
+        group = {"relay", "sink", "fit"}
+        nexus.wait_until(lambda st: {f.actor for f in nexus.failures} >= group, 30)
         kinds = {f.actor: f.kind for f in nexus.failures}
-        assert kinds == {"sink": FailureKind.HOST_LOST, "fit": FailureKind.HOST_LOST}
+        assert kinds == dict.fromkeys(group, FailureKind.HOST_LOST)
         assert "Ray node" in next(f.error for f in nexus.failures if f.actor == "sink")
+        nodes.b = nodes.add_b()  # the one node with room for the whole group
+        received = nexus.status()["actors"]["sink"]["msgs_in"]
         status = nexus.wait_until(
             lambda st: (
-                st["actors"]["sink"]["state"] == "running" and st["actors"]["sink"]["msgs_in"] > 0
+                all(st["actors"][name]["state"] == "running" for name in group)
+                and st["actors"]["sink"]["msgs_in"] > received
             ),
-            30,
+            60,
         )
-        assert nodes.head_id[:8] in status["actors"]["sink"]["node"]  # soft: the other node
-        nodes.b = nodes.add_b()  # a node offering {b: 1} again: fit comes back there
-        nexus.wait_until(lambda st: st["actors"]["fit"]["state"] == "running", 60)
+        assert all(nodes.b_id[:8] in status["actors"][name]["node"] for name in group)
         # checkpoints come every 0.2 s (< 250 steps): a fresh start would be near 0
         assert nexus.invoke("fit", "where") >= before - 250, "not restored from its checkpoint"
         assert nexus.actors["fit"].restarts == 1
         report = nexus.quit()
-    assert set(report.graceful) == {"src", "sink", "fit"}
+        links = nexus.status()["links"]
+    assert set(report.graceful) == {"src", "relay", "sink", "fit"}
     assert report.exit_code == 3  # failures, every one recovered
+    for name, link in links.items():  # every frame accounted, lost ones with the node
+        assert link["sent"] == link["received"] + link["dropped"] + link["lost"], name
+        assert link["in_flight"] == 0, name
+    assert links["relay.out->sink.inp"]["received"] > 0
+    wait_for(lambda: not routers(), 10, "the Zenoh routers to end with the run")
 
 
 def test_imap_on_ray_tasks_returns_every_result_once(nodes: TwoNodes) -> None:

@@ -1,11 +1,14 @@
 """Actor processes on a Ray cluster: one Ray actor per plexa actor (``launch: ray``).
 
-Each plexa actor gets a small Ray actor, a *host*, placed by the actor's ``resources:``
-(CPUs, GPUs, memory, custom resources, a node, node labels). The host starts the very same
-actor process the local launcher starts (``python -c BOOT``, :mod:`plexa.runtime.process`),
-as its own child in a session of its own, and relays its output, its exit code and the
-signals the nexus sends. So the runtime, its links (iceoryx2 between actors on one node),
-its control channel and its checkpoints are exactly plexa's; Ray only places processes.
+Each plexa actor gets a small Ray actor, a *host*, pinned to the node plexa chose for it
+from its ``resources:`` (CPUs, GPUs, memory, custom resources, a node, node labels; see
+:mod:`plexa.launch.ray_place`). The host starts the very same actor process the local
+launcher starts (``python -c BOOT``, :mod:`plexa.runtime.process`), as its own child in a
+session of its own, and relays its output, its exit code and the signals the nexus sends.
+So the runtime, its links, its control channel and its checkpoints are exactly plexa's.
+Actors planned on one node form a group, their ``host:`` in the run's spec: links inside a
+group are iceoryx2, links between groups run on Zenoh through a router on each node
+(:mod:`plexa.launch.ray_routers`). On a single node there is one group and no Zenoh.
 
 Fate: the runtime takes the host as its parent (it exits when the host dies), and the host
 is a Ray actor owned by the nexus, which Ray ends when the nexus's process ends. Ray never
@@ -20,25 +23,21 @@ temporary folder named after the run, and stops it (and removes that folder) at
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
 import sys
 import tempfile
 import threading
-from collections.abc import Sequence
+import time
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
-from plexa.core.lifecycle import FailureKind
 from plexa.core.paths import ENV_ACTOR, RAY_ADDRESS_ENV, RUN_DIR_ENV, SYS_PATH_ENV, RunPaths
 from plexa.core.spec import PipelineSpec, RaySettings, Resources
 from plexa.errors import PlexaError
 from plexa.launch.base import ActorProcess, LaunchRequest
 from plexa.launch.local import BOOT
-from plexa.launch.ray_fate import Inquest
 from plexa.launch.ray_host import OUTPUT_POLL_S, ActorHost
 from plexa.launch.ray_local import (
     AUTH_MODE_ENV,
@@ -48,6 +47,9 @@ from plexa.launch.ray_local import (
     restore_env,
     sweep_ray,
 )
+from plexa.launch.ray_place import NodeView, Plan, choose_node, demand, plan
+from plexa.launch.ray_process import RayProcess
+from plexa.launch.ray_routers import Hub, NodeRouter
 
 __all__ = ["RayLauncher", "RayProcess", "actor_options", "on_ray"]
 
@@ -100,6 +102,12 @@ def actor_options(resources: Resources, node_ids: dict[str, str] | None = None) 
     return options
 
 
+def _crosses(spec: PipelineSpec, actor: str) -> bool:
+    """Whether a link of ``actor`` runs on Zenoh (its process needs its node's router)."""
+    links = (*spec.links_from(actor), *spec.links_to(actor))
+    return any(spec.crosses_hosts(link) for link in links)
+
+
 def wanted(resources: Resources) -> str:
     """``resources`` in words, for messages (``num_cpus 1, camera 1, node 10.0.0.7``)."""
     parts = [f"{k} {getattr(resources, k):g}" for k in ("num_cpus", "num_gpus")]
@@ -111,156 +119,6 @@ def wanted(resources: Resources) -> str:
     if resources.node:
         parts.append(f"node {resources.node}")
     return ", ".join(parts) or "nothing in particular"
-
-
-class RayProcess:
-    """A plexa actor process run by a Ray actor (a :class:`plexa.launch.base.ActorProcess`)."""
-
-    def __init__(self, label: str, launcher: RayLauncher, host: Any, start_ref: Any) -> None:
-        self._label = label
-        self._launcher = launcher
-        self.host = host
-        """The Ray actor handle."""
-        self._start_ref = start_ref
-        self._wait_ref = host.wait.remote()
-        self._started: tuple[int, str, str] | None = None
-        self._code: int | None = None
-        self._failure: tuple[FailureKind, str] | None = None
-        self._inquest: Inquest | None = None
-        self._killed = False
-        self._sent: set[int] = set()
-        self.wants = "what it asks for"
-        """The resources it asked for, in words."""
-        read_out, self._write_out = os.pipe()
-        read_err, self._write_err = os.pipe()
-        for fd in (read_out, read_err):
-            os.set_blocking(fd, False)
-        self._fds = [(read_out, "stdout"), (read_err, "stderr")]
-
-    @property
-    def label(self) -> str:
-        """The actor's name."""
-        return self._label
-
-    def _start_info(self) -> tuple[int, str, str] | None:
-        if self._started is None:
-            ray = _ray()
-            ready, _ = ray.wait([self._start_ref], timeout=0)
-            if ready:
-                with contextlib.suppress(Exception):  # its failure shows in exit_code()
-                    pid, node_id, ip = ray.get(self._start_ref)
-                    self._started = (int(pid), str(node_id), str(ip))
-        return self._started
-
-    @property
-    def pid(self) -> int:
-        """The actor process's pid on its node (0 until Ray has placed and started it)."""
-        info = self._start_info()
-        return info[0] if info is not None else 0
-
-    @property
-    def node(self) -> str | None:
-        """The Ray node it runs on, ``IP (id prefix)``; None until it is placed."""
-        info = self._start_info()
-        return f"{info[2]} ({info[1][:8]})" if info is not None else None
-
-    @property
-    def node_id(self) -> str | None:
-        """The hex id of the Ray node it runs on; None until it is placed."""
-        info = self._start_info()
-        return info[1] if info is not None else None
-
-    @property
-    def waiting_for(self) -> str | None:
-        """What the actor waits for before its process can start (None once it started)."""
-        if self._start_info() is not None or self._code is not None:
-            return None
-        return f"waiting for a Ray node that offers {self.wants}"
-
-    def alive(self) -> bool:
-        """True until the actor process (or its Ray actor) is gone."""
-        return self.exit_code() is None
-
-    def exit_code(self) -> int | None:
-        """The process's exit code once it ended (negative: a signal); a Ray actor that died
-        with it reads as SIGKILL, and :meth:`failure` says why. An exit that may be its
-        node's loss is reported once that is settled (:mod:`plexa.launch.ray_fate`)."""
-        if self._code is not None:
-            return self._code
-        ray = _ray()
-        if self._inquest is None:
-            ready, _ = ray.wait([self._wait_ref], timeout=0)
-            if not ready:
-                return None
-            try:
-                code = int(ray.get(self._wait_ref))
-            except Exception as exc:
-                if self._killed:
-                    return self._end(-signal.SIGKILL)
-                self._inquest = Inquest(-signal.SIGKILL, self.node_id, self.node or "", error=exc)
-            else:
-                if code >= 0 or self._killed or -code in self._sent:
-                    return self._end(code)
-                probe = self.host.node_up.remote()  # a signal nobody here sent: node lost?
-                self._inquest = Inquest(code, self.node_id, self.node or "", probe=probe)
-        if not self._inquest.settle(ray, self._launcher.node_alive):
-            return None
-        self._failure = self._inquest.failure
-        if self._failure is not None and self._failure[0] is FailureKind.HOST_LOST:
-            self._launcher.lost.add(self._inquest.node_id or "")
-        return self._end(self._inquest.code)
-
-    def _end(self, code: int) -> int:
-        self._code = code
-        self._inquest = None
-        return code
-
-    def failure(self) -> tuple[FailureKind, str] | None:
-        """Why it is gone when its exit code cannot say (its Ray actor or node died)."""
-        return self._failure
-
-    def send(self, sig: signal.Signals) -> None:
-        """Signal the actor process's group, through its host (a host that has not started
-        it yet is ended instead)."""
-        if self._code is not None:
-            return
-        if self._start_info() is None:
-            self._killed = True
-            with contextlib.suppress(Exception):
-                _ray().kill(self.host, no_restart=True)
-            return
-        self._sent.add(int(sig))
-        self.host.signal.remote(int(sig))
-
-    def output_fds(self) -> Sequence[tuple[int, str]]:
-        """Pipes carrying what the actor writes (relayed from its host)."""
-        return self._fds
-
-    def write(self, label: str, data: bytes) -> None:
-        """Relay output to the pipe the nexus reads (the relay thread's)."""
-        fd = self._write_out if label == "stdout" else self._write_err
-        with contextlib.suppress(OSError):
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-
-    def end_output(self) -> None:
-        """No more output: the nexus reads end of file."""
-        for fd in (self._write_out, self._write_err):
-            with contextlib.suppress(OSError):
-                os.close(fd)
-        self._write_out = self._write_err = -1
-
-    def close(self) -> None:
-        """Release the Ray actor and the pipes (after the process is gone)."""
-        self._killed = True
-        self._launcher.forget(self)
-        with contextlib.suppress(Exception):
-            _ray().kill(self.host, no_restart=True)
-        self.end_output()
-        for fd, _ in self._fds:
-            with contextlib.suppress(OSError):
-                os.close(fd)
 
 
 class RayLauncher:
@@ -292,6 +150,16 @@ class RayLauncher:
         self.lost: set[str] = set()
         """Ids of the nodes its hosts were lost with: not placed on again, even while the
         GCS still counts them alive (it learns of a dead node seconds after a host may)."""
+        self.plan: Plan | None = None
+        """Where the run's actors started (:meth:`place`)."""
+        self.where: dict[str, str | None] = {}
+        """Group -> the node it runs on now (None: waiting for one with room for it)."""
+        self._live: dict[str, RayProcess] = {}
+        """Actor -> its current process."""
+        self._waiting: dict[str, tuple[RayProcess, list[str], dict[str, str]]] = {}
+        """Actor -> its process waiting for a node, its command and environment."""
+        self._next_try = 0.0
+        self._hub: Hub | None = None
 
     # ----- connecting ----------------------------------------------------------------------
     def connect(self, run_id: str = "") -> None:
@@ -331,23 +199,121 @@ class RayLauncher:
         self._relay.daemon = True
         self._relay.start()
 
-    def _resources(self, request: LaunchRequest) -> Resources:
+    def _spec(self, request: LaunchRequest) -> PipelineSpec:
         spec = self._specs.get(request.run_dir)
         if spec is None:
             data = RunPaths(Path(request.run_dir).name, Path(request.run_dir).parent).spec_file
             spec = msgspec.json.decode(data.read_bytes(), type=PipelineSpec)
             self._specs[request.run_dir] = spec
-        actor = spec.actors.get(request.actor)
-        return actor.resources if actor is not None else Resources()
+        return spec
+
+    # ----- placement ---------------------------------------------------------------------------
+    def nodes(self) -> list[NodeView]:
+        """The live nodes (not those its hosts were lost with), for placement."""
+        found = []
+        for node in _ray().nodes():
+            if node.get("Alive") and node["NodeID"] not in self.lost:
+                labels = {str(k): str(v) for k, v in (node.get("Labels") or {}).items()}
+                total = {str(k): float(v) for k, v in (node.get("Resources") or {}).items()}
+                found.append(NodeView(node["NodeID"], node["NodeManagerAddress"], total, labels))
+        return found
+
+    def place(self, spec: PipelineSpec, run_id: str = "") -> PipelineSpec:
+        """Choose each actor's node before any starts (:func:`plexa.launch.ray_place.plan`);
+        returns ``spec`` with each actor's group as its ``host:`` (unchanged when all fit on
+        one node). The nexus calls this before it writes the run's spec."""
+        self.connect(run_id)
+        self.plan = plan(spec, self.nodes())
+        self.where = dict(self.plan.nodes)
+        if set(self.plan.groups.values()) == {""}:
+            return spec
+        actors = {
+            name: msgspec.structs.replace(a, host=self.plan.groups[name])
+            for name, a in spec.actors.items()
+        }
+        return msgspec.structs.replace(spec, actors=actors)
+
+    def _node_for(self, spec: PipelineSpec, group: str) -> str | None:
+        """The node ``group`` runs on: where it is, while that node lives; else one with room
+        for every member of the group (chosen now), or None."""
+        nodes = self.nodes()
+        node = self.where.get(group)
+        if node is not None and any(n.node_id == node for n in nodes):
+            return node
+        if node is not None and self._hub is not None:
+            self._hub.forget(node)
+        members = [a for a in spec.actors.values() if a.host == group]
+        used: dict[str, dict[str, float]] = {}
+        for proc in self._live.values():
+            if proc.group != group and proc.target is not None:
+                into = used.setdefault(proc.target, {})
+                for k, v in demand(spec.actors[proc.label].resources).items():
+                    into[k] = into.get(k, 0.0) + v
+        self.where[group] = choose_node([a.resources for a in members], nodes, used)
+        return self.where[group]
+
+    def place_waiting(self) -> None:
+        """Start the hosts of actors that wait for a node, if their group has one now (asks
+        the cluster at most every half second)."""
+        now = time.monotonic()
+        if not self._waiting or now < self._next_try:
+            return
+        self._next_try = now + 0.5
+        for name, (proc, argv, env) in list(self._waiting.items()):
+            spec = self._specs_by_actor(name)
+            if spec is not None and self._start_host(spec, proc, argv, env):
+                del self._waiting[name]
+
+    def _specs_by_actor(self, name: str) -> PipelineSpec | None:
+        return next((s for s in self._specs.values() if name in s.actors), None)
+
+    def _start_host(
+        self, spec: PipelineSpec, proc: RayProcess, argv: list[str], env: dict[str, str]
+    ) -> bool:
+        """Create ``proc``'s host on its group's node and start the actor there; False when
+        no node can take the group yet."""
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        node = self._node_for(spec, proc.group)
+        if node is None:
+            return False
+        resources = spec.actors[proc.label].resources
+        options = actor_options(resources)
+        options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(node, soft=False)
+        options.pop("label_selector", None)  # the node was chosen by its labels already
+        if self.renice is not False:
+            options["runtime_env"] = {"env_vars": {"RAY_worker_niceness": "0"}}
+        after: list[Any] = []
+        if _crosses(spec, proc.label):
+            from plexa.runtime.hostlinks import ENV as ZENOH_ENV
+
+            ready, zenv = self._router(env[RUN_DIR_ENV], node)
+            env = {**env, ZENOH_ENV: zenv}
+            after.append(ready)
+        host = self._host_class.options(name=None, **options).remote()
+        proc.bind(host, host.start.remote(argv, env, after), node)
+        with self._lock:
+            self._procs[host.output.remote()] = proc
+        return True
+
+    def _router(self, run_dir: str, node: str) -> tuple[Any, str]:
+        if self._hub is None:
+            ray = _ray()
+            ip = ray.util.get_node_ip_address()
+            run_id = Path(run_dir).name
+            self._hub = Hub(run_id, Path(run_dir), ip, ray.remote(NodeRouter))
+        return self._hub.router(node)
 
     # ----- the launcher interface -----------------------------------------------------------
     def spawn(self, request: LaunchRequest) -> ActorProcess:
-        """Create the actor's Ray actor and ask it to start the actor process; returns at once
-        (placement and start go on in Ray; the nexus waits for the handshake)."""
+        """Create the actor's Ray actor on its group's node and ask it to start the actor
+        process; returns at once (the start goes on in Ray; the nexus waits for the
+        handshake). When no node has room for its group, the handle waits for one."""
         self.connect(request.run_id)
-        resources = self._resources(request)
-        node_ids = self.node_ids() if resources.node else None
-        options = actor_options(resources, node_ids)
+        spec = self._spec(request)
+        if self.plan is None:  # no place() before: the spec's hosts are the groups
+            self.plan = Plan({n: a.host for n, a in spec.actors.items()}, {})
+        resources = spec.actors[request.actor].resources
         env = {k: v for k, v in os.environ.items() if k.startswith("PLEXA_")}  # plexa's own
         env.update(request.env)
         env[RUN_DIR_ENV] = request.run_dir
@@ -355,13 +321,12 @@ class RayLauncher:
         env[SYS_PATH_ENV] = os.pathsep.join(request.import_path)
         env[RAY_ADDRESS_ENV] = self.address
         argv = [sys.executable, "-c", BOOT, request.run_dir, request.actor, "0"]
-        if self.renice is not False:
-            options["runtime_env"] = {"env_vars": {"RAY_worker_niceness": "0"}}
-        host = self._host_class.options(name=None, **options).remote()
-        proc = RayProcess(request.actor, self, host, host.start.remote(argv, env))
+        proc = RayProcess(request.actor, self)
         proc.wants = wanted(resources)
-        with self._lock:
-            self._procs[host.output.remote()] = proc
+        proc.group = spec.actors[request.actor].host
+        self._live[request.actor] = proc
+        if not self._start_host(spec, proc, argv, env):
+            self._waiting[request.actor] = (proc, argv, env)
         return proc
 
     def close(self) -> None:
@@ -375,6 +340,9 @@ class RayLauncher:
             procs, self._procs = list(self._procs.values()), {}
         for proc in procs:
             proc.end_output()
+        if self._hub is not None:
+            self._hub.close(_ray())
+            self._hub = None
         if self._connected and self._owns_connection:
             _ray().shutdown()
         self._connected = False
@@ -385,7 +353,12 @@ class RayLauncher:
             self.temp_dir = None
 
     def forget(self, proc: RayProcess) -> None:
-        """Stop relaying ``proc``'s output."""
+        """Stop relaying ``proc``'s output; it no longer holds room on its node."""
+        if self._live.get(proc.label) is proc:
+            del self._live[proc.label]
+        waiting = self._waiting.get(proc.label)
+        if waiting is not None and waiting[0] is proc:
+            del self._waiting[proc.label]
         with self._lock:
             for ref in [r for r, p in self._procs.items() if p is proc]:
                 del self._procs[ref]

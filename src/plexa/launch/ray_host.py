@@ -18,6 +18,8 @@ __all__ = ["OUTPUT_POLL_S", "ActorHost"]
 
 OUTPUT_POLL_S = 1.0
 """How long a host holds an output request open when its actor writes nothing."""
+AFTER_S = 60.0
+"""How long a host waits for what its actor needs first (its node's Zenoh router)."""
 
 
 class ActorHost:
@@ -39,8 +41,21 @@ class ActorHost:
         self._error = ""
         self._raylet = int(os.environ.get("RAY_RAYLET_PID") or os.getppid())
 
-    def start(self, argv: list[str], env: dict[str, str]) -> tuple[int, str, str]:
-        """Start the actor process; returns its pid and this node's id and address."""
+    def start(
+        self, argv: list[str], env: dict[str, str], after: list[Any] | None = None
+    ) -> tuple[int, str, str]:
+        """Start the actor process, once each of ``after`` (Ray references: its node's
+        Zenoh router) is ready; returns its pid and this node's id and address."""
+        import ray
+
+        if after:
+            try:
+                ray.get(after, timeout=AFTER_S)
+            except Exception as exc:
+                self._error = f"its node's Zenoh router is not there: {exc}"
+                self._started.set()
+                self._exited.set()
+                raise PlexaError(f"could not start the actor process: {self._error}") from exc
         full = dict(os.environ)
         full.update(env)
         keeper = threading.Thread(target=self._keep, args=(argv, full), daemon=True)
@@ -48,7 +63,6 @@ class ActorHost:
         self._started.wait()
         if self._popen is None:
             raise PlexaError(f"could not start the actor process: {self._error}")
-        import ray
 
         ctx = ray.get_runtime_context()
         ip: str = ray.util.get_node_ip_address()  # type: ignore[no-untyped-call]

@@ -187,6 +187,9 @@ class Nexus:
         with contextlib.suppress(OSError):
             prune()  # the logs and reports of old runs (plexa.nexus.history has the rule)
         try:
+            place = getattr(self.fleet.launcher, "place", None)  # a launcher that places actors
+            if place is not None:  # decides their hosts before any actor reads the spec
+                self.spec = self.fleet.spec = place(self.spec, self.paths.run_id)
             self.resources = res = RunResources(self.paths, self.spec)
             self._status = StatusBuilder(self.spec, res.counters)
             self._status.remote_usage = getattr(self.fleet.launcher, "usage", None)
