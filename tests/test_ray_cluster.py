@@ -195,6 +195,9 @@ connections:
         kinds = {f.actor: f.kind for f in nexus.failures}
         assert kinds == dict.fromkeys(group, FailureKind.HOST_LOST)
         assert "Ray node" in next(f.error for f in nexus.failures if f.actor == "sink")
+        # no node has room for the whole group ({b: 1}): its members wait for one together
+        grouped = "waiting for a Ray node that offers nothing in particular, with room for its"
+        nexus.wait_until(lambda st: nexus.actors["sink"].doing.startswith(grouped), 10)
         nodes.b = nodes.add_b()  # the one node with room for the whole group
         received = nexus.status()["actors"]["sink"]["msgs_in"]
         status = nexus.wait_until(

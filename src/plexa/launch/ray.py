@@ -324,6 +324,7 @@ class RayLauncher:
         proc = RayProcess(request.actor, self)
         proc.wants = wanted(resources)
         proc.group = spec.actors[request.actor].host
+        proc.company = sum(1 for a in spec.actors.values() if a.host == proc.group) - 1
         self._live[request.actor] = proc
         if not self._start_host(spec, proc, argv, env):
             self._waiting[request.actor] = (proc, argv, env)
@@ -364,15 +365,6 @@ class RayLauncher:
                 del self._procs[ref]
 
     # ----- nodes -------------------------------------------------------------------------
-    def node_ids(self) -> dict[str, str]:
-        """Node address -> node id, for every live node (a node id maps to itself)."""
-        found: dict[str, str] = {}
-        for node in _ray().nodes():
-            if node.get("Alive") and node["NodeID"] not in self.lost:
-                found[node["NodeManagerAddress"]] = node["NodeID"]
-                found[node["NodeID"]] = node["NodeID"]
-        return found
-
     def node_alive(self, node_id: str) -> bool:
         """Whether the cluster still counts node ``node_id`` as alive (asks the GCS)."""
         for node in _ray().nodes():

@@ -49,6 +49,8 @@ class RayProcess:
         """The resources it asked for, in words."""
         self.group = ""
         """The group it belongs to (its ``host:`` in the run's spec)."""
+        self.company = 0
+        """How many other actors share its group (and wait with it for a node)."""
         self.target: str | None = None
         """The id of the node its host was pinned to (None until then)."""
         read_out, self._write_out = os.pipe()
@@ -104,7 +106,10 @@ class RayProcess:
         """What the actor waits for before its process can start (None once it started)."""
         if self._start_info() is not None or self._code is not None:
             return None
-        return f"waiting for a Ray node that offers {self.wants}"
+        waits = f"waiting for a Ray node that offers {self.wants}"
+        if not self.company:
+            return waits
+        return f"{waits}, with room for its group {self.group or '(every actor of the run)'}"
 
     def alive(self) -> bool:
         """True until the actor process (or its Ray actor) is gone."""
