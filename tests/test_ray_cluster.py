@@ -27,7 +27,7 @@ import ray
 from ray.cluster_utils import Cluster
 
 import plexa
-from conftest import HERE, started, wait_for
+from conftest import HERE, plexa_server, started, wait_for
 from plexa.core.lifecycle import ActorState, FailureKind
 from plexa.launch.ray_local import mark_instance, private_token, restore_env, sweep_ray
 
@@ -362,3 +362,42 @@ actors:
     assert "there (waiting for a Ray node that offers num_cpus 1, telescope 1)" in str(err.value)
     assert there == "waiting for a Ray node that offers num_cpus 1, telescope 1"
     assert report.failed == ()
+
+
+def test_a_killed_nexus_takes_its_node_routers_along_and_cleanup_removes_their_files(
+    nodes: TwoNodes, tmp_path: Path
+) -> None:
+    from plexa.core.paths import RunPaths
+    from plexa.edges.client import connect
+    from plexa.nexus.cleanup import cleanup
+
+    config = tmp_path / "pipe.yaml"
+    config.write_text(
+        f"""
+name: killedtwo
+settings: {{launch: ray, ray: {{address: "{nodes.cluster.address}"}}}}
+actors:
+  src:  {{class: "actors:Source", options: {{count: 100000000, rate_hz: 100}},
+          resources: {{custom: {{a: 1}}}}}}
+  sink: {{class: "actors:Counter", resources: {{custom: {{b: 1}}}}}}
+connections:
+  src.out: [sink.inp]
+"""
+    )
+    with plexa_server(config, "rayk", up_s=60) as server:
+        with connect(server.name) as client:
+            client.request("setup")
+            status = client.status()
+        assert status["links"]["src.out->sink.inp"]["transport"] == "zenoh"
+        pids = [a["pid"] for a in status["actors"].values()]
+        run_dir = RunPaths.for_run(status["run"]["id"]).run_dir
+        assert len(routers()) == 2 and list(run_dir.glob("zenoh-*.sock"))
+        server.proc.kill()
+        server.proc.wait()
+
+        def gone() -> bool:
+            return not routers() and not any(psutil.pid_exists(p) for p in pids)
+
+        wait_for(gone, 30, "the node routers and actors to end with the nexus")
+        cleanup()
+        assert not run_dir.exists()  # sockets, certificates: the run's directory is gone
