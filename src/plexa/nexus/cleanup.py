@@ -88,11 +88,14 @@ def _create_time(pid: int) -> float | None:
     """When process ``pid`` started (as psutil counts it), read from /proc without psutil
     (``plexa ctl`` finds its run this way and stays fast); None if there is no such process."""
     try:
-        stat_line = Path(f"/proc/{pid}/stat").read_bytes()
         lines = Path("/proc/stat").read_bytes().splitlines()
         btime = next(line for line in lines if line.startswith(b"btime"))
-    except (OSError, StopIteration):
+    except (OSError, StopIteration):  # no /proc here
         return _psutil_create_time(pid)
+    try:
+        stat_line = Path(f"/proc/{pid}/stat").read_bytes()
+    except OSError:  # a process that is gone (the usual case for a finished run's record)
+        return None
     fields = stat_line[stat_line.rindex(b")") + 2 :].split()
     return int(btime.split()[1]) + int(fields[19]) / os.sysconf("SC_CLK_TCK")
 
