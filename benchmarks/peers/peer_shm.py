@@ -80,6 +80,7 @@ def main() -> None:
     ]
     for p in procs:
         p.start()
+    shm.unlink()  # both children have it mapped: no kill of any process can leave the name behind
     for fd in (data_r, data_w, credit_r, credit_w):
         os.close(fd)
     with contextlib.suppress(KeyboardInterrupt):
@@ -88,7 +89,6 @@ def main() -> None:
     for p in reversed(procs):
         p.join()
     shm.close()
-    shm.unlink()
 
 
 if __name__ == "__main__":
