@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
 HERE = Path(__file__).parent
@@ -120,6 +121,14 @@ def plexa_server(config: Path, prefix: str = "t", up_s: float = 20) -> Iterator[
             except Exception:
                 proc.terminate()
         run.err = proc.communicate(timeout=30)[1]
+
+
+def alive(pid: int) -> bool:
+    """True while process ``pid`` runs (a zombie, or a pid gone between two looks, is not)."""
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 def wait_for(

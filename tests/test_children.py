@@ -9,9 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import psutil
-
-from conftest import plexa_shm, started, wait_for
+from conftest import alive, plexa_shm, started, wait_for
 from plexa import loads
 from plexa.launch.local import marked_processes
 
@@ -22,22 +20,17 @@ actors:
 """
 
 
-def _alive(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
 
 
 def test_every_process_an_actor_started_is_gone_after_quit() -> None:
     with started(loads(PIPE, "children")) as nexus:
         children = nexus.store.get("children")
         run_dir = str(nexus.paths.run_dir)
-        assert all(_alive(pid) for pid in children)
+        assert all(alive(pid) for pid in children)
         wait_for(  # one of them may be between fork and exec for a moment
             lambda: set(children) <= set(marked_processes(run_dir)), 5, "children marked"
         )
-    wait_for(lambda: not any(_alive(p) for p in children), 5, "the actor's children to go")
+    wait_for(lambda: not any(alive(p) for p in children), 5, "the actor's children to go")
     assert not list(marked_processes(run_dir))
 
 
@@ -65,7 +58,7 @@ def test_kill_9_of_the_nexus_then_cleanup_leaves_no_child_behind(tmp_path: Path)
     marked = list(marked_processes(run_dir))
     os.kill(nexus.pid, signal.SIGKILL)
     nexus.wait()
-    wait_for(lambda: not any(_alive(p) for p in marked), 10, "everything the run started to go")
+    wait_for(lambda: not any(alive(p) for p in marked), 10, "everything the run started to go")
     result = subprocess.run(
         [sys.executable, "-m", "plexa", "cleanup"], capture_output=True, text=True, env=env
     )

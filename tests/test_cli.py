@@ -10,9 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-import psutil
-
-from conftest import plexa_shm, wait_for
+from conftest import alive, plexa_shm, wait_for
 from plexa.edges.client import connect
 from plexa.errors import PlexaError
 
@@ -138,7 +136,7 @@ def test_kill_9_of_the_nexus_leaves_no_actor_and_cleanup_restores_shm() -> None:
     start = time.monotonic()
     wait_for(
         lambda: (
-            not any(psutil.pid_exists(p) and psutil.Process(p).status() != "zombie" for p in pids)
+            not any(alive(p) for p in pids)
         ),
         2.0,
         "actors to exit after the nexus died",

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import psutil
 import pytest
 
-from conftest import started, wait_for
+from conftest import alive, started, wait_for
 from plexa import loads
 from plexa.core.lifecycle import ActorState
 from plexa.launch.local import FORK_SERVER_ENV, marked_processes
@@ -77,7 +77,7 @@ def test_kill_9_of_an_actor_takes_what_it_left_behind_with_it() -> None:
         assert actor is not None
         os.kill(actor.pid, signal.SIGKILL)
         wait_for(
-            lambda: not any(psutil.pid_exists(p) and _alive(p) for p in children),
+            lambda: not any(psutil.pid_exists(p) and alive(p) for p in children),
             10,
             "the killed actor's children to go",
             step=lambda: nexus.poll(0.02),
@@ -89,16 +89,11 @@ def test_a_killed_actor_s_forked_child_without_a_mark_of_its_own_goes_too() -> N
     with started(loads(pipe, "forker")) as nexus:
         child = nexus.store.get("forked")
         actor = nexus.actors["forker"].proc
-        assert actor is not None and _alive(child)
+        assert actor is not None and alive(child)
         os.kill(actor.pid, signal.SIGKILL)  # the child is orphaned: the fork server ends it
-        wait_for(lambda: not _alive(child), 5, "the orphan to go", step=lambda: nexus.poll(0.02))
+        wait_for(lambda: not alive(child), 5, "the orphan to go", step=lambda: nexus.poll(0.02))
 
 
-def _alive(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
 
 
 def test_a_fork_server_that_cannot_start_leaves_actors_to_start_as_fresh_interpreters(

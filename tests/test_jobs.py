@@ -15,7 +15,7 @@ from typing import Any
 import psutil
 import pytest
 
-from conftest import HERE, assert_stays, plexa_server, wait_for
+from conftest import HERE, alive, assert_stays, plexa_server, wait_for
 from plexa.core.jobs import JobInfo
 from plexa.edges.client import connect
 from plexa.errors import PlexaError, Timeout
@@ -108,7 +108,7 @@ def test_launch_with_a_config_file_lists_the_job_and_quit_ends_it(
     assert len(pids) == 3
     with connect(run) as c:
         c.request("quit")
-    wait_for(lambda: not any(psutil.pid_exists(p) and psutil.Process(p).status() != "zombie"
+    wait_for(lambda: not any(alive(p)
                              for p in pids), 20, "every job gone after quit")  # fmt: skip
 
 
@@ -159,6 +159,13 @@ def test_jobs_are_gone_after_the_nexus_is_killed_and_plexa_cleanup_runs(tmp_path
         server.proc.kill()
         server.proc.wait(10)
         assert_stays(lambda: psutil.pid_exists(pid), 0.5, "the stubborn job outlives its nexus")
+        other = tmp_path / "other-root"
+        other.mkdir(mode=0o700)
+        elsewhere = {**ENV, "PLEXA_RUNTIME_DIR": str(other)}
+        r = subprocess.run([sys.executable, "-m", "plexa", "cleanup"], capture_output=True,
+                           text=True, env=elsewhere, timeout=60)  # fmt: skip
+        assert r.returncode == 0 and str(pid) not in r.stdout, r.stdout + r.stderr
+        assert alive(pid), "a cleanup with another runtime root left this root's run alone"
         r = subprocess.run([sys.executable, "-m", "plexa", "cleanup"], capture_output=True,
                            text=True, env=ENV, timeout=60)  # fmt: skip
         assert r.returncode == 0, r.stderr

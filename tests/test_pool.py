@@ -20,7 +20,7 @@ import numpy as np
 import psutil
 import pytest
 
-from conftest import assert_stays, settled, wait_for
+from conftest import alive, assert_stays, settled, wait_for
 from plexa.errors import Aborted, PlexaError, RemoteError
 from plexa.runtime.pool import WorkerPool
 
@@ -85,11 +85,6 @@ def pool() -> Iterator[WorkerPool]:
         yield p
 
 
-def alive(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
 
 
 # ----- results --------------------------------------------------------------------------------

@@ -182,22 +182,27 @@ def _run_alive(run_dir: Path) -> bool:
     return (record is not None and _alive(record)) or owner_alive(run_dir.name)
 
 
-def _run_processes(dead: set[str]) -> dict[psutil.Process, str]:
-    """This user's processes that belong to a dead run: actor processes (argv ``-m
-    plexa.runtime.process RUN_DIR ACTOR NEXUS_PID``) whose nexus is gone, and every process
-    that inherited an actor's ``PLEXA_RUN_DIR``. Maps each to what it is."""
+def _run_processes(root: Path, dead: set[str]) -> dict[psutil.Process, str]:
+    """This user's processes that belong to a dead run in ``root``: actor processes (argv
+    ``-m plexa.runtime.process RUN_DIR ACTOR NEXUS_PID``) whose nexus is gone, and every
+    process that inherited an actor's ``PLEXA_RUN_DIR``. Maps each to what it is. Runs of
+    another runtime directory are left to a cleanup run with that directory."""
     import psutil
 
     me = os.getpid()
     skip = {me, *(p.pid for p in psutil.Process(me).parents())}
     found: dict[psutil.Process, str] = {}
     verdicts: dict[str, bool] = {}
+    home = os.path.realpath(root)
+
+    def in_root(run_dir: str) -> bool:
+        return os.path.realpath(Path(run_dir).parent) == home
 
     def dead_run(run_dir: str) -> bool:
         if run_dir not in verdicts:
             path = Path(run_dir)
-            verdicts[run_dir] = path.name in dead or (
-                bool(_RUN_ID.match(path.name)) and not _run_alive(path)
+            verdicts[run_dir] = in_root(run_dir) and (
+                path.name in dead or (bool(_RUN_ID.match(path.name)) and not _run_alive(path))
             )
         return verdicts[run_dir]
 
@@ -207,7 +212,8 @@ def _run_processes(dead: set[str]) -> dict[psutil.Process, str]:
         cmd = proc.info.get("cmdline") or []
         if len(cmd) >= 6 and cmd[1] in ("-m", "-c") and "plexa.runtime.process" in cmd[2]:
             with contextlib.suppress(ValueError):
-                if proc.info.get("ppid") != int(cmd[5]) or dead_run(cmd[3]):
+                orphan = proc.info.get("ppid") != int(cmd[5]) and in_root(cmd[3])
+                if orphan or dead_run(cmd[3]):
                     found[proc] = f"actor {cmd[4]} of run {Path(cmd[3]).name}"
                     continue
         with contextlib.suppress(psutil.Error):
@@ -271,7 +277,7 @@ def cleanup() -> CleanupReport:
     if os.path.lexists(root):
         secure_root(create=False)
     dead = _dead_runs(root)
-    _kill(_run_processes(dead), report)
+    _kill(_run_processes(root, dead), report)
     for run_id in sorted(dead):
         if owner_alive(run_id):
             continue
