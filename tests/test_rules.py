@@ -10,9 +10,13 @@ from pathlib import Path
 import pytest
 
 from plexa import loads
-from plexa.core.lifecycle import ActorState, FailureKind
+from plexa.core import messages as msgs
+from plexa.core.lifecycle import ActorState, FailureKind, Phase
 from plexa.core.options import accepts, option_problem
+from plexa.core.paths import RunPaths
 from plexa.launch.base import Rung, stop_ladder
+from plexa.nexus.fleet import REPORT_GRACE_S, Fleet
+from plexa.nexus.logs import LogMerger
 from plexa.nexus.supervisor import Supervisor
 from plexa.runtime.rates import Limiter
 
@@ -278,3 +282,54 @@ connections:
         assert rate() == pytest.approx(200.0)
     finally:
         counters.close()
+
+
+# ----- an error exit and its failure report ----------------------------------------------------
+@dataclass
+class ExitedProc:
+    """A process that has exited with ``code``."""
+
+    code: int
+    pid: int = 4242
+
+    def exit_code(self) -> int:
+        return self.code
+
+
+def exited_fleet(code: int, tmp_path: Path) -> tuple[Fleet, Clock, list[str]]:
+    """A fleet whose actor ``a`` has exited with ``code``; what it would decide is logged."""
+    sup, clock = supervised()
+    events: list[str] = []
+    fleet = Fleet(SPEC, RunPaths("0badc0de", tmp_path), None, sup,  # type: ignore[arg-type]
+                  LogMerger(tmp_path / "log", lambda *a: None), lambda *a: None)  # fmt: skip
+    entry = fleet.entries["a"]
+    entry.proc, entry.connected, entry.state = ExitedProc(code), True, ActorState.SETTING_UP  # type: ignore[assignment]
+    fleet._on_exit = lambda e, c: events.append(  # type: ignore[method-assign]
+        e.failure.kind.value if e.failure else "no report")
+    return fleet, clock, events
+
+
+def test_an_error_exit_waits_for_the_failure_report_that_was_sent_before_it(
+    tmp_path: Path,
+) -> None:
+    fleet, clock, events = exited_fleet(1, tmp_path)
+    fleet.check()
+    assert events == [], "the exit seen before the report is not judged yet"
+    clock.advance(REPORT_GRACE_S / 2)
+    fleet.on_message("a", msgs.Failure(FailureKind.EXCEPTION, Phase.SETUP, "boom", "Tb"))
+    fleet.check()
+    assert events == ["exception"]
+
+
+def test_an_error_exit_without_a_report_is_a_crash_after_the_grace(tmp_path: Path) -> None:
+    fleet, clock, events = exited_fleet(1, tmp_path)
+    fleet.check()
+    clock.advance(REPORT_GRACE_S - 0.01)
+    fleet.check()
+    assert events == []
+    clock.advance(0.02)
+    fleet.check()
+    assert events == ["no report"]
+    killed, _, at_once = exited_fleet(-signal.SIGKILL, tmp_path)
+    killed.check()
+    assert at_once == ["no report"], "a signal sends no report: judged at once"

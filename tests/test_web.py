@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 import sys
@@ -12,6 +13,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import assert_stays, settled, wait_for
+from plexa.data.links import SAMPLE_MASK
 from web_helpers import ENV, ROOT, Web, serve_web
 
 PIPE = """
@@ -177,6 +179,39 @@ def test_metrics_parse_as_prometheus_text_with_actor_and_link_counters(web: Web)
     memory = families["plexa_actor_resident_memory_bytes"].samples
     rss = {s.labels["actor"]: s.value for s in memory}
     assert set(rss) == {"src", "mid"} and min(rss.values()) > 1e6
+
+
+def test_metrics_have_a_latency_histogram_per_link_that_counts_what_was_received(
+    web: Web,
+) -> None:
+    def scrape() -> dict[str, Any]:
+        with web.client() as c:
+            return {f.name: f for f in text_string_to_metric_families(c.get("/metrics").text)}
+
+    with web.client() as c:  # the run is held at start: drive it if no test did yet
+        state = c.get(f"/runs/{web.name}/status").json()["run"]["state"]
+        for command in {"created": ["setup", "run"], "ready": ["run"]}.get(state, []):
+            assert c.post(f"/runs/{web.name}/{command}").status_code == 200
+    families: dict[str, Any] = {}
+
+    def flowing() -> bool:
+        families.update(scrape())
+        return families["plexa_link_received"].samples[0].value > 0
+
+    wait_for(flowing, 20, "messages received on the link")
+    samples = families["plexa_link_latency_seconds"].samples
+    hist = {s.name: s.value for s in samples if "le" not in s.labels}
+    bounds = [(float(s.labels["le"]), s.value) for s in samples if "le" in s.labels]
+    assert len(bounds) == 32 and bounds[-1][0] == float("inf")
+    assert all(a[1] <= b[1] for a, b in itertools.pairwise(bounds)), "cumulative"
+    assert bounds[-1][1] == hist["plexa_link_latency_seconds_count"]
+    received = families["plexa_link_received"].samples[0].value
+    # a local link times one message in SAMPLE_MASK + 1 (sequence numbers 0, 8, ...); the
+    # status reads a link's counters while its consumer may be between two of them
+    timed = -(-received // (SAMPLE_MASK + 1))
+    assert abs(bounds[-1][1] - timed) <= 2, (bounds[-1][1], received)
+    mean = hist["plexa_link_latency_seconds_sum"] / bounds[-1][1]
+    assert 1e-6 < mean < 1.0, mean
 
 
 def test_a_non_loopback_bind_without_tls_is_refused() -> None:

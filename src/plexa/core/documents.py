@@ -162,6 +162,13 @@ class LinkStatus(_Doc, frozen=True, kw_only=True):
     """Median put-to-handler latency, µs."""
     latency_p99_us: float | None
     """99th percentile latency, µs."""
+    latency_buckets: list[int] = []
+    """Messages timed since the run started (one in 8 on a local link, every one across
+    hosts), by latency: entry ``k`` counts latencies in
+    [1.024 * 2**(k-1), 1.024 * 2**k) µs (entry 0: below 1.024 µs; the last one: everything
+    above). ``/metrics`` exposes it as a Prometheus histogram."""
+    latency_sum_s: float = 0.0
+    """Sum of the latencies counted in ``latency_buckets``, in seconds."""
     transport: str = "iceoryx2"
     """``iceoryx2`` (shared memory, both ends on one host) or ``zenoh`` (across hosts)."""
 

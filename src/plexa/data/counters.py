@@ -43,8 +43,9 @@ class LinkField:
     """Set by the nexus while the consumer is gone, so a producer does not wait for it."""
     WAITING = 5
     """Set by a producer waiting for room; the consumer wakes it after taking a message."""
-    LATENCY_NS = 6
-    """One-way latency of the last message taken."""
+    LATENCY_SUM_NS = 6
+    """Sum of the one-way latencies of the messages taken (with the histogram: a Prometheus
+    histogram's ``_sum``)."""
     HOLD = 7
     """Set by the nexus while a ``block`` link's consumer is being restarted: the producer
     waits; the new consumer clears it once it is subscribed."""

@@ -196,7 +196,7 @@ class _Sub:
     def _time(self, t_ns: int) -> None:
         latency = time.monotonic_ns() - t_ns
         row = self.row
-        row[LinkField.LATENCY_NS] = latency
+        row[LinkField.LATENCY_SUM_NS] += latency
         row[bucket(latency)] += 1
 
     def close(self) -> None:

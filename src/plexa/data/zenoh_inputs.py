@@ -153,7 +153,7 @@ class _In:
                 self._ack(force=True)
             if t_ns:
                 latency = max(time.time_ns() - t_ns, 0)
-                row[LinkField.LATENCY_NS] = latency
+                row[LinkField.LATENCY_SUM_NS] += latency
                 row[bucket(latency)] += 1
             try:
                 if kind == ARRAY:  # (inlined _decode: this runs once per message)

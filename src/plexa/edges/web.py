@@ -22,7 +22,12 @@ from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Str
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 from pydantic import BaseModel
 from starlette.responses import Response
@@ -324,6 +329,9 @@ class _StatusCollector(Collector):
         up = GaugeMetricFamily("plexa_actor_state", "1 for the actor's current state",
                                labels=[*actor_labels, "state"])  # fmt: skip
         families: dict[str, GaugeMetricFamily | CounterMetricFamily] = {}
+        latency = HistogramMetricFamily(
+            "plexa_link_latency_seconds", "Put-to-handler latency of the messages taken",
+            labels=link_labels)  # fmt: skip
 
         def family(
             name: str, doc: str, counter: bool, labels: list[str]
@@ -348,13 +356,17 @@ class _StatusCollector(Collector):
                             [run, actor], float(progress[key])
                         )
             for link, s in status.get("links", {}).items():
+                labels = [run, link, str(s.get("policy", ""))]
                 for key, name, doc, counter, scale in _LINK_FIELDS:
                     if s.get(key) is not None:
                         family(name, doc, counter, link_labels).add_metric(
-                            [run, link, str(s.get("policy", ""))], float(s[key]) * scale
+                            labels, float(s[key]) * scale
                         )
+                latency.add_metric(labels, _buckets(s.get("latency_buckets") or []),
+                                   float(s.get("latency_sum_s") or 0.0))  # fmt: skip
         yield up
         yield from families.values()
+        yield latency
 
 
 _ACTOR_FIELDS = [
@@ -382,6 +394,19 @@ _LINK_FIELDS = [
     ("latency_p50_us", "plexa_link_latency_p50_seconds", "Median link latency", False, 1e-6),
     ("latency_p99_us", "plexa_link_latency_p99_seconds", "p99 link latency", False, 1e-6),
 ]
+
+
+def _buckets(counts: list[int]) -> list[tuple[str, float]]:
+    """Cumulative Prometheus buckets of a status histogram (``LinkStatus.latency_buckets``:
+    entry k counts latencies below 1.024 * 2**k µs; the last one has no upper bound). The
+    same bounds every time, up to ``+Inf``."""
+    out: list[tuple[str, float]] = []
+    total = 0
+    for k, n in enumerate(counts[:-1]):
+        total += n
+        out.append((f"{1.024e-6 * 2**k:.6g}", float(total)))
+    out.append(("+Inf", float(sum(counts))))
+    return out
 
 
 def metrics_text(statuses: dict[str, dict[str, Any]]) -> str:

@@ -43,6 +43,11 @@ __all__ = ["Entry", "Fleet"]
 Send = Callable[..., int]
 Emit = Callable[[str, Any], None]
 
+REPORT_GRACE_S = 0.5
+"""How long a process that exited with an error after its handshake is given for its failure
+report (with the traceback) to arrive: it sends the report, then exits, and the nexus may
+see the exit first."""
+
 
 @dataclass
 class Entry:
@@ -62,6 +67,8 @@ class Entry:
     """A new process is being brought up: setup, then run if the pipeline runs."""
     reached: set[ActorState] = field(default_factory=set)
     """States entered since the last signal was sent (a quick actor may pass through one)."""
+    exited: float = 0.0
+    """When an error exit with no failure report yet was first seen (see ``REPORT_GRACE_S``)."""
 
     @property
     def doing(self) -> str:
@@ -262,7 +269,8 @@ class Fleet:
                 continue
             code = entry.proc.exit_code()
             if code is not None:
-                self._on_exit(entry, code)
+                if not self._report_may_come(entry, code):
+                    self._on_exit(entry, code)
             elif entry.connected:
                 why = self.supervisor.hung(entry.name, entry.state)
                 if why is not None:
@@ -272,6 +280,14 @@ class Fleet:
             for name in self.supervisor.due():
                 self.respawn(name)
 
+    def _report_may_come(self, entry: Entry, code: int) -> bool:
+        """True while an error exit's failure report may still be on its way."""
+        if code <= 0 or entry.failure is not None or not entry.connected:
+            return False
+        now = self.supervisor.clock()
+        entry.exited = entry.exited or now
+        return now - entry.exited < REPORT_GRACE_S
+
     def _on_exit(self, entry: Entry, code: int) -> None:
         """A process ended without being asked to: record why, restart or give up."""
         assert self.counters is not None
@@ -279,6 +295,7 @@ class Fleet:
         why = hint() if hint is not None else None
         self.release(entry, sweep_marked=code < 0)  # else its own teardown ended its children
         entry.connected = False
+        entry.exited = 0.0
         if entry.failure is None and why is not None:
             self.fail(ActorFailure(entry.name, why[0], self.phase(entry), why[1], "", code))
         if entry.failure is None:

@@ -171,6 +171,8 @@ class StatusBuilder:
                 bytes_per_s=_rate(delta, dt, oi, OutputField.BYTES),
                 latency_p50_us=percentile(hist, 0.5),
                 latency_p99_us=percentile(hist, 0.99),
+                latency_buckets=lrow[HIST_BASE : HIST_BASE + HIST_BUCKETS].tolist(),
+                latency_sum_s=int(lrow[LinkField.LATENCY_SUM_NS]) / 1e9,
                 transport="zenoh" if self.spec.crosses_hosts(link) else "iceoryx2",
             )
         return Status(
