@@ -93,6 +93,8 @@ def test_kill_9_of_the_recorder_leaves_a_file_readable_up_to_its_last_complete_c
         nexus.wait_until(lambda s: _recorder(s)["restarts"] == 1, 30.0)
         nexus.wait_until(lambda s: _recorder(s)["state"] == "running", 30.0)
         assert (tmp_path / "killed-1.mcap").exists()
+        taken = _recorder(nexus.status())["msgs_in"]  # the new file gets frames before quit
+        nexus.wait_until(lambda s: _recorder(s)["msgs_in"] >= taken + 5, 30.0)
     bank = _bank()
     with plexa.recording.open(path) as rec:
         assert not rec.complete
