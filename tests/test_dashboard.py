@@ -104,6 +104,7 @@ def test_the_page_loads_from_the_server_alone_and_shows_actors_links_and_the_log
         "return [...document.querySelectorAll('#actors tbody tr')].map(r => r.dataset.actor)"
     )
     assert sorted(names) == ["chatty", "fit", "mid", "slow", "src"]
+    assert _text(browser, '#actors tr[data-actor="mid"] .where') == "this host"
     links = browser.execute_script(
         "return [...document.querySelectorAll('#links tbody tr')].map(r => r.dataset.link)"
     )

@@ -175,7 +175,7 @@ function renderActors() {
     let row = body.querySelector(`tr[data-actor="${CSS.escape(name)}"]`);
     if (!row) {
       row = el("tr", { "data-actor": name });
-      for (const c of ["name", "state", "restarts num", "in num", "out num", "handler num", "cpu num", "rss num", "progress", "cmds"]) {
+      for (const c of ["name", "state", "where", "restarts num", "in num", "out num", "handler num", "cpu num", "rss num", "progress", "cmds"]) {
         row.append(el("td", { class: c }));
       }
       row.querySelector(".name").textContent = name;
@@ -189,6 +189,7 @@ function renderActors() {
     }
     const st = row.querySelector(".state");
     st.replaceChildren(el("span", { class: "state s-" + a.state, text: a.state }));
+    row.querySelector(".where").textContent = a.node ? `Ray node ${a.node}` : a.host || "this host";
     row.querySelector(".restarts").textContent = a.restarts;
     row.querySelector(".in").textContent = fmt(a.rate_in);
     row.querySelector(".out").textContent = fmt(a.rate_out);
