@@ -244,6 +244,12 @@ connections:
         left = list(ray_leftovers(run_id))
         assert len(left) == 1, "a killed nexus leaves its Ray folder (and maybe Ray's agents)"
         folder, pids = left[0]
+        other = tmp_path / "other-root"
+        other.mkdir(mode=0o700)
+        with pytest.MonkeyPatch.context() as env:  # a cleanup for another runtime directory
+            env.setenv("PLEXA_RUNTIME_DIR", str(other))
+            assert str(folder) not in cleanup().files
+        assert folder.is_dir(), "another runtime directory's cleanup left this run's Ray alone"
         # Ray's agents outlive a killed nexus for a while, but how long is Ray's business: on a
         # busy machine they may be gone already, and then only the folder is left to remove
         report = cleanup()

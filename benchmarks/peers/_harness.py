@@ -72,11 +72,10 @@ def _base_python(version: str) -> str:
     """An interpreter of Python ``version`` (on PATH or from pyenv), or ""; "" means this one."""
     if not version:
         return sys.executable
-    found = shutil.which(f"python{version}")
-    if found:
-        return found
     pyenv = sorted(Path.home().glob(f".pyenv/versions/{version}.*/bin/python{version}"))
-    return str(pyenv[-1]) if pyenv else ""
+    if pyenv:  # before PATH: pyenv's shim there fails unless that version is selected
+        return str(pyenv[-1])
+    return shutil.which(f"python{version}") or ""
 
 
 def _has_pins(python: Path, pins: tuple[str, ...]) -> bool:

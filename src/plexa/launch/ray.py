@@ -33,7 +33,14 @@ from typing import Any
 
 import msgspec
 
-from plexa.core.paths import ENV_ACTOR, RAY_ADDRESS_ENV, RUN_DIR_ENV, SYS_PATH_ENV, RunPaths
+from plexa.core.paths import (
+    ENV_ACTOR,
+    RAY_ADDRESS_ENV,
+    RUN_DIR_ENV,
+    SYS_PATH_ENV,
+    RunPaths,
+    runtime_root,
+)
 from plexa.core.spec import PipelineSpec, RaySettings, Resources
 from plexa.errors import PlexaError
 from plexa.launch.base import ActorProcess, LaunchRequest
@@ -43,6 +50,7 @@ from plexa.launch.ray_local import (
     AUTH_MODE_ENV,
     TEMP_PREFIX,
     mark_instance,
+    mark_root,
     private_token,
     restore_env,
     sweep_ray,
@@ -182,6 +190,7 @@ class RayLauncher:
                 name = f"{TEMP_PREFIX}{run_id or os.getpid()}"
                 self.temp_dir = Path(tempfile.gettempdir()) / name
                 self.temp_dir.mkdir(mode=0o700, exist_ok=True)
+                mark_root(self.temp_dir, runtime_root())
                 self._saved_env.update(mark_instance(self.temp_dir))
                 ray.init(
                     num_cpus=self.settings.num_cpus,

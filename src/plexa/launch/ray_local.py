@@ -18,9 +18,11 @@ __all__ = [
     "RAY_DIR_ENV",
     "TEMP_PREFIX",
     "mark_instance",
+    "mark_root",
     "private_token",
     "ray_leftovers",
     "restore_env",
+    "root_of",
     "sweep_ray",
 ]
 
@@ -39,6 +41,24 @@ def mark_instance(folder: Path) -> dict[str, str | None]:
     saved = {RAY_DIR_ENV: os.environ.get(RAY_DIR_ENV)}
     os.environ[RAY_DIR_ENV] = str(folder)
     return saved
+
+
+ROOT_MARK = "plexa-root"
+"""A file in the folder naming the runtime directory of the run that started the instance:
+``plexa cleanup`` with another runtime directory leaves it alone."""
+
+
+def mark_root(folder: Path, root: Path) -> None:
+    """Record in ``folder`` that the Ray instance belongs to a run in runtime root ``root``."""
+    (folder / ROOT_MARK).write_text(os.path.realpath(root))
+
+
+def root_of(folder: Path) -> str | None:
+    """The runtime root recorded by :func:`mark_root` in ``folder``, or None."""
+    try:
+        return (folder / ROOT_MARK).read_text()
+    except OSError:
+        return None
 
 
 def private_token() -> dict[str, str | None]:

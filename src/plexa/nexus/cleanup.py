@@ -296,11 +296,13 @@ def cleanup() -> CleanupReport:
 def _remove_dead_ray(root: Path, report: CleanupReport) -> None:
     """What the local Ray instance of a dead run left (``$TMPDIR/plexa-ray-RUNID``: its
     folder, and its agents, which outlive a nexus killed with ``kill -9``)."""
-    from plexa.launch.ray_local import TEMP_PREFIX, ray_leftovers, sweep_ray
+    from plexa.launch.ray_local import TEMP_PREFIX, ray_leftovers, root_of, sweep_ray
 
+    home = os.path.realpath(root)
     for folder, _ in ray_leftovers():
         run_id = folder.name[len(TEMP_PREFIX) :]
-        if not _RUN_ID.match(run_id) or _run_alive(root / run_id):
+        owner = root_of(folder)  # a run of another runtime directory is not this one's
+        if not _RUN_ID.match(run_id) or owner not in (None, home) or _run_alive(root / run_id):
             continue
         report.processes += [f"{pid} (Ray of run {run_id})" for pid in sweep_ray(folder)]
         report.files.append(str(folder))
