@@ -29,8 +29,9 @@ from plexa.core.lifecycle import (
     refusal,
     targets,
 )
-from plexa.core.paths import RunPaths, log_dir, new_run_id
-from plexa.core.spec import PipelineSpec
+from plexa.core.paths import RunPaths, log_dir, new_run_id, write_private
+from plexa.core.spec import ActorSpec, PipelineSpec
+from plexa.data.counters import Counters
 from plexa.data.shm_check import shm_fallback
 from plexa.errors import ActorFailed, InvalidTransition, RemoteError, Timeout
 from plexa.launch.base import Launcher, Rung
@@ -441,6 +442,33 @@ class Nexus:
             f"{name} to come back",
             fail_fast=False,
         )
+
+    def add_actor(self, actor: ActorSpec, timeout: float | None = None) -> None:
+        """Bring up ``actor``, which has no links, on the live run (the recorder of
+        ``record start``): it gets its own spec file and counters row, then setup, and run
+        if the run runs; from then on it is supervised, shown and stopped like the others."""
+        if self.resources is None or self._closed or actor.name in self.actors:
+            raise InvalidTransition(f"cannot add {actor.name}: the run is not live, or has it")
+        spec = msgspec.structs.replace(self.spec, actors={**self.spec.actors, actor.name: actor})
+        write_private(self.paths.actor_spec_file(actor.name), msgspec.json.encode(spec))
+        old, self.resources.counters = self.resources.counters, Counters(
+            spec, self.paths.counters_file, grow=True
+        )
+        old.close()
+        self.spec = self.fleet.spec = spec
+        self.fleet.counters = self.resources.counters
+        usage, self._status = self._status, StatusBuilder(spec, self.resources.counters)
+        self._status.remote_usage = usage.remote_usage if usage is not None else None
+        self.actors[actor.name] = Entry(actor.name)
+        self.fleet.spawn(actor.name)
+        self._write_record()
+        limit = timeout or self.spec.settings.setup_timeout
+        self._wait_for(lambda a: a.connected, limit, "to start (handshake)", [actor.name])
+        self._signal([actor.name], Signal.SETUP, limit)
+        if self.run_state in (RunState.RUNNING, RunState.PAUSED):
+            self._signal([actor.name], Signal.RUN, limit)
+        if self.run_state is RunState.PAUSED:
+            self._signal([actor.name], Signal.PAUSE, limit)
 
     # ----- quit -------------------------------------------------------------------------------
     def quit(self) -> QuitReport:

@@ -37,6 +37,7 @@ import zmq
 from plexa.core import protocol as proto
 from plexa.core.protocol import Command
 from plexa.errors import InvalidTransition, PlexaError
+from plexa.nexus import live
 from plexa.nexus.attach import Attachment
 from plexa.nexus.endpoints import Endpoints
 from plexa.nexus.nexus import Nexus
@@ -112,6 +113,7 @@ class ControlServer(Attachment):
         self._handlers: dict[str, tuple[Handler, bool]] = {
             name: (handler, name in QUICK) for name, handler in self._command_table().items()
         }
+        live.serve(nexus, self)  # record start|stop, with or without a recorder yet
         nexus.attach(self)
 
     # ----- the attachment -----------------------------------------------------------------------
