@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import numpy as np
 import pytest
 
@@ -82,6 +83,8 @@ def test_ctl_record_start_records_an_output_of_a_run_started_without_recording(
 ) -> None:
     path = tmp_path / "live.mcap"
     with plexa_server(EXAMPLE, prefix="rec") as run:
+        early = _ctl(run.name, "record", "start", "camera.frames", "--to", str(path))
+        assert early.returncode == 1 and "not set up" in early.stderr, early.stderr
         for command in ("setup", "run"):
             assert _ctl(run.name, command).returncode == 0
         before = _status(run.name)
@@ -199,3 +202,36 @@ def test_improvs_use_watcher_records_every_output_to_the_default_path(
         assert set(rec.topics) == {"camera.frames", "traces.traces"}
         frames = [m.sequence for m in rec.messages(["camera.frames"])]
     assert frames == list(range(sent))  # linked from the start: lossless
+
+
+@pytest.mark.slow
+def test_a_tapped_output_never_waits_for_the_recorder_and_what_it_missed_is_counted(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "behind.mcap"
+    spec = plexa.loads(EXAMPLE.read_text(), str(EXAMPLE))
+    with started(spec) as nexus:
+        live.record(nexus, "start", ["camera.frames"], str(path))
+        nexus.wait_until(lambda s: _fields(s).get("written", 0) >= 10, 30.0)
+        nexus.pause(["recorder"])  # a recorder far behind: it takes nothing at all
+        sent = nexus.status()["links"]["camera.frames->traces.frames"]["sent"]
+        nexus.wait_until(  # the camera goes on at its rate, the link stays lossless
+            lambda s: s["links"]["camera.frames->traces.frames"]["received"] >= sent + 60, 30.0
+        )
+        nexus.resume(["recorder"])
+        nexus.wait_until(lambda s: _fields(s).get("dropped", 0) >= 40, 30.0)
+        stats = live.record(nexus, "stop")
+        link = nexus.status()["links"]["camera.frames->traces.frames"]
+    assert link["dropped"] == 0 and link["lost"] == 0
+    seqs = _check_frames(path, stats["dropped"])
+    assert len(seqs) == stats["written"] and stats["not_written"] == 0
+
+
+def test_an_actor_reading_taps_stops_after_the_producers_it_taps() -> None:
+    spec = plexa.loads(EXAMPLE.read_text(), str(EXAMPLE))
+    assert spec.stop_order() == [["camera"], ["traces"], ["monitor"]]
+    spec = msgspec.structs.replace(
+        spec, actors={**spec.actors, "rec": live.live_recorder(spec, "r1")}
+    )
+    assert spec.actors["rec"].taps == ("camera.frames", "traces.traces")
+    assert spec.stop_order() == [["camera"], ["traces"], ["monitor", "rec"]]

@@ -99,7 +99,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     use_hdd: bool = False
     """improv's spelling: the store on disk, in the pipeline's data directory."""
     use_watcher: bool = False
-    """improv's spelling of ``record: all``: record every output (see ``docs/recording.md``)."""
+    """improv's spelling of ``record: all``: record every output, losslessly, to
+    ``{name}-{time}.mcap`` in the working directory (see ``docs/recording.md``)."""
     launch: str = "local"
     """Where actor processes run: ``local`` (this machine) or ``ray`` (one Ray actor each)."""
     pool: str = "local"

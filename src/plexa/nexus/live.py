@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from plexa.core.lifecycle import RunState
 from plexa.core.paths import write_private
 from plexa.core.spec import ActorSpec, PipelineSpec, RecordSpec, Restart
 from plexa.data.tap import tappable, untappable
@@ -77,6 +78,8 @@ def record(
     if name is None:
         if action == "stop":
             raise RecordingError("not recording: this run has no recorder (record start)")
+        if nexus.run_state in (RunState.CREATED, RunState.SETTING_UP, RunState.QUIT):
+            raise RecordingError(f"record start: the run is {nexus.run_state.value}, not set up")
         problems = [why for x in links if (why := untappable(spec, x)) is not None]
         if problems or not tappable(spec):
             why = "; ".join(problems) or "no output of this run can be tapped"

@@ -161,8 +161,8 @@ class Recorder(Actor):
         if start:
             try:
                 self._start(path, links)
-            except RecordingError as exc:  # an output that cannot be tapped: never the run
-                self.error = str(exc)
+            except (RecordingError, OSError) as exc:  # a file or tap it cannot open:
+                self.error = str(exc)  # never the run (nor a restart loop)
                 self.log.error("%s; the run goes on without recording", exc)
         # SIGTERM (the nexus died, or the stop ladder) ends the process without stop():
         # finish the file on the way out, so it opens fast everywhere.
@@ -316,6 +316,7 @@ class Recorder(Actor):
         state = f"STOPPED: {self.error}" if self.error else "recording"
         if not self.path:
             state = "not recording (start it with: plexa ctl NAME record start)"
+            state = f"STOPPED: {self.error}" if self.error else state
         self.progress(
             self.written,
             None,
