@@ -84,14 +84,25 @@ def record(
         if problems or not tappable(spec):
             why = "; ".join(problems) or "no output of this run can be tapped"
             raise RecordingError(f"cannot record live: {why}")
-        actor = live_recorder(spec, run_id)
-        name = actor.name
-        nexus.add_actor(actor, timeout)
+        name = _bring_up(nexus, live_recorder(spec, run_id), timeout)
     stats = nexus.invoke(name, "record", [action, path, list(links)], timeout)
     if nexus.paths.actor_spec_file(name).exists():  # a restart resumes what was asked last
         options = {"start": action == "start", "links": list(links)}
         _remember(nexus, name, options if path is None else {**options, "path": path})
     return stats
+
+
+def _bring_up(nexus: Nexus, actor: ActorSpec, timeout: float) -> str:
+    """Add ``actor`` to the live run and bring it where the others are; its name."""
+    name = actor.name
+    nexus.add_actor(actor)
+    nexus.wait_until(lambda _: nexus.actors[name].connected, timeout)
+    nexus.setup([name])
+    if nexus.run_state in (RunState.RUNNING, RunState.PAUSED):
+        nexus.run([name])
+    if nexus.run_state is RunState.PAUSED:
+        nexus.pause([name])
+    return name
 
 
 def _remember(nexus: Nexus, name: str, options: dict[str, Any]) -> None:

@@ -29,9 +29,8 @@ from plexa.core.lifecycle import (
     refusal,
     targets,
 )
-from plexa.core.paths import RunPaths, log_dir, new_run_id, write_private
+from plexa.core.paths import RunPaths, log_dir, new_run_id
 from plexa.core.spec import ActorSpec, PipelineSpec
-from plexa.data.counters import Counters
 from plexa.data.shm_check import shm_fallback
 from plexa.errors import ActorFailed, InvalidTransition, RemoteError, Timeout
 from plexa.launch.base import Launcher, Rung
@@ -43,7 +42,7 @@ from plexa.nexus.history import prune
 from plexa.nexus.logs import LogMerger, LogSink
 from plexa.nexus.loop import Loop
 from plexa.nexus.recorder import with_recorder
-from plexa.nexus.rundir import RunResources, write_record
+from plexa.nexus.rundir import RunResources, run_fields, write_record
 from plexa.nexus.status import StatusBuilder, status_document
 from plexa.nexus.supervisor import Supervisor
 
@@ -206,14 +205,8 @@ class Nexus:
             self.busy = ""
 
     def _write_record(self) -> None:
-        fields: dict[str, Any] = {
-            "config": self.spec.source,
-            "started": self.started_wall,
-            "actors": {n: a.proc.pid for n, a in self.actors.items() if a.proc is not None},
-            "endpoints": {"actors": self.paths.endpoint("actors")},
-            "log": str(self.log_path),
-            "hosts": {scope: host.endpoint for scope, host in self.spec.hosts.items()},
-        }
+        pids, log = self.fleet.pids(), str(self.log_path)
+        fields = run_fields(self.paths, self.spec, self.started_wall, pids, log)
         write_record(self.paths, self.name, fields, [a.record_fields() for a in self.attachments])
 
     # ----- the loop --------------------------------------------------------------------------
@@ -287,9 +280,9 @@ class Nexus:
         return self.fleet.failure_report({"name": self.name, "id": self.paths.run_id})
 
     # ----- lifecycle ---------------------------------------------------------------------------
-    def setup(self) -> None:
-        """Send ``setup`` to every actor and wait until all are ready."""
-        self._drive(Signal.SETUP, None, self.spec.settings.setup_timeout, restore=self.restore)
+    def setup(self, actors: Iterable[str] | None = None) -> None:
+        """Send ``setup`` to every actor (or those named) and wait until all are ready."""
+        self._drive(Signal.SETUP, actors, self.spec.settings.setup_timeout, restore=self.restore)
 
     def run(self, actors: Iterable[str] | None = None) -> None:
         """Send ``run`` once every actor is ready (or stopped), and wait until all run."""
@@ -443,32 +436,12 @@ class Nexus:
             fail_fast=False,
         )
 
-    def add_actor(self, actor: ActorSpec, timeout: float | None = None) -> None:
-        """Bring up ``actor``, which has no links, on the live run (the recorder of
-        ``record start``): it gets its own spec file and counters row, then setup, and run
-        if the run runs; from then on it is supervised, shown and stopped like the others."""
-        if self.resources is None or self._closed or actor.name in self.actors:
-            raise InvalidTransition(f"cannot add {actor.name}: the run is not live, or has it")
-        spec = msgspec.structs.replace(self.spec, actors={**self.spec.actors, actor.name: actor})
-        write_private(self.paths.actor_spec_file(actor.name), msgspec.json.encode(spec))
-        old, self.resources.counters = self.resources.counters, Counters(
-            spec, self.paths.counters_file, grow=True
-        )
-        old.close()
-        self.spec = self.fleet.spec = spec
-        self.fleet.counters = self.resources.counters
-        usage, self._status = self._status, StatusBuilder(spec, self.resources.counters)
-        self._status.remote_usage = usage.remote_usage if usage is not None else None
-        self.actors[actor.name] = Entry(actor.name)
-        self.fleet.spawn(actor.name)
+    def add_actor(self, actor: ActorSpec) -> None:
+        """Launch ``actor``, without links, on the live run (the recorder plexa.nexus.live adds)."""
+        assert self.resources is not None and self._status is not None
+        self.spec = self.fleet.add(actor, self.resources)
+        self._status = self._status.grown(self.spec, self.resources.counters)
         self._write_record()
-        limit = timeout or self.spec.settings.setup_timeout
-        self._wait_for(lambda a: a.connected, limit, "to start (handshake)", [actor.name])
-        self._signal([actor.name], Signal.SETUP, limit)
-        if self.run_state in (RunState.RUNNING, RunState.PAUSED):
-            self._signal([actor.name], Signal.RUN, limit)
-        if self.run_state is RunState.PAUSED:
-            self._signal([actor.name], Signal.PAUSE, limit)
 
     # ----- quit -------------------------------------------------------------------------------
     def quit(self) -> QuitReport:
