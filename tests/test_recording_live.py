@@ -20,6 +20,7 @@ import pytest
 import plexa
 import plexa.recording
 from conftest import alive, plexa_server, plexa_shm, started, wait_for
+from plexa.data.tap import Tap, tappable, untappable
 from plexa.errors import RecordingError
 from plexa.nexus import live
 
@@ -91,14 +92,15 @@ def test_ctl_record_start_records_an_output_of_a_run_started_without_recording(
         assert "recorder" not in before["actors"]
         done = _ctl(run.name, "record", "start", "camera.frames", "--to", str(path))
         assert done.returncode == 0, done.stderr
-        assert json.loads(done.stdout)["path"] == str(path)
+        said = "recording: 0 messages (0.0 MB), 0 dropped, 0 not written -> "
+        assert done.stdout == f"{said}{path}\n"
         wait_for(lambda: _fields(_status(run.name)).get("written", 0) >= 30, 30, "30 frames")
         status = _status(run.name)
         assert status["actors"]["recorder"]["state"] == "running"
         link = status["links"]["camera.frames->traces.frames"]
         assert link["dropped"] == 0 and link["lost"] == 0  # the recorder took nothing from it
         assert not any(name.endswith("->recorder.camera.frames") for name in status["links"])
-        done = _ctl(run.name, "record", "stop")
+        done = _ctl(run.name, "record", "stop", "--json")
         assert done.returncode == 0, done.stderr
         stats = json.loads(done.stdout)
         seqs = _check_frames(path, stats["dropped"])
@@ -235,3 +237,42 @@ def test_an_actor_reading_taps_stops_after_the_producers_it_taps() -> None:
     )
     assert spec.actors["rec"].taps == ("camera.frames", "traces.traces")
     assert spec.stop_order() == [["camera"], ["traces"], ["monitor", "rec"]]
+
+
+@pytest.mark.slow
+def test_a_recorder_linked_at_the_start_taps_the_outputs_it_was_not_linked_to(
+    tmp_path: Path,
+) -> None:
+    section = f"record: {{path: '{tmp_path / 'a.mcap'}', links: [traces.traces]}}"
+    spec = plexa.loads(f"{EXAMPLE.read_text()}\n{section}\n", str(EXAMPLE))
+    with started(spec) as nexus:
+        nexus.wait_until(lambda s: _fields(s).get("written", 0) >= 5, 30.0)
+        live.record(nexus, "stop")
+        both = ["camera.frames", "traces.traces"]
+        live.record(nexus, "start", both, str(tmp_path / "b.mcap"))
+        assert "camera.frames->recorder.camera.frames" not in nexus.status()["links"]
+        with Tap(nexus.paths, nexus.spec, "camera.frames") as peek:  # plexa peek, meanwhile
+            wait_for(lambda: peek.take() is not None, 10, "plexa peek to see a frame")
+        nexus.wait_until(lambda s: _fields(s).get("written", 0) >= 60, 30.0)
+        linked = nexus.status()["links"]["traces.traces->recorder.traces.traces"]
+    assert linked["received"] > 0
+    with plexa.recording.open(tmp_path / "b.mcap") as rec:
+        assert rec.complete and set(rec.topics) == set(both)
+        frames = [m.sequence for m in rec.messages(["camera.frames"])]
+    assert frames and frames == sorted(set(frames))
+
+
+def test_outputs_that_do_not_go_through_shared_memory_here_cannot_be_tapped() -> None:
+    spec = plexa.loads(EXAMPLE.read_text(), str(EXAMPLE))
+    assert tappable(spec) == ["camera.frames", "traces.traces"]
+    assert "no output 'camera.frame'" in str(untappable(spec, "camera.frame"))
+    zenoh = msgspec.structs.replace(spec, zenoh_links=True)
+    assert "through shared memory" in str(untappable(zenoh, "camera.frames"))
+    camera = msgspec.structs.replace(spec.actors["camera"], host="scope")
+    away = msgspec.structs.replace(spec, actors={**spec.actors, "camera": camera})
+    assert "shared memory" in str(untappable(away, "camera.frames"))  # the link crosses hosts
+    both = msgspec.structs.replace(spec.actors["traces"], host="scope")
+    there = msgspec.structs.replace(away, actors={**away.actors, "traces": both})
+    assert "away from the nexus's host" in str(untappable(there, "camera.frames"))
+    ray = msgspec.structs.replace(spec.settings, launch="ray")
+    assert untappable(msgspec.structs.replace(spec, settings=ray), "camera.frames") is not None

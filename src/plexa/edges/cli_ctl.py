@@ -261,6 +261,12 @@ def render(command: str, value: Any, elapsed: float, out: TextIO) -> None:
         for row in [list(cols), *rows]:
             line = "  ".join(w.ljust(n) for w, n in zip(row, widths, strict=True))
             out.write(line.rstrip() + "\n")
+    elif command == "record" and isinstance(value, dict):
+        doing = f"stopped ({value['error']})" if value.get("error") else "recording"
+        out.write(
+            f"{doing}: {value['written']} messages ({value['bytes'] / 1e6:.1f} MB), "
+            f"{value['dropped']} dropped, {value['not_written']} not written -> {value['path']}\n"
+        )
     elif command == "ping":
         out.write(f"{value} ({elapsed * 1e3:.1f} ms)\n")
     elif command == "logs":
