@@ -26,9 +26,8 @@ from plexa.nexus.recorder import _TARGET, record_path
 if TYPE_CHECKING:
     from plexa.core import protocol as proto
     from plexa.nexus.nexus import Nexus
-    from plexa.nexus.server import ControlServer
 
-__all__ = ["live_recorder", "record", "recorder_of", "serve"]
+__all__ = ["handle", "live_recorder", "record", "recorder_of"]
 
 
 def recorder_of(spec: PipelineSpec) -> str | None:
@@ -114,21 +113,11 @@ def _remember(nexus: Nexus, name: str, options: dict[str, Any]) -> None:
     write_private(nexus.paths.actor_spec_file(name), msgspec.json.encode(spec))
 
 
-def serve(nexus: Nexus, server: ControlServer) -> None:
-    """Answer ``record`` (args: ``action``, ``links``, ``path``, ``timeout_s``) on ``server``."""
-
-    def handle(req: proto.Request) -> Any:
-        args = req.args
-        links = args.get("links") or []
-        if not isinstance(links, list) or not all(isinstance(x, str) for x in links):
-            raise RecordingError("record: links must be a list of output names")
-        path = args.get("path")
-        return record(
-            nexus,
-            str(args.get("action", "")),
-            links,
-            str(path) if path else None,
-            float(args.get("timeout_s", 30.0)),
-        )
-
-    server.register("record", handle)
+def handle(nexus: Nexus, req: proto.Request) -> Any:
+    """The control server's ``record`` (args: ``action``, ``links``, ``path``, ``timeout_s``)."""
+    links = req.args.get("links") or []
+    if not isinstance(links, list) or not all(isinstance(x, str) for x in links):
+        raise RecordingError("record: links must be a list of output names")
+    path = req.args.get("path")
+    action, timeout = str(req.args.get("action", "")), float(req.args.get("timeout_s", 30.0))
+    return record(nexus, action, links, str(path) if path else None, timeout)

@@ -113,7 +113,6 @@ class ControlServer(Attachment):
         self._handlers: dict[str, tuple[Handler, bool]] = {
             name: (handler, name in QUICK) for name, handler in self._command_table().items()
         }
-        live.serve(nexus, self)  # record start|stop, with or without a recorder yet
         nexus.attach(self)
 
     # ----- the attachment -----------------------------------------------------------------------
@@ -164,6 +163,7 @@ class ControlServer(Attachment):
             Command.SET: lambda req: nexus.set_option(
                 _one_actor(req), str(req.args.get("key")), req.args.get("value")
             ),
+            Command.RECORD: lambda req: live.handle(nexus, req),  # a recorder or not yet
             Command.INVOKE: lambda req: nexus.invoke(
                 _one_actor(req),
                 str(req.args.get("method")),
