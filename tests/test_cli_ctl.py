@@ -108,6 +108,8 @@ def test_extra_arguments_unknown_options_and_unknown_commands_are_errors() -> No
         ("logs", "many"),
         ("pause", "--force"),
         ("record", "begin"),
+        ("record", "stop", "--to", "x.mcap"),
+        ("status", "--to"),
     ):
         with pytest.raises(CtlUsage):
             parse(["run1", *argv])
@@ -129,7 +131,13 @@ def test_values_are_json_when_they_parse_and_text_otherwise() -> None:
     )
     assert a.as_json
     assert request_of(parse(["r", "pause"])) == ("pause", None, {})
-    assert request_of(parse(["r", "record", "stop", "cam.frames"]))[:2] == ("invoke", "recorder")
+    assert request_of(parse(["r", "record", "stop", "cam.frames"])) == (
+        "record",
+        None,
+        {"action": "stop", "links": ["cam.frames"], "path": None, "timeout_s": 30.0},
+    )
+    here = request_of(parse(["r", "record", "start", "--to", "x.mcap"]))[2]["path"]
+    assert here == os.path.join(os.getcwd(), "x.mcap")  # the client's folder, not the nexus's
 
 
 def test_the_control_path_loads_neither_numpy_nor_typer_nor_rich() -> None:

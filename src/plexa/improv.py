@@ -7,7 +7,8 @@ named links (``Analysis.input_stim_queue`` in the config, ``self.links["input_st
 in the actor), ``self.client.put(obj, name) -> key`` / ``self.client.getID(key)``, and the
 setters improv's nexus calls (``setLinks``, ``addLink``, ``setStoreInterface``, ...).
 improv's YAML spelling (``package:`` + ``class:``, ``Generator.q_out: [Processor.q_in]``) loads;
-``settings: {use_watcher: ...}`` is accepted with a warning. See ``docs/improv.md``.
+``settings: {use_watcher: true}`` records every output (``docs/recording.md``), and
+``use_hdd: true`` keeps the store on disk. See ``docs/improv.md``.
 """
 
 from __future__ import annotations

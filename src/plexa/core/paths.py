@@ -214,6 +214,11 @@ class RunPaths:
         """The validated spec handed to every actor process."""
         return self.run_dir / "spec.json"
 
+    def actor_spec_file(self, actor: str) -> Path:
+        """The spec handed to ``actor`` when it was added to the live run (the run's spec
+        plus that actor); actors started with the run read :attr:`spec_file`."""
+        return self.run_dir / f"spec-{actor}.json"
+
     @property
     def iox_root(self) -> Path:
         """iceoryx2's root path for this run's domain."""

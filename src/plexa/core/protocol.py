@@ -56,6 +56,7 @@ class Command(enum.StrEnum):
     INVOKE = "invoke"
     ABORT = "abort"
     REPORT = "report"
+    RECORD = "record"
 
 
 COMMANDS = tuple(c.value for c in Command)

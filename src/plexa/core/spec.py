@@ -99,7 +99,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     use_hdd: bool = False
     """improv's spelling: the store on disk, in the pipeline's data directory."""
     use_watcher: bool = False
-    """improv's spelling of ``record: all``: record every output (see ``docs/recording.md``)."""
+    """improv's spelling of ``record: all``: record every output, losslessly, to
+    ``{name}-{time}.mcap`` in the working directory (see ``docs/recording.md``)."""
     launch: str = "local"
     """Where actor processes run: ``local`` (this machine) or ``ray`` (one Ray actor each)."""
     pool: str = "local"
@@ -183,6 +184,9 @@ class ActorSpec(msgspec.Struct, frozen=True, kw_only=True):
     """Input ports the class declares."""
     outputs: tuple[str, ...] = ()
     """Output ports the class declares."""
+    taps: tuple[str, ...] = ()
+    """Output ports (``actor.port``) it reads through taps, not links (the recorder that
+    ``record start`` brings up on a live run): it stops after their producers."""
     line: int | None = None
     """Line of the actor's entry in its file, for messages."""
     host: str = ""
@@ -290,12 +294,9 @@ class PipelineSpec(msgspec.Struct, frozen=True, kw_only=True):
         Stopping group by group lets every queued message be handled before its consumer
         stops. Actors on a cycle end up together in the last group.
         """
-        indegree = {name: 0 for name in self.actors}
-        for link in self.links:
-            if link.src != link.dst:
-                indegree[link.dst] += 1
+        after = self._after()
         groups: list[list[str]] = []
-        remaining = dict(indegree)
+        remaining = {name: len(after[name]) for name in self.actors}
         while remaining:
             layer = [name for name, deg in remaining.items() if deg == 0]
             if not layer:
@@ -304,7 +305,16 @@ class PipelineSpec(msgspec.Struct, frozen=True, kw_only=True):
             groups.append(layer)
             for name in layer:
                 del remaining[name]
-                for link in self.links_from(name):
-                    if link.dst in remaining and link.dst != name:
-                        remaining[link.dst] -= 1
+            for name in remaining:
+                remaining[name] = len(after[name] & set(remaining))
         return groups
+
+    def _after(self) -> dict[str, set[str]]:
+        """Per actor, the other actors whose messages it reads (by links or taps)."""
+        after: dict[str, set[str]] = {name: set() for name in self.actors}
+        for link in self.links:
+            if link.src != link.dst:
+                after[link.dst].add(link.src)
+        for name, actor in self.actors.items():
+            after[name] |= {tap.partition(".")[0] for tap in actor.taps} - {name}
+        return after

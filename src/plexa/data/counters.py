@@ -105,7 +105,12 @@ class Counters:
     ~1 us on a numpy memmap row, and links update several per message.
     """
 
-    def __init__(self, spec: PipelineSpec, path: Path, *, create: bool = False) -> None:
+    def __init__(
+        self, spec: PipelineSpec, path: Path, *, create: bool = False, grow: bool = False
+    ) -> None:
+        """Map the counters of ``spec`` at ``path``: ``create`` a new file (zeroed), or
+        ``grow`` the file to ``spec``'s size keeping every count (an actor was added to the
+        live run: its row comes last, so the others keep their places)."""
         self.outputs = sorted({link.output for link in spec.links})
         self.links = [link.name for link in spec.links]
         self.actors = list(spec.actors)
@@ -114,7 +119,7 @@ class Counters:
         flags = os.O_RDWR | (os.O_CREAT | os.O_TRUNC if create else 0)
         fd = os.open(path, flags, 0o600)
         try:
-            if create:  # backed now: a page of a full /dev/shm touched later is SIGBUS
+            if create or grow:  # backed now: a page of a full /dev/shm touched later is SIGBUS
                 try:
                     os.posix_fallocate(fd, 0, size)
                 except OSError as exc:

@@ -51,6 +51,9 @@ _log = logging.getLogger("plexa.links")
 MAX_BORROWED = 4
 """Messages a consumer may hold at once per link (the handler's plus a few kept views)."""
 _INITIAL_SLICE = 64 * 1024
+SPARE_SUBSCRIBERS = 2
+"""Subscribers an output's service takes beyond its links: a restarted consumer's new port
+(before the dead one is reclaimed) and a tap (``plexa peek``, a recorder started live)."""
 
 
 _SHM_MARGIN = 1 << 20
@@ -164,7 +167,7 @@ class Domain:
             .history_size(0)
             .subscriber_max_buffer_size(capacity)
             .subscriber_max_borrowed_samples(MAX_BORROWED)
-            .max_subscribers(len(links) + 1)  # one spare: a restarted consumer's new port
+            .max_subscribers(len(links) + SPARE_SUBSCRIBERS)
             .max_publishers(2)
             .max_nodes(2 * len(links) + 4)
             .open_or_create()
@@ -274,7 +277,7 @@ class OutputPort:
         self._backed: dict[int, int] = {}
         """Sample address -> bytes of it known to be backed by memory (see :meth:`_back`)."""
         self._largest = _INITIAL_SLICE
-        self._slots = (len(links) + 1) * (
+        self._slots = (len(links) + SPARE_SUBSCRIBERS) * (
             max((lk.capacity for lk in links), default=1) + MAX_BORROWED
         ) + 2
         """Samples the publisher's segment holds (see Domain.output_service)."""

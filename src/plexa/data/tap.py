@@ -13,6 +13,11 @@ process and add one subscriber with a queue of one message. It is *lossy and nev
 
 Each sample is decoded, described and released at once (:func:`describe`), so the tap holds
 at most one of the publisher's samples for a few microseconds.
+
+:class:`RecordingTap` is the same kind of subscriber with a longer queue, for the recorder
+of outputs that were not linked to it when the run started: ``drop_oldest`` (the publisher
+overwrites the oldest queued message when the recorder is behind, never waits for it), and
+what it missed is counted from the gaps in the sequence numbers.
 """
 
 from __future__ import annotations
@@ -27,10 +32,10 @@ import numpy as np
 from plexa.core.paths import RunPaths
 from plexa.core.spec import PipelineSpec
 from plexa.data import payload
-from plexa.data.links import LAYOUT, META_LEN, SEQ, Domain, Words
-from plexa.errors import PlexaError
+from plexa.data.links import LAYOUT, META_LEN, SEQ, T_NS, Domain, Words
+from plexa.errors import PlexaError, RecordingError
 
-__all__ = ["Tap", "TapSample", "describe"]
+__all__ = ["RecordingTap", "Tap", "TapSample", "describe", "tappable", "untappable"]
 
 
 @dataclass(frozen=True)
@@ -105,3 +110,72 @@ class Tap:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def untappable(spec: PipelineSpec, output: str) -> str | None:
+    """Why output port ``SRC.port`` cannot be tapped on this host, or None if it can: its
+    messages must go through shared memory here, so at least one link from it must stay on
+    the producer's host, and that host must be the nexus's."""
+    src, _, port = output.partition(".")
+    actor = spec.actors.get(src)
+    if actor is None or port not in actor.outputs:
+        outputs = [f"{n}.{p}" for n, a in spec.actors.items() for p in a.outputs]
+        return f"no output {output!r} (outputs: {', '.join(outputs) or 'none'})"
+    if not any(link.output == output and not spec.crosses_hosts(link) for link in spec.links):
+        return f"nothing is sent on {output} through shared memory (it has no link on its host)"
+    if spec.host_of(src) or spec.settings.launch != "local":
+        return f"{output} is produced away from the nexus's host"
+    return None
+
+
+def tappable(spec: PipelineSpec) -> list[str]:
+    """Every output port of ``spec`` that can be tapped on the nexus's host."""
+    outputs = [f"{n}.{p}" for n, a in spec.actors.items() for p in a.outputs]
+    return [x for x in outputs if untappable(spec, x) is None]
+
+
+class RecordingTap:
+    """A lossy subscriber on output port ``SRC.port`` that keeps up to ``capacity`` messages
+    (at most the largest capacity of the output's links) for a recorder.
+
+    It never holds the producer back nor touches the link counters (see the module doc):
+    when it falls behind, the oldest queued message is overwritten, and :attr:`dropped`
+    counts every message it missed since it opened.
+    """
+
+    def __init__(self, domain: Domain, spec: PipelineSpec, output: str, capacity: int) -> None:
+        why = untappable(spec, output)
+        if why is not None:
+            raise RecordingError(f"cannot record {output} live: {why}")
+        room = max(link.capacity for link in spec.links if link.output == output)
+        service = domain.output_service(spec, output)
+        try:
+            self._subscriber = (
+                service.subscriber_builder().buffer_size(max(1, min(capacity, room))).create()
+            )
+        except Exception as exc:
+            raise RecordingError(f"cannot record {output} live: {exc}") from exc
+        self.output = output
+        self.expected: int | None = None
+        """The sequence number of the next message, once one was taken."""
+        self.taken = 0
+        self.dropped = 0
+        """Messages sent since the first one taken that the tap missed."""
+
+    def take_stamped(self) -> Any:
+        """``(message, sequence number, send time in the producer's monotonic_ns)``, or None.
+        An array is a read-only view into the sample, which it keeps until it is dropped."""
+        sample = self._subscriber.receive()
+        if sample is None:
+            return None
+        header = Words.from_address(sample.user_header_ptr)
+        seq, t_ns = int(header[SEQ]), int(header[T_NS])
+        if self.expected is not None and seq > self.expected:
+            self.dropped += seq - self.expected
+        self.expected = seq + 1
+        self.taken += 1
+        return payload.decode(header[LAYOUT], header[META_LEN], sample), seq, t_ns
+
+    def close(self) -> None:
+        """Leave the service (the producer no longer keeps messages for this tap)."""
+        self._subscriber.delete()

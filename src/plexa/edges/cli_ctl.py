@@ -10,6 +10,7 @@ arity checks all read that table. A later command is added with one :class:`CtlC
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -68,7 +69,7 @@ COMMANDS: dict[str, CtlCommand] = {
         _cmd("logs", "[LINES]", "the last LINES merged log lines (default 100)", "20"),
         _cmd("snapshot", "", "config, status, recent logs and latest results (JSON)"),
         _cmd("ping", "", "check that the nexus answers; prints the round trip"),
-        _cmd("record", "start|stop [ACTOR.PORT...]", "start or stop the recorder", "start"),
+        _cmd("record", "start|stop [ACTOR.PORT...]", "record outputs to MCAP, or stop", "start"),
         _cmd("launch", "MODULE [NAME]", "start a worker job (--config FILE: its config, JSON "
              "or YAML; docs/jobs.md)", "plexa.examples.job_http web"),
         _cmd("jobs", "", "the worker jobs: guid, port, module, state, pid, restarts"),
@@ -80,6 +81,7 @@ _OPTIONS = """options (anywhere after ctl):
   --json          print the reply as a plain JSON document (status: as `plexa run --json`)
   --timeout S     seconds to wait for the reply (default 30)
   --config FILE   launch: the job's configuration (JSON or YAML), written to its stdin
+  --to FILE       record start: the file to write (default: the run's, or NAME-TIME.mcap)
   --host H        the run's host, when NAME is the path of a copy of its run record
                   (a run served with plexa server --bind; see docs/security.md)
   --force         kill even when that ends the run (restart: never under on_failure: stop)
@@ -104,6 +106,8 @@ class CtlArgs:
     host: str | None = None
     config: str | None = None
     """``launch --config FILE``."""
+    to: str | None = None
+    """``record start --to FILE``."""
 
 
 def usage() -> str:
@@ -111,7 +115,7 @@ def usage() -> str:
     width = max(len(f"{c.name} {c.syntax}") for c in COMMANDS.values())
     lines = [
         "usage: plexa ctl NAME COMMAND [ARGS] [--json] [--timeout S] [--force] [--host H] "
-        "[--config FILE]",
+        "[--config FILE] [--to FILE]",
         "",
         "Send one command to the running pipeline NAME: its run name or id (see plexa list),",
         "or the path of a copy of its run record (a remote run, with --host).",
@@ -139,7 +143,7 @@ def parse(argv: list[str]) -> CtlArgs:
     """Parse the words after ``plexa ctl``; raises :class:`CtlUsage` with the reason."""
     words: list[str] = []
     flags: dict[str, Any] = {"as_json": False, "timeout": 30.0, "force": False, "host": None,
-                             "config": None}  # fmt: skip
+                             "config": None, "to": None}  # fmt: skip
     it = iter(argv)
     rest = False
     for word in it:
@@ -159,6 +163,10 @@ def parse(argv: list[str]) -> CtlArgs:
             flags["config"] = word.partition("=")[2] or next(it, "")
             if not flags["config"]:
                 raise CtlUsage("--config needs a file name")
+        elif word == "--to" or word.startswith("--to="):
+            flags["to"] = word.partition("=")[2] or next(it, "")
+            if not flags["to"]:
+                raise CtlUsage("--to needs a file name")
         elif word == "--timeout" or word.startswith("--timeout="):
             value = word.partition("=")[2] or next(it, "")
             if not _is_number(value) or float(value) <= 0:
@@ -184,6 +192,8 @@ def parse(argv: list[str]) -> CtlArgs:
         raise CtlUsage("--force applies to kill only")
     if flags["config"] is not None and command != "launch":
         raise CtlUsage("--config applies to launch only")
+    if flags["to"] is not None and (command != "record" or args[0] != "start"):
+        raise CtlUsage("--to applies to record start only")
     return CtlArgs(name, command, args, **flags)
 
 
@@ -202,9 +212,10 @@ def request_of(a: CtlArgs) -> tuple[str, str | None, dict[str, Any]]:
     if a.command == "invoke":
         args = [parse_value(w) for w in a.args[2:]]
         return "invoke", a.args[0], {"method": a.args[1], "args": args, "timeout_s": a.timeout}
-    if a.command == "record":  # the recorder actor's command (see docs/recording.md)
-        args = [a.args[0], None, list(a.args[1:])]
-        return "invoke", "recorder", {"method": "record", "args": args, "timeout_s": a.timeout}
+    if a.command == "record":  # the nexus's, a recorder or not yet (see docs/recording.md)
+        where = os.path.abspath(a.to) if a.to else None  # from here, not the nexus's folder
+        record = {"action": a.args[0], "links": list(a.args[1:]), "path": where}
+        return "record", None, {**record, "timeout_s": a.timeout}
     if a.command == "logs":
         return "logs", None, {"lines": int(a.args[0]) if a.args else 100}
     if a.command == "launch":
@@ -250,6 +261,12 @@ def render(command: str, value: Any, elapsed: float, out: TextIO) -> None:
         for row in [list(cols), *rows]:
             line = "  ".join(w.ljust(n) for w, n in zip(row, widths, strict=True))
             out.write(line.rstrip() + "\n")
+    elif command == "record" and isinstance(value, dict):
+        doing = f"stopped ({value['error']})" if value.get("error") else "recording"
+        out.write(
+            f"{doing}: {value['written']} messages ({value['bytes'] / 1e6:.1f} MB), "
+            f"{value['dropped']} dropped, {value['not_written']} not written -> {value['path']}\n"
+        )
     elif command == "ping":
         out.write(f"{value} ({elapsed * 1e3:.1f} ms)\n")
     elif command == "logs":

@@ -16,7 +16,9 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import msgspec
 
 from plexa.core import messages as msgs
 from plexa.core.lifecycle import (
@@ -29,14 +31,18 @@ from plexa.core.lifecycle import (
     Signal,
 )
 from plexa.core.paths import RunPaths
-from plexa.core.spec import PipelineSpec
+from plexa.core.spec import ActorSpec, PipelineSpec
 from plexa.data import holds
 from plexa.data.counters import Counters
+from plexa.errors import InvalidTransition
 from plexa.launch.base import ActorProcess, Launcher, LaunchRequest, Rung, stop_ladder
 from plexa.launch.local import sweep
 from plexa.nexus.failures import ActorFailure, exit_failure, write_json
 from plexa.nexus.logs import LogMerger
 from plexa.nexus.supervisor import Supervisor
+
+if TYPE_CHECKING:
+    from plexa.nexus.rundir import RunResources
 
 __all__ = ["Entry", "Fleet"]
 
@@ -143,6 +149,21 @@ class Fleet:
         entry.connected = False
         entry.state = ACTOR_EVENTS.get((entry.state, ActorEvent.RESPAWN), ActorState.CREATED)
         self.supervisor.reset(name)
+
+    def add(self, actor: ActorSpec, resources: RunResources) -> PipelineSpec:
+        """Add ``actor`` (no links) to the live run and start its process; the new spec."""
+        if self.closed or actor.name in self.entries:
+            raise InvalidTransition(f"cannot add {actor.name}: the run is ending, or has one")
+        spec = msgspec.structs.replace(self.spec, actors={**self.spec.actors, actor.name: actor})
+        resources.grow(spec, actor.name)
+        self.spec, self.counters = spec, resources.counters
+        self.entries[actor.name] = Entry(actor.name)
+        self.spawn(actor.name)
+        return spec
+
+    def pids(self) -> dict[str, int]:
+        """The pid of every actor that has a process."""
+        return {n: e.proc.pid for n, e in self.entries.items() if e.proc is not None}
 
     def respawn(self, name: str) -> None:
         """Restart ``name``: what its dead queue held is dropped, a new process comes up."""

@@ -30,7 +30,7 @@ from plexa.core.lifecycle import (
     targets,
 )
 from plexa.core.paths import RunPaths, log_dir, new_run_id
-from plexa.core.spec import PipelineSpec
+from plexa.core.spec import ActorSpec, PipelineSpec
 from plexa.data.shm_check import shm_fallback
 from plexa.errors import ActorFailed, InvalidTransition, RemoteError, Timeout
 from plexa.launch.base import Launcher, Rung
@@ -42,7 +42,7 @@ from plexa.nexus.history import prune
 from plexa.nexus.logs import LogMerger, LogSink
 from plexa.nexus.loop import Loop
 from plexa.nexus.recorder import with_recorder
-from plexa.nexus.rundir import RunResources, write_record
+from plexa.nexus.rundir import RunResources, run_fields, write_record
 from plexa.nexus.status import StatusBuilder, status_document
 from plexa.nexus.supervisor import Supervisor
 
@@ -205,14 +205,8 @@ class Nexus:
             self.busy = ""
 
     def _write_record(self) -> None:
-        fields: dict[str, Any] = {
-            "config": self.spec.source,
-            "started": self.started_wall,
-            "actors": {n: a.proc.pid for n, a in self.actors.items() if a.proc is not None},
-            "endpoints": {"actors": self.paths.endpoint("actors")},
-            "log": str(self.log_path),
-            "hosts": {scope: host.endpoint for scope, host in self.spec.hosts.items()},
-        }
+        pids, log = self.fleet.pids(), str(self.log_path)
+        fields = run_fields(self.paths, self.spec, self.started_wall, pids, log)
         write_record(self.paths, self.name, fields, [a.record_fields() for a in self.attachments])
 
     # ----- the loop --------------------------------------------------------------------------
@@ -286,9 +280,9 @@ class Nexus:
         return self.fleet.failure_report({"name": self.name, "id": self.paths.run_id})
 
     # ----- lifecycle ---------------------------------------------------------------------------
-    def setup(self) -> None:
-        """Send ``setup`` to every actor and wait until all are ready."""
-        self._drive(Signal.SETUP, None, self.spec.settings.setup_timeout, restore=self.restore)
+    def setup(self, actors: Iterable[str] | None = None) -> None:
+        """Send ``setup`` to every actor (or those named) and wait until all are ready."""
+        self._drive(Signal.SETUP, actors, self.spec.settings.setup_timeout, restore=self.restore)
 
     def run(self, actors: Iterable[str] | None = None) -> None:
         """Send ``run`` once every actor is ready (or stopped), and wait until all run."""
@@ -441,6 +435,13 @@ class Nexus:
             f"{name} to come back",
             fail_fast=False,
         )
+
+    def add_actor(self, actor: ActorSpec) -> None:
+        """Launch ``actor``, without links, on the live run (the recorder plexa.nexus.live adds)."""
+        assert self.resources is not None and self._status is not None
+        self.spec = self.fleet.add(actor, self.resources)
+        self._status = self._status.grown(self.spec, self.resources.counters)
+        self._write_record()
 
     # ----- quit -------------------------------------------------------------------------------
     def quit(self) -> QuitReport:

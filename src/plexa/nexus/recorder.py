@@ -10,27 +10,38 @@ slower, ``drop_oldest`` never does and the link counts what it dropped.
 A write that fails (a full disk) closes the file at its last complete chunk, logs an error
 and leaves the run alone: the recorder goes on taking messages and counts them as not
 written, so not even a ``block`` link stalls.
+
+Outputs that are not linked to the recorder (a run started without ``record:``, or an
+output the section left out) are read through taps (:class:`plexa.data.tap.RecordingTap`)
+from ``record start``: ``drop_oldest``, never slowing the pipeline, their misses counted as
+``dropped``. :mod:`plexa.nexus.live` brings a recorder up on a live run that has none.
 """
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import os
 import time
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from plexa.core.actor import Actor, command
 from plexa.core.spec import ActorSpec, LinkSpec, PipelineSpec, RecordSpec, Restart
 from plexa.data.inputs import EMPTY
 from plexa.data.recording import RecordingWriter
+from plexa.data.tap import RecordingTap, tappable
 from plexa.errors import RecordingError
+from plexa.runtime.boot import at_exit
 
 __all__ = ["Recorder", "record_path", "recorded_outputs", "with_recorder"]
 
 BATCH = 64
 """Messages taken from one input before the next input gets its turn."""
+TAP_POLL_S = 0.002
+"""How long the recorder idles between looks when it reads taps (nothing wakes it for them;
+a link's queue of 8 frames at 1 kHz still has room for four such naps)."""
 
 
 def recorded_outputs(spec: PipelineSpec, record: RecordSpec) -> list[str]:
@@ -77,6 +88,7 @@ def with_recorder(spec: PipelineSpec, run_id: str) -> PipelineSpec:
         "foxglove": list(record.foxglove),
         "metadata": {"pipeline": spec.name, "run": run_id, "source": spec.source},
         "start": record.start,
+        "capacity": record.capacity,
     }
     actor = ActorSpec(
         name=name,
@@ -85,13 +97,8 @@ def with_recorder(spec: PipelineSpec, run_id: str) -> PipelineSpec:
         inputs=tuple(outputs),
         restart=Restart.ON_FAILURE,
     )
-    return spec.__class__(
-        name=spec.name,
-        actors={**spec.actors, name: actor},
-        links=(*spec.links, *links),
-        settings=spec.settings,
-        source=spec.source,
-        record=record,
+    return msgspec.structs.replace(
+        spec, actors={**spec.actors, name: actor}, links=(*spec.links, *links)
     )
 
 
@@ -122,8 +129,17 @@ class Recorder(Actor):
         foxglove: list[str] | None = None,
         metadata: dict[str, str] | None = None,
         start: bool = True,
+        links: list[str] | None = None,
+        capacity: int = 16,
     ) -> None:
+        """``links``: the outputs to record from the start (default: every input);
+        ``capacity``: the queue of each tap."""
         self.template = path
+        self.capacity = capacity
+        self.taps: dict[str, RecordingTap] = {}
+        """Outputs read through taps (not linked to the recorder), by topic."""
+        self.tap_dropped = 0
+        """Messages missed by taps closed since."""
         self.settings: dict[str, Any] = {
             "chunk_size": chunk_size,
             "compression": compression,
@@ -143,10 +159,41 @@ class Recorder(Actor):
         self.started = time.monotonic()
         self._next_report = 0.0
         if start:
-            self._open(path)
+            try:
+                self._start(path, links)
+            except (RecordingError, OSError) as exc:  # a file or tap it cannot open:
+                self.error = str(exc)  # never the run (nor a restart loop)
+                self.log.error("%s; the run goes on without recording", exc)
         # SIGTERM (the nexus died, or the stop ladder) ends the process without stop():
         # finish the file on the way out, so it opens fast everywhere.
-        atexit.register(self._close)
+        at_exit(self._close)
+
+    def _plexa_attached(self, runtime: Any) -> None:
+        self._runtime = runtime  # its domain and spec: what taps are opened with
+
+    def _start(self, path: str, links: list[str] | None) -> None:
+        """Open taps for ``links`` that are not inputs (every tappable output when there are
+        neither links nor inputs), then a new file."""
+        runtime = getattr(self, "_runtime", None)
+        wanted = list(dict.fromkeys(links or ()))
+        if not wanted and not self.inputs and runtime is not None:
+            wanted = tappable(runtime.spec)
+            if not wanted:
+                raise RecordingError("nothing to record: no output of this run can be tapped")
+        tapped = [x for x in wanted if x not in self.inputs and x not in self.taps]
+        opened: dict[str, RecordingTap] = {}
+        try:
+            for output in tapped:
+                if runtime is None:  # (an actor harness has no run to tap)
+                    raise RecordingError(f"not recordable here: {output}")
+                opened[output] = RecordingTap(runtime.domain, runtime.spec, output, self.capacity)
+        except RecordingError:
+            for tap in opened.values():
+                tap.close()
+            raise
+        self.taps.update(opened)
+        self.only = set(wanted) if wanted else None
+        self._open(path)
 
     def _open(self, path: str) -> None:
         target = _free(Path(path))
@@ -154,31 +201,32 @@ class Recorder(Actor):
         self.writer = RecordingWriter(target, **self.settings)
         self.path = str(target)
         self.error = ""
-        self.log.info("recording %d outputs to %s", len(self.inputs), self.path)
+        count = len(self.only) if self.only is not None else len(self.inputs)
+        self.log.info("recording %d outputs to %s", count, self.path)
+
+    def _close_taps(self) -> None:
+        for tap in self.taps.values():
+            self.tap_dropped += tap.dropped
+            tap.close()
+        self.taps.clear()
 
     @command
     def record(
         self, action: str, path: str | None = None, links: list[str] | None = None
     ) -> dict[str, Any]:
-        """``plexa ctl NAME record stop``: finish the file and go on taking messages without
-        writing them; ``record start [LINKS]``: write to a new file (``path``, or the
-        configured one), only ``LINKS`` if given (of the outputs recorded since the start).
-        Returns the counters."""
+        """``plexa ctl NAME record stop``: finish the file, close the taps and go on taking
+        linked messages without writing them; ``record start [LINKS]``: write to a new file
+        (``path``, or the configured one), only ``LINKS`` if given: outputs linked to the
+        recorder, or any other output of the run, read through a tap. Returns the counters."""
         if action == "stop":
             if self.writer is not None:
                 self._close()
                 self.error = "on request"
+            self._close_taps()
         elif action == "start":
             if self.writer is not None:
                 raise RecordingError(f"already recording to {self.path}")
-            unknown = sorted(set(links or ()) - set(self.inputs))
-            if unknown:
-                raise RecordingError(
-                    f"not recordable: {', '.join(unknown)} (this run records "
-                    f"{', '.join(self.inputs)}; which outputs is fixed when the run starts)"
-                )
-            self.only = set(links) if links else None
-            self._open(path or self.template)
+            self._start(path or self.template, links)
         else:
             raise ValueError(f"record takes 'start' or 'stop', not {action!r}")
         self.report()
@@ -186,7 +234,7 @@ class Recorder(Actor):
 
     def run_step(self) -> None:
         """Take what is queued on every input (a batch each, in turn) and write it."""
-        took = 0
+        took = self._take_taps()
         port = None
         for topic in self.inputs:
             port = self.inputs[topic]
@@ -202,10 +250,25 @@ class Recorder(Actor):
             if now >= self._next_report:  # (formatting the counters per message costs)
                 self._next_report = now + 0.2
                 self.report()
-        elif port is not None:
-            port.wait(0.05)
+            return
+        nap = TAP_POLL_S if self.taps else 0.05
+        if port is not None:
+            port.wait(nap)
         else:
-            time.sleep(0.05)
+            time.sleep(nap)
+
+    def _take_taps(self, batch: int = BATCH) -> int:
+        """Take and write up to ``batch`` messages from each tap; returns how many."""
+        took = 0
+        for topic, tap in self.taps.items():
+            for _ in range(batch):
+                got = tap.take_stamped()
+                if got is None:
+                    break
+                took += 1
+                self._write(topic, *got)
+                del got
+        return took
 
     def _write(self, topic: str, obj: object, seq: int, t_ns: int) -> None:
         writer = self.writer
@@ -231,9 +294,9 @@ class Recorder(Actor):
 
     def statistics(self) -> dict[str, Any]:
         """The recorder's counters: written, bytes, MB/s, not written, dropped (by its
-        ``drop_oldest`` links before it could take them), path, error."""
+        ``drop_oldest`` links and its taps before it could take them), path, error."""
         elapsed = max(time.monotonic() - self.started, 1e-9)
-        dropped = 0
+        dropped = self.tap_dropped + sum(tap.dropped for tap in self.taps.values())
         for topic in self.inputs:
             with contextlib.suppress(Exception):  # a port without counters (testing)
                 dropped += sum(s.dropped for s in self.inputs[topic].statistics().values())
@@ -252,7 +315,8 @@ class Recorder(Actor):
         stats = self.statistics()
         state = f"STOPPED: {self.error}" if self.error else "recording"
         if not self.path:
-            state = "not recording (start it with: invoke recorder record '[\"start\"]')"
+            state = "not recording (start it with: plexa ctl NAME record start)"
+            state = f"STOPPED: {self.error}" if self.error else state
         self.progress(
             self.written,
             None,
@@ -272,8 +336,13 @@ class Recorder(Actor):
             )
 
     def stop(self) -> None:
-        """Finish the file (summary and footer), so that it opens fast everywhere."""
+        """Write what the taps still hold (their producers have stopped: it stops last),
+        finish the file (summary and footer), so that it opens fast everywhere."""
+        deadline = time.monotonic() + 1.0
+        while self.taps and self._take_taps() and time.monotonic() < deadline:
+            pass
         self._close()
+        self._close_taps()
         self.report()
 
 

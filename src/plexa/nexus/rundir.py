@@ -21,7 +21,7 @@ from plexa.core.paths import RunPaths, store_dir, write_private
 from plexa.core.spec import PipelineSpec
 from plexa.data.counters import Counters
 
-__all__ = ["RunResources", "create_run_dir", "write_record"]
+__all__ = ["RunResources", "create_run_dir", "run_fields", "write_record"]
 
 
 def create_run_dir(paths: RunPaths, spec: PipelineSpec) -> None:
@@ -36,6 +36,21 @@ def create_run_dir(paths: RunPaths, spec: PipelineSpec) -> None:
         "root": str(paths.root),
     }
     write_private(paths.shm_dir / "owner.json", json.dumps(owner).encode())
+
+
+def run_fields(
+    paths: RunPaths, spec: PipelineSpec, started: float, pids: dict[str, int], log: str
+) -> dict[str, Any]:
+    """The nexus's own fields of the run record (its attachments add theirs): the config,
+    when it started, the actors' pids, their endpoint, the log, the hosts' endpoints."""
+    return {
+        "config": spec.source,
+        "started": started,
+        "actors": pids,
+        "endpoints": {"actors": paths.endpoint("actors")},
+        "log": log,
+        "hosts": {scope: host.endpoint for scope, host in spec.hosts.items()},
+    }
 
 
 def write_record(
@@ -79,6 +94,14 @@ class RunResources:
             self.router.setsockopt(opt, 1)
         self.router.setsockopt(zmq.LINGER, 0)
         self.router.bind(paths.endpoint("actors"))
+
+    def grow(self, spec: PipelineSpec, actor: str) -> None:
+        """Make room for ``actor``, added to the live run as the last of ``spec``'s actors:
+        its own spec file (the run's plus itself; the others keep theirs) and its counters
+        row, at the end of the file, so every other row stays where it is."""
+        write_private(self.paths.actor_spec_file(actor), msgspec.json.encode(spec))
+        old, self.counters = self.counters, Counters(spec, self.paths.counters_file, grow=True)
+        old.close()
 
     def forget_dead_nodes(self) -> None:
         """Let iceoryx2 reclaim what dead processes held."""

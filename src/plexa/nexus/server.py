@@ -37,6 +37,7 @@ import zmq
 from plexa.core import protocol as proto
 from plexa.core.protocol import Command
 from plexa.errors import InvalidTransition, PlexaError
+from plexa.nexus import live
 from plexa.nexus.attach import Attachment
 from plexa.nexus.endpoints import Endpoints
 from plexa.nexus.nexus import Nexus
@@ -162,6 +163,7 @@ class ControlServer(Attachment):
             Command.SET: lambda req: nexus.set_option(
                 _one_actor(req), str(req.args.get("key")), req.args.get("value")
             ),
+            Command.RECORD: lambda req: live.handle(nexus, req),  # a recorder or not yet
             Command.INVOKE: lambda req: nexus.invoke(
                 _one_actor(req),
                 str(req.args.get("method")),

@@ -93,6 +93,13 @@ class StatusBuilder:
             for name in spec.actors
         }
 
+    def grown(self, spec: PipelineSpec, counters: Counters) -> StatusBuilder:
+        """A builder for ``spec`` (an actor was added to the live run) and its grown
+        ``counters``; rates start their window again."""
+        builder = StatusBuilder(spec, counters, self.clock)
+        builder.remote_usage = self.remote_usage
+        return builder
+
     def _advance(self, now: float, snap: npt.NDArray[np.int64]) -> None:
         if self._prev is None:
             self._prev = (now, snap)

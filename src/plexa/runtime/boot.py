@@ -12,8 +12,9 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Callable
 
-__all__ = ["die_with_parent", "end_descendants", "exit_now", "on_sigterm"]
+__all__ = ["at_exit", "die_with_parent", "end_descendants", "exit_now", "on_sigterm"]
 
 PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
@@ -48,9 +49,25 @@ def on_sigterm(signum: int, frame: object) -> None:
     raise SystemExit(128 + signum)
 
 
+_at_exit: list[Callable[[], object]] = []
+
+
+def at_exit(fn: Callable[[], object]) -> None:
+    """Call ``fn`` when this actor process leaves, also after SIGTERM (its nexus died): the
+    process ends with ``os._exit`` (:func:`exit_now`), so Python's ``atexit`` never runs.
+    ``fn`` runs after the ports are closed: it must not need them (the recorder finishes
+    its file)."""
+    _at_exit.append(fn)
+
+
 def exit_now(code: int) -> None:
-    """Flush what user code wrote, then leave without the interpreter's slow teardown (its
-    finalizers would run after everything the run owns is already released)."""
+    """Run the :func:`at_exit` calls, flush what user code wrote, then leave without the
+    interpreter's slow teardown (its finalizers would run after everything the run owns
+    is already released)."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a late one must not cut these short
+    while _at_exit:
+        with contextlib.suppress(Exception):
+            _at_exit.pop()()
     with contextlib.suppress(Exception):
         logging.shutdown()
     for stream in (sys.stdout, sys.stderr):

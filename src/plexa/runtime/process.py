@@ -455,7 +455,9 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the nexus's to handle
     paths = RunPaths(Path(run_dir).name, Path(run_dir).parent)
     sys.path[:0] = [p for p in import_path_from_env() if p not in sys.path]
-    spec = msgspec.json.decode(paths.spec_file.read_bytes(), type=PipelineSpec)
+    added = paths.actor_spec_file(name)  # an actor added to the live run has its own
+    spec_file = added if added.exists() else paths.spec_file
+    spec = msgspec.json.decode(spec_file.read_bytes(), type=PipelineSpec)
     proc = ActorProcess(paths, spec, name, nexus_pid)
     control = ControlThread(proc)
     thread = threading.Thread(target=control.run, name="plexa-control", daemon=True)
