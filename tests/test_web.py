@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -181,6 +182,18 @@ def test_metrics_parse_as_prometheus_text_with_actor_and_link_counters(web: Web)
     assert set(rss) == {"src", "mid"} and min(rss.values()) > 1e6
 
 
+def _flowing(c: Any, name: str) -> None:
+    """Get the module's shared run flowing, whatever the tests before left it in: the run is
+    held at start, and other tests pause the run or single actors."""
+    status = c.get(f"/runs/{name}/status").json()
+    commands = {"created": ["setup", "run"], "ready": ["run"], "paused": ["resume"]}
+    for command in commands.get(status["run"]["state"], []):
+        assert c.post(f"/runs/{name}/{command}").status_code == 200
+    for actor, a in status["actors"].items():
+        if a["state"] == "paused":
+            assert c.post(f"/runs/{name}/actors/{actor}/resume").status_code == 200
+
+
 def test_metrics_have_a_latency_histogram_per_link_that_counts_what_was_received(
     web: Web,
 ) -> None:
@@ -188,10 +201,8 @@ def test_metrics_have_a_latency_histogram_per_link_that_counts_what_was_received
         with web.client() as c:
             return {f.name: f for f in text_string_to_metric_families(c.get("/metrics").text)}
 
-    with web.client() as c:  # the run is held at start: drive it if no test did yet
-        state = c.get(f"/runs/{web.name}/status").json()["run"]["state"]
-        for command in {"created": ["setup", "run"], "ready": ["run"]}.get(state, []):
-            assert c.post(f"/runs/{web.name}/{command}").status_code == 200
+    with web.client() as c:
+        _flowing(c, web.name)
     families: dict[str, Any] = {}
 
     def flowing() -> bool:
@@ -221,6 +232,30 @@ def test_a_non_loopback_bind_without_tls_is_refused() -> None:
     )  # fmt: skip
     assert r.returncode == 2
     assert "without TLS" in r.stderr
+
+
+def test_recording_is_started_and_stopped_over_http(web: Web, tmp_path: Path) -> None:
+    import plexa.recording
+
+    path = tmp_path / "web.mcap"
+    with web.client() as c:
+        _flowing(c, web.name)
+        body = {"action": "start", "links": ["src.out"], "path": str(path)}
+        r = c.post(f"/runs/{web.name}/record", json=body)
+        assert r.status_code == 200, r.text
+
+        def written() -> float:
+            actor = c.get(f"/runs/{web.name}/status").json()["actors"].get("recorder", {})
+            return float((actor.get("progress") or {}).get("done", 0))
+
+        wait_for(lambda: written() >= 10, 30, "the recorder writing src.out")
+        assert c.post(f"/runs/{web.name}/record", json={"action": "stop"}).status_code == 200
+        bad = c.post(f"/runs/{web.name}/record", json={"action": "pause"})
+        assert bad.status_code == 422
+    with plexa.recording.open(path) as rec:
+        seqs = [m.sequence for m in rec]
+        assert rec.complete and len(seqs) >= 10
+    assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
 
 
 def test_jobs_are_launched_and_listed_over_http(web: Web) -> None:

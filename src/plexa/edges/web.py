@@ -60,6 +60,16 @@ class SetBody(BaseModel):
     value: Any = None
 
 
+class RecordBody(BaseModel):
+    """``POST .../record``: start recording ``links`` (output ports; none: every one) to
+    ``path`` (none: the run's own), or stop (docs/recording.md)."""
+
+    action: Literal["start", "stop"]
+    links: list[str] = []
+    path: str | None = None
+    timeout_s: float = 30.0
+
+
 class InvokeBody(BaseModel):
     """``POST .../actors/{actor}/invoke``: call ``@plexa.command`` ``method`` with ``args``."""
 
@@ -257,6 +267,12 @@ def create_app(names: list[str], token: str) -> FastAPI:
         """A lifecycle command for one actor: setup, run, pause, resume, stop, abort, kill or
         revive."""
         return JSONResponse(runs.request(name, command, actor))
+
+    @app.post("/runs/{name}/record", dependencies=auth)
+    def record(name: str, body: RecordBody) -> JSONResponse:
+        """Start or stop recording to MCAP, as ``plexa ctl NAME record``: the recorder's
+        counters. A relative ``path`` is taken from the folder the run was started in."""
+        return JSONResponse(runs.request(name, "record", **body.model_dump()))
 
     @app.post("/runs/{name}/{command}", dependencies=auth)
     def run_command(name: str, command: RunCommand) -> JSONResponse:
