@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -51,6 +52,10 @@ ROUTES: list[tuple[str, str, dict[str, Any] | None]] = [
     ("GET", "/runs/{name}/webhooks", None),
     ("POST", "/runs/{name}/webhooks", {"url": "http://127.0.0.1:9/", "secret": "k"}),
     ("DELETE", "/runs/{name}/webhooks/x", None),
+    ("POST", "/runs/{name}/record", {"action": "stop"}),
+    ("GET", "/runs/{name}/logs", None),
+    ("GET", "/runs/{name}/report", None),
+    ("GET", "/runs/{name}/snapshot", None),
     ("GET", "/", None),
 ]
 
@@ -60,7 +65,13 @@ def test_health_needs_no_token_and_every_other_route_refuses_a_missing_or_wrong_
 ) -> None:
     with web.client(None) as anon:
         assert anon.get("/health").json() == {"status": "ok"}
-        assert anon.get("/openapi.json").json()["info"]["title"] == "plexa"
+        schema = anon.get("/openapi.json").json()
+        assert schema["info"]["title"] == "plexa"
+    # every route of the API is in ROUTES (a sample for each parametrised path)
+    ops = {(m.upper(), re.sub(r"\{[^}]+\}", "*", p)) for p, o in schema["paths"].items() for m in o}
+    tried = {(m, re.sub(r"/(mid|x|setup|pause)(?=/|$)", "/*", p.replace("{name}", "*")))
+             for m, p, _ in ROUTES}  # fmt: skip
+    assert ops - {("GET", "/health")} <= tried, ops - tried
     for token in (None, "wrong"):
         with web.client(token) as c:
             for method, path, body in ROUTES[:-1]:  # the page holds no run data
@@ -95,6 +106,20 @@ def test_status_is_the_same_document_as_ctl_status_json(web: Web) -> None:
         k: set(v) for k, v in doc["actors"].items()
     }
     assert shape(status["links"]).keys() == shape(doc["links"]).keys()
+
+
+def test_logs_report_and_snapshot_are_the_documents_ctl_prints(web: Web) -> None:
+    name = web.name
+    with web.client() as c:
+        report = c.get(f"/runs/{name}/report").json()
+        assert {"src", "mid"} <= set(report["actors"])  # (and a recorder, once one is started)
+        assert all(a["failures"] == [] for a in report["actors"].values())
+        snapshot = c.get(f"/runs/{name}/snapshot").json()
+        assert {"seq", "config", "status", "logs", "latest"} <= set(snapshot)
+        assert {"src", "mid"} <= set(snapshot["config"]["actors"])
+        logs = c.get(f"/runs/{name}/logs", params={"lines": 5}).json()
+        assert isinstance(logs, list) and len(logs) <= 5
+        assert c.get(f"/runs/{name}/logs", params={"lines": 0}).status_code == 422
 
 
 def test_commands_drive_the_run_and_pause_stops_the_frames(web: Web) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import msgspec
-from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
@@ -207,6 +207,21 @@ def create_app(names: list[str], token: str) -> FastAPI:
     def status(name: str) -> JSONResponse:
         """The status object (as ``plexa ctl NAME status --json``'s value, docs/status.md)."""
         return JSONResponse(runs.request(name, "status"))
+
+    @app.get("/runs/{name}/logs", dependencies=auth)
+    def logs(name: str, lines: Annotated[int, Query(ge=1, le=10_000)] = 100) -> JSONResponse:
+        """The last ``lines`` records of the merged log (as ``plexa ctl NAME logs``)."""
+        return JSONResponse(runs.request(name, "logs", lines=lines))
+
+    @app.get("/runs/{name}/report", dependencies=auth)
+    def report(name: str) -> JSONResponse:
+        """Per actor: state, restarts and every failure with its traceback (docs/status.md)."""
+        return JSONResponse(runs.request(name, "report"))
+
+    @app.get("/runs/{name}/snapshot", dependencies=auth)
+    def snapshot(name: str) -> JSONResponse:
+        """What a late client needs at once: ``{seq, config, status, logs, latest}``."""
+        return JSONResponse(runs.request(name, "snapshot"))
 
     @app.post("/runs/{name}/webhooks", dependencies=auth, status_code=201)
     def add_webhook(name: str, body: WebhookBody) -> dict[str, Any]:
