@@ -3,6 +3,8 @@
 ``plexa ctl ...`` and ``plexa --version`` are answered without importing typer or the rest of
 plexa (see :mod:`plexa.edges.cli_ctl`); every other command is parsed by the typer app in
 :mod:`plexa.edges.cli_app`, where further ``cli_*`` modules register their commands.
+``plexa run`` and ``plexa server`` start their run's fork server before that
+(:mod:`plexa.nexus.prestart`), so that its imports overlap this process's.
 """
 
 from __future__ import annotations
@@ -20,6 +22,10 @@ def main(argv: list[str] | None = None) -> None:
             from plexa.edges.cli_ctl import main as ctl
 
             sys.exit(ctl(words[1:]))
+        if words[:1] in (["run"], ["server"]) and not {"--help", "--ray"} & set(words):
+            from plexa.nexus.prestart import prestart
+
+            prestart()  # the fork server imports while this process does
         if words[:1] in (["--version"], ["-V"]):
             from plexa import __version__
 

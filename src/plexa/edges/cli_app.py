@@ -100,6 +100,13 @@ def _claim_name(name: str) -> Any:
         raise typer.Exit(2) from None
 
 
+def _drop(claim: Any, early: Any) -> None:
+    """Undo what a run that never started held: its name, its prestarted fork server."""
+    claim.release()
+    if early is not None:
+        early.discard()
+
+
 HOOKS_DRAIN_S = 5.0
 """How long a run's end waits for its web-hooks' last deliveries."""
 
@@ -129,6 +136,7 @@ def _serve(
     from plexa.nexus.driver import drive
     from plexa.nexus.jobs import Jobs
     from plexa.nexus.nexus import Nexus
+    from plexa.nexus.prestart import take
     from plexa.nexus.server import ControlServer
 
     folder = str(file.resolve().parent)
@@ -155,15 +163,18 @@ def _serve(
 
     signal.signal(signal.SIGTERM, on_term)
     claim = _claim_name(run_name)  # held until the run has quit
+    early = take()
     try:
-        nexus = Nexus(spec, on_log=None if tui else show_log, resume=resume, name=run_name)
+        nexus = Nexus(
+            spec, on_log=None if tui else show_log, resume=resume, name=run_name, prestarted=early
+        )
         server = ControlServer(nexus, bind=bind)
     except EndpointInUse as exc:  # nothing started yet: no run to quit, no report to write
-        claim.release()
+        _drop(claim, early)
         _say(f"error: {exc}")
         raise typer.Exit(2) from None
     except BaseException:
-        claim.release()
+        _drop(claim, early)
         raise
     Jobs(nexus, spec.jobs).serve(server)  # launch, jobs; the file's jobs start with the run
     events = EventLines(spec, lambda line: err.print(Text(line)))
