@@ -26,6 +26,10 @@ def main(argv: list[str] | None = None) -> None:
             from plexa.nexus.prestart import prestart
 
             prestart()  # the fork server imports while this process does
+            from plexa.edges.cli_serve import run_plain
+
+            if run_plain(words):
+                return
         if words[:1] in (["--version"], ["-V"]):
             from plexa import __version__
 
