@@ -84,11 +84,14 @@ class RunResources:
         """Release everything and remove the run's files; returns what needed force."""
         from plexa.nexus.cleanup import remove_run_files
 
-        self.forget_dead_nodes()
-        for close in (self.domain.close, self.store.close):
-            with contextlib.suppress(Exception):
-                close()
+        with contextlib.suppress(Exception):
+            self.store.close()
         self.counters.close()
         self.router.close(linger=0)
         self.ctx.term()
-        return remove_run_files(self.paths)
+        # The domain's files go first, then the node: dropping a node scans every node file
+        # of the domain, and the actors left theirs to this removal (ActorProcess.run_ending).
+        removed = remove_run_files(self.paths)
+        with contextlib.suppress(Exception):
+            self.domain.close()
+        return removed
