@@ -20,13 +20,10 @@ import os
 from dataclasses import dataclass
 
 from plexa.core.paths import RUN_DIR_ENV, RunPaths, new_run_id, write_private
+from plexa.launch.local import FORK_SERVER_ENV
 from plexa.launch.zygote import ForkServer
 
 __all__ = ["Prestart", "claim_run_dir", "prestart", "take"]
-
-FORK_SERVER_ENV = "PLEXA_FORK_SERVER"
-"""``0``: no fork server (the same switch as :data:`plexa.launch.local.FORK_SERVER_ENV`)."""
-
 
 @dataclass
 class Prestart:
