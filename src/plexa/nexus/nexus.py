@@ -71,6 +71,8 @@ class Nexus:
         self.prestarted = prestarted
         """The run id and fork server started before this nexus (``plexa run``), if any."""
         self.paths = prestarted.paths if prestarted else RunPaths.for_run(new_run_id())
+        if prestarted is not None and launcher is not None:  # the caller's launcher forks
+            prestarted.discard_server()
         spec = with_recorder(spec, self.paths.run_id)  # adds the recorder actor if asked
         spec = shm_fallback(spec)  # a tiny /dev/shm: links on Zenoh, with one warning
         self.spec = spec

@@ -37,13 +37,17 @@ class Prestart:
         server, self.server = self.server, None
         return server
 
+    def discard_server(self) -> None:
+        """End the fork server (the run has no use for it)."""
+        if self.server is not None:
+            self.server.close()
+            self.server = None
+
     def discard(self) -> None:
         """End the fork server and remove the run's directories (nothing ran in them)."""
         from plexa.nexus.cleanup import remove_run_files
 
-        if self.server is not None:
-            self.server.close()
-            self.server = None
+        self.discard_server()
         remove_run_files(self.paths)
 
 
