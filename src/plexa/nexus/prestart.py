@@ -23,7 +23,7 @@ from plexa.core.paths import RUN_DIR_ENV, RunPaths, new_run_id, write_private
 from plexa.launch.local import FORK_SERVER_ENV
 from plexa.launch.zygote import ForkServer
 
-__all__ = ["Prestart", "claim_run_dir", "prestart", "take"]
+__all__ = ["Prestart", "claim_run_dir", "discard_untaken", "prestart", "take"]
 
 @dataclass
 class Prestart:
@@ -97,7 +97,8 @@ def take() -> Prestart | None:
 
 
 @atexit.register
-def _discard_untaken() -> None:
+def discard_untaken() -> None:
+    """Discard what was prestarted and never taken (at exit, or before a fast exit)."""
     while _pending:
         with contextlib.suppress(Exception):
             _pending.pop().discard()
