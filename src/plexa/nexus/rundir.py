@@ -17,7 +17,7 @@ import msgspec
 import psutil
 import zmq
 
-from plexa.core.paths import RunPaths, store_dir, write_private
+from plexa.core.paths import SHM_ROOT, RunPaths, store_dir, write_private
 from plexa.core.spec import PipelineSpec
 from plexa.data.counters import Counters
 from plexa.nexus.prestart import claim_run_dir
@@ -90,8 +90,10 @@ class RunResources:
         self.router.close(linger=0)
         self.ctx.term()
         # The domain's files go first, then the node: dropping a node scans every node file
-        # of the domain, and the actors left theirs to this removal (ActorProcess.run_ending).
+        # of the domain, and the actors left theirs to this removal (ActorProcess.run_ending),
+        # so the domain's own files are no sign of force.
         removed = remove_run_files(self.paths)
         with contextlib.suppress(Exception):
             self.domain.close()
-        return removed
+        domain = str(SHM_ROOT / self.paths.iox_prefix)
+        return [path for path in removed if not path.startswith(domain)]
