@@ -147,3 +147,54 @@ def test_kill_9_of_the_nexus_leaves_no_actor_and_cleanup_restores_shm() -> None:
     assert "removed" in result.stdout
     assert plexa_shm() == before
     assert "nothing to clean up" in plexa("cleanup").stdout
+
+
+def _run_marks(root: str) -> list[int]:
+    """Pids of this user's processes marked with a run under runtime root ``root``."""
+    want = f"PLEXA_RUN_DIR={root}/".encode()
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/environ", "rb") as fh:
+                    if any(var.startswith(want) for var in fh.read().split(b"\0")):
+                        found.append(int(entry))
+            except OSError:
+                continue
+    return found
+
+
+def test_run_of_a_bad_file_exits_2_and_leaves_no_run_behind(tmp_path: Path) -> None:
+    """``plexa run`` starts its fork server before it reads the file (plexa.nexus.prestart);
+    a file it then refuses leaves no process, run directory or shared memory (the last two:
+    the no_leftovers fixture)."""
+    root = os.environ["PLEXA_RUNTIME_DIR"]
+    before = set(_run_marks(root))
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("actors:\n  a: {class: 'plexa.examples.imaging:NoSuchActor'}\n")
+    result = plexa("run", str(bad))
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "NoSuchActor" in result.stderr
+    wait_for(lambda: set(_run_marks(root)) <= before, 5.0, "the fork server to be gone")
+
+
+def test_the_nexus_of_plexa_run_loads_neither_typer_nor_pydantic_nor_rich() -> None:
+    """Together ~0.3 s of CPU and ~14 MB in a process that lives as long as the run."""
+    code = (  # plexa run leaves with os._exit: what it loaded is printed on the way out
+        "import os, sys\n"
+        "from plexa.edges.cli import main\n"
+        "leave = os._exit\n"
+        "def loaded(code):\n"
+        "    found = {m.split('.')[0] for m in sys.modules} & {'typer', 'pydantic', 'rich'}\n"
+        "    print(sorted(found), flush=True)\n"
+        "    leave(code)\n"
+        "os._exit = loaded\n"
+        "main(['run', 'examples/minimal.yaml', '--duration', '0.3'])\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "[]"
+    assert "stopped" in result.stderr  # the final status, printed without rich

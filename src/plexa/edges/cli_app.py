@@ -6,26 +6,17 @@
 
 from __future__ import annotations
 
-import json
-import signal
-import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
-import msgspec
 import typer
-from rich.console import Console
-from rich.live import Live
-from rich.text import Text
 
-from plexa.core import messages as msgs
-from plexa.core.config import format_issues, load
 from plexa.edges.cli_ctl import COMMANDS as CTL_COMMANDS
-from plexa.edges.live import EventLines
-from plexa.edges.tables import ProgressRates, render_status
-from plexa.errors import ConfigError, EndpointInUse, NameInUse, PlexaError, UnsafePath
+from plexa.edges.cli_serve import load_file as _load
+from plexa.edges.cli_serve import say as _say
+from plexa.edges.cli_serve import serve as _serve
+from plexa.errors import PlexaError
 
 app = typer.Typer(
     add_completion=False,
@@ -56,30 +47,6 @@ def _main(
     """Run live pipelines of actors with zero-copy links."""
 
 
-err = Console(stderr=True, soft_wrap=True, highlight=False)
-out = Console(soft_wrap=True, highlight=False)
-
-_LEVELS = {10: "DEBUG", 20: "INFO", 30: "WARNING", 40: "ERROR", 50: "CRITICAL"}
-
-
-def _say(text: str) -> None:
-    """A plain line on stderr (no wrapping: file:line messages stay one per line)."""
-    sys.stderr.write(text + "\n")
-    sys.stderr.flush()
-
-
-def _load(file: Path) -> Any:
-    try:
-        return load(file)
-    except ConfigError as exc:
-        _say(format_issues(exc.issues))
-        raise typer.Exit(2) from None
-
-
-def _status_text(status: dict[str, Any], rates: dict[str, float] | None = None) -> Text:
-    return Text(render_status(status, rates))
-
-
 def _need_textual() -> None:
     """Exit with a one-line hint when the terminal UI's extra is not installed."""
     import importlib.util
@@ -87,166 +54,6 @@ def _need_textual() -> None:
     if importlib.util.find_spec("textual") is None:
         _say("error: the terminal UI needs textual: pip install 'plexa[tui]'")
         raise typer.Exit(2)
-
-
-def _claim_name(name: str) -> Any:
-    """Claim run name ``name`` for this process (exit 2 if a live run holds it)."""
-    from plexa.nexus.names import claim_name
-
-    try:
-        return claim_name(name)
-    except (NameInUse, UnsafePath) as exc:
-        _say(f"error: {exc}")
-        raise typer.Exit(2) from None
-
-
-HOOKS_DRAIN_S = 5.0
-"""How long a run's end waits for its web-hooks' last deliveries."""
-
-
-def _serve(
-    file: Path,
-    *,
-    name: str | None,
-    bind: str | None,
-    duration: float | None,
-    hold: bool,
-    as_json: bool,
-    console: bool,
-    tui: bool = False,
-    resume: bool = False,
-    transform: Callable[[Any], Any] | None = None,
-    until: Callable[[Any], bool] | None = None,
-    attach: Callable[[str], Any] | None = None,
-) -> None:
-    """Shared by ``run`` and ``server``: start, serve clients, stop, quit, report.
-
-    ``transform`` turns the loaded spec into the one to run (``--record``, ``replay``);
-    the run also ends once ``until(nexus)`` is true; ``attach(name)`` is called once the
-    run serves clients, and what it returns is ``close()``d when the run has stopped.
-    """
-    from plexa.nexus.attach import Listener
-    from plexa.nexus.driver import drive
-    from plexa.nexus.jobs import Jobs
-    from plexa.nexus.nexus import Nexus
-    from plexa.nexus.server import ControlServer
-
-    folder = str(file.resolve().parent)
-    if folder not in sys.path:  # actor modules beside the file (the nexus passes sys.path on)
-        sys.path.insert(0, folder)
-    spec = _load(file)
-    if transform is not None:
-        try:
-            spec = transform(spec)
-        except PlexaError as exc:
-            _say(f"error: {exc}")
-            raise typer.Exit(2) from None
-    run_name = name or spec.name
-    spec = msgspec.structs.replace(spec, name=run_name)  # logs, reports, data: by run name
-
-    def show_log(actor: str, rec: msgs.LogRecord) -> None:
-        if rec.level >= (20 if console else 30):
-            stamp = time.strftime("%H:%M:%S", time.localtime(rec.t))
-            level = _LEVELS.get(rec.level, str(rec.level))
-            err.print(f"{stamp} {actor} {level} {rec.message}", markup=False, highlight=False)
-
-    def on_term(*_: object) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, on_term)
-    claim = _claim_name(run_name)  # held until the run has quit
-    try:
-        nexus = Nexus(spec, on_log=None if tui else show_log, resume=resume, name=run_name)
-        server = ControlServer(nexus, bind=bind)
-    except EndpointInUse as exc:  # nothing started yet: no run to quit, no report to write
-        claim.release()
-        _say(f"error: {exc}")
-        raise typer.Exit(2) from None
-    except BaseException:
-        claim.release()
-        raise
-    Jobs(nexus, spec.jobs).serve(server)  # launch, jobs; the file's jobs start with the run
-    events = EventLines(spec, lambda line: err.print(Text(line)))
-    if not tui:  # failures and restarts the moment they happen, the traceback once
-        nexus.attach(Listener(events))
-    live: Live | None = None
-    attached: Any = None
-    hooks: Any = None
-    progress_rates = ProgressRates()
-
-    def started() -> None:
-        nonlocal live, attached, hooks
-        if spec.webhooks:
-            from plexa.edges.webhooks import WEBHOOKS_FILE, Dispatcher
-
-            stats = nexus.paths.run_dir / WEBHOOKS_FILE
-            hooks = Dispatcher.for_hooks(run_name, spec.webhooks, stats_file=stats)
-        if attach is not None:
-            attached = attach(run_name)
-        if not as_json and not console:
-            err.print(
-                f"serving {run_name!r} (run {nexus.paths.run_id}): control "
-                f"{server.control_endpoint}, events {server.events_endpoint}"
-            )
-        if console and not tui and err.is_terminal:
-            live = Live(
-                _status_text(nexus.status()), console=err, refresh_per_second=4, transient=True
-            )
-            live.start()
-
-    def between() -> None:
-        if live is not None:
-            status = nexus.status()
-            live.update(_status_text(status, progress_rates.update(status)))
-
-    def ended() -> bool:
-        return until is not None and until(nexus)
-
-    try:
-        if tui:
-            from plexa.edges.tui import run_tui
-
-            outcome = run_tui(server=server, hold=hold, duration=duration, until=ended)
-        else:
-            outcome = drive(
-                nexus,
-                hold=hold,
-                duration=duration,
-                until=ended,
-                started=started,
-                between=between,
-            )
-    finally:
-        if live is not None:
-            live.stop()
-        if attached is not None:
-            attached.close()
-        if hooks is not None:  # the run's last events (stopped, a failure) still go out
-            hooks.drain(HOOKS_DRAIN_S)
-            hooks.close()
-            for line in hooks.summary():
-                _say(line)
-        server.close()
-        claim.release()
-    report, summary, interrupted = outcome.report, outcome.status, outcome.interrupted
-    if outcome.error is not None and not nexus.failed:
-        _say(f"error: {outcome.error}")
-    for failure in report.failures:  # one line each; the traceback unless it was shown live
-        shown = events.printed_traceback(failure.actor, failure.error)
-        _say(str(failure).splitlines()[0] if shown else str(failure))
-    if report.terminated or report.killed:
-        err.print(f"stop ladder: SIGTERM {list(report.terminated)}, SIGKILL {list(report.killed)}")
-    if as_json:
-        print(json.dumps(summary))
-    else:
-        err.print(_status_text(summary))
-        if interrupted:
-            err.print("interrupted: stopped cleanly")
-        log_path = Path(report.log) if report.log else nexus.log_path
-        _say(f"log: {log_path}" if log_path.exists() else "log: (nothing logged)")
-        _say(f"report: {report.report}")
-    if outcome.exit_code:
-        raise typer.Exit(outcome.exit_code)
 
 
 @app.command(short_help="Run a pipeline in the foreground (live tables; Ctrl-C stops it).")

@@ -47,7 +47,7 @@ def graph(
 
     status: dict[str, Any] | None = None
     if Path(target).is_file():
-        from plexa.edges.cli_app import _load
+        from plexa.edges.cli_serve import load_file as _load
 
         spec = _load(Path(target))
     else:

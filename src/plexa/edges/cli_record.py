@@ -225,7 +225,7 @@ def register(app: typer.Typer) -> None:
         ] = None,
     ) -> None:
         """Run a pipeline with its recorded sources played back from FILE; ends when played."""
-        from plexa.edges.cli_app import _serve
+        from plexa.edges.cli_serve import serve as _serve
         from plexa.replay import replay_spec
 
         if speed != "max":

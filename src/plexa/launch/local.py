@@ -102,9 +102,12 @@ class LocalLauncher:
     starting a fresh interpreter each; should the fork server fail, they are exec'd again.
     """
 
-    def __init__(self, fork_server: bool = False) -> None:
+    def __init__(self, fork_server: bool = False, server: ForkServer | None = None) -> None:
         self.fork_server = fork_server and os.environ.get(FORK_SERVER_ENV, "1") != "0"
-        self._server: ForkServer | None = None
+        self._server: ForkServer | None = server if self.fork_server else None
+        """The fork server: started with the first actor, or already (``server``)."""
+        if server is not None and self._server is None:
+            server.close()
 
     def spawn(self, request: LaunchRequest) -> ActorProcess:
         """Start the actor (``plexa.runtime.process``); returns once its process exists."""

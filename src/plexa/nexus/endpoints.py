@@ -11,16 +11,18 @@ from __future__ import annotations
 
 import errno
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import zmq
-from zmq.auth.thread import ThreadAuthenticator
 
 from plexa.core import protocol as proto
 from plexa.core.paths import RunPaths
 from plexa.core.protocol import tcp_address
 from plexa.core.spec import Settings
 from plexa.errors import EndpointInUse
+
+if TYPE_CHECKING:
+    from zmq.auth.thread import ThreadAuthenticator
 
 __all__ = ["EVENT_HWM", "Endpoints"]
 
@@ -85,6 +87,8 @@ class Endpoints:
             client_key=client_public.decode(),
             client_secret=client_secret.decode(),
         )
+        from zmq.auth.thread import ThreadAuthenticator  # asyncio, ssl: only for tcp
+
         self._auth = ThreadAuthenticator(self.ctx, log=logging.getLogger("plexa.server.auth"))
         self._auth.start()
         self._auth.configure_curve_callback(ZAP_DOMAIN, _AllowList({client_public}))

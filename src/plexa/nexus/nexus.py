@@ -41,6 +41,7 @@ from plexa.nexus.fleet import Entry, Fleet
 from plexa.nexus.history import prune
 from plexa.nexus.logs import LogMerger, LogSink
 from plexa.nexus.loop import Loop
+from plexa.nexus.prestart import Prestart
 from plexa.nexus.recorder import with_recorder
 from plexa.nexus.rundir import RunResources, run_fields, write_record
 from plexa.nexus.status import StatusBuilder, status_document
@@ -65,8 +66,13 @@ class Nexus:
         resume: bool = False,
         name: str | None = None,
         launcher: Launcher | None = None,
+        prestarted: Prestart | None = None,
     ) -> None:
-        self.paths = RunPaths.for_run(new_run_id())
+        self.prestarted = prestarted
+        """The run id and fork server started before this nexus (``plexa run``), if any."""
+        self.paths = prestarted.paths if prestarted else RunPaths.for_run(new_run_id())
+        if prestarted is not None and launcher is not None:  # the caller's launcher forks
+            prestarted.discard_server()
         spec = with_recorder(spec, self.paths.run_id)  # adds the recorder actor if asked
         spec = shm_fallback(spec)  # a tiny /dev/shm: links on Zenoh, with one warning
         self.spec = spec
@@ -77,7 +83,7 @@ class Nexus:
         self.fleet = Fleet(
             spec,
             self.paths,
-            launcher or default_launcher(spec),
+            launcher or default_launcher(spec, prestarted.take_server() if prestarted else None),
             Supervisor(spec.settings),
             self.logs,
             self.emit,
@@ -190,7 +196,8 @@ class Nexus:
             place = getattr(self.fleet.launcher, "place", None)  # a launcher that places actors
             if place is not None:  # decides their hosts before any actor reads the spec
                 self.spec = self.fleet.spec = place(self.spec, self.paths.run_id)
-            self.resources = res = RunResources(self.paths, self.spec)
+            claimed = self.prestarted is not None
+            self.resources = res = RunResources(self.paths, self.spec, claimed=claimed)
             self._status = StatusBuilder(self.spec, res.counters)
             self._status.remote_usage = getattr(self.fleet.launcher, "usage", None)
             self.fleet.counters, self.fleet.domain = res.counters, res.domain
@@ -485,6 +492,10 @@ class Nexus:
                 self.fleet.launcher.close()
             removed = self.resources.close()
             self.resources = None
+        elif self.prestarted is not None:  # never started: its claimed directories go
+            with contextlib.suppress(Exception):
+                self.fleet.launcher.close()
+            self.prestarted.discard()
         self.logs.close()
         return removed
 

@@ -17,25 +17,20 @@ import msgspec
 import psutil
 import zmq
 
-from plexa.core.paths import RunPaths, store_dir, write_private
+from plexa.core.paths import SHM_ROOT, RunPaths, store_dir, write_private
 from plexa.core.spec import PipelineSpec
 from plexa.data.counters import Counters
+from plexa.nexus.prestart import claim_run_dir
 
 __all__ = ["RunResources", "create_run_dir", "run_fields", "write_record"]
 
 
-def create_run_dir(paths: RunPaths, spec: PipelineSpec) -> None:
-    """Make the run's private directory and shared-memory folder; write the spec and owner."""
-    paths.run_dir.mkdir(parents=True, mode=0o700)
+def create_run_dir(paths: RunPaths, spec: PipelineSpec, *, claimed: bool = False) -> None:
+    """Make the run's private directory and shared-memory folder and write the owner record
+    (unless ``claimed`` already, :mod:`plexa.nexus.prestart`); write the spec."""
+    if not claimed:
+        claim_run_dir(paths)
     write_private(paths.spec_file, msgspec.json.encode(spec))
-    paths.shm_dir.mkdir(mode=0o700)
-    owner = {
-        "pid": os.getpid(),
-        "uid": os.getuid(),
-        "create_time": psutil.Process().create_time(),
-        "root": str(paths.root),
-    }
-    write_private(paths.shm_dir / "owner.json", json.dumps(owner).encode())
 
 
 def run_fields(
@@ -78,12 +73,12 @@ class RunResources:
     """What a run holds while it lives: its directory, shared counters, object store,
     iceoryx2 domain and the socket actors report on. Created together, removed together."""
 
-    def __init__(self, paths: RunPaths, spec: PipelineSpec) -> None:
+    def __init__(self, paths: RunPaths, spec: PipelineSpec, *, claimed: bool = False) -> None:
         from plexa.data.links import Domain
         from plexa.data.store import Store
 
         self.paths = paths
-        create_run_dir(paths, spec)
+        create_run_dir(paths, spec, claimed=claimed)
         self.counters = Counters(spec, paths.counters_file, create=True)
         where = store_dir(spec.settings, spec.name, paths)
         self.store = Store(where, spec.settings.store_size, create=True)
@@ -112,11 +107,16 @@ class RunResources:
         """Release everything and remove the run's files; returns what needed force."""
         from plexa.nexus.cleanup import remove_run_files
 
-        self.forget_dead_nodes()
-        for close in (self.domain.close, self.store.close):
-            with contextlib.suppress(Exception):
-                close()
+        with contextlib.suppress(Exception):
+            self.store.close()
         self.counters.close()
         self.router.close(linger=0)
         self.ctx.term()
-        return remove_run_files(self.paths)
+        # The domain's files go first, then the node: dropping a node scans every node file
+        # of the domain, and the actors left theirs to this removal (ActorProcess.run_ending),
+        # so the domain's own files are no sign of force.
+        removed = remove_run_files(self.paths)
+        with contextlib.suppress(Exception):
+            self.domain.close()
+        domain = str(SHM_ROOT / self.paths.iox_prefix)
+        return [path for path in removed if not path.startswith(domain)]

@@ -35,11 +35,43 @@ def end_descendants() -> None:
     import psutil
 
     with contextlib.suppress(psutil.Error):
+        found = _descendants()
+        if found is not None and not found:
+            return  # the usual case, known without psutil's scan of every process
         procs = psutil.Process().children(recursive=True)
         for proc in procs:
             with contextlib.suppress(psutil.Error):
                 proc.kill()
         psutil.wait_procs(procs, timeout=2)
+
+
+def _descendants() -> list[int] | None:
+    """Pids below this process, read from ``/proc/PID/task/*/children`` (a few reads, where
+    psutil reads every process's ``stat``: ~3 ms, 50 actors quitting at once pay it 50
+    times); None where the kernel does not provide those files."""
+    found: list[int] = []
+    todo = [os.getpid()]
+    while todo:
+        pid = todo.pop()
+        try:
+            tasks = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            if pid == os.getpid():
+                return None
+            continue  # gone meanwhile
+        for task in tasks:
+            try:
+                with open(f"/proc/{pid}/task/{task}/children") as fh:
+                    kids = [int(p) for p in fh.read().split()]
+            except FileNotFoundError:
+                if pid == os.getpid():
+                    return None
+                continue
+            except OSError:
+                continue
+            found += kids
+            todo += kids
+    return found
 
 
 def on_sigterm(signum: int, frame: object) -> None:

@@ -40,7 +40,9 @@ class Outbox:
         self._sockets: list[zmq.Socket[Any]] = []
         self._lock = threading.Lock()
 
-    def send(self, msg: msgs.Message) -> None:
+    def send(self, msg: msgs.Message, flags: int = 0) -> None:
+        """Send ``msg`` from this thread (``zmq.NOBLOCK``: raise ``zmq.Again`` rather than
+        wait, e.g. once the control thread that reads these sockets may have ended)."""
         sock = getattr(self._local, "sock", None)
         if sock is None:
             sock = self._ctx.socket(zmq.PUSH)
@@ -49,7 +51,7 @@ class Outbox:
             self._local.sock = sock
             with self._lock:
                 self._sockets.append(sock)
-        sock.send(msgs.encode(msg))
+        sock.send(msgs.encode(msg), flags)
 
     def close(self) -> None:
         with self._lock:
@@ -141,6 +143,8 @@ class ControlThread:
                 forward(data)
         finally:
             waker.delete()
+            if self.proc.run_ending:  # the nexus removes the domain (ActorProcess.run_ending)
+                self.proc.kept.append(domain.node)
             domain.close()
             dealer.close()
             pull.close()
