@@ -219,6 +219,11 @@ class RunPaths:
         plus that actor); actors started with the run read :attr:`spec_file`."""
         return self.run_dir / f"spec-{actor}.json"
 
+    def spec_of(self, actor: str) -> Path:
+        """The spec ``actor`` reads: its own if it was added to the live run, else the run's."""
+        added = self.actor_spec_file(actor)
+        return added if added.exists() else self.spec_file
+
     @property
     def iox_root(self) -> Path:
         """iceoryx2's root path for this run's domain."""

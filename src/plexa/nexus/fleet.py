@@ -108,6 +108,8 @@ class Fleet:
         self.entries = {n: Entry(n) for n in spec.actors}
         self.failures: list[ActorFailure] = []
         """Every failure so far, including those recovered by a restart."""
+        self.latest: dict[str, dict[str, Any]] = {}
+        """Per actor, the latest ``progress``, ``improved`` and ``aborted`` reports."""
         self.counters: Counters | None = None
         self.domain: Any = None
         self.send: Send = lambda *a, **k: -1
@@ -215,7 +217,7 @@ class Fleet:
         sweep(str(self.paths.run_dir))  # what a killed actor (or a race) left behind
         return rungs
 
-    def facts(self, latest: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    def facts(self) -> dict[str, dict[str, Any]]:
         """Per actor, what only the nexus knows (state, pid, restarts, progress, failure)."""
         actors: dict[str, dict[str, Any]] = {}
         for name, entry in self.entries.items():
@@ -228,7 +230,7 @@ class Fleet:
             node = getattr(entry.proc, "node", None)  # where a launcher places actors
             if node is not None:
                 info["node"] = node
-            progress = latest.get(name, {}).get("progress")
+            progress = self.latest.get(name, {}).get("progress")
             if progress is not None:
                 info["progress"] = {k: progress[k] for k in ("done", "total", "message")}
                 if progress.get("fields"):
@@ -254,6 +256,15 @@ class Fleet:
             self.entered(entry, msg.state)
         elif isinstance(msg, msgs.Failure):
             self.fail(ActorFailure(name, msg.kind, msg.phase, msg.error, msg.traceback))
+
+    def on_report(self, name: str, msg: msgs.Message) -> None:
+        """Keep and publish an actor's ``progress``, ``improved`` or ``aborted`` report."""
+        kind = type(msg).__name__.lower()
+        report = {"actor": name, **msgspec.to_builtins(msg)}
+        if not report.get("fields", True):
+            del report["fields"]  # progress without named values: the shape it always had
+        self.latest.setdefault(name, {})[kind] = report
+        self.emit(kind, report)
 
     def entered(self, entry: Entry, state: ActorState) -> None:
         """``entry`` reports ``state``; a restarted actor that is ready rejoins the run."""

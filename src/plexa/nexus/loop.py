@@ -9,7 +9,6 @@ the attachments' ticks.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from typing import Any
 
 import zmq
@@ -30,18 +29,12 @@ class Loop:
     """The actors' socket, the output pipes and the attachments, polled together."""
 
     def __init__(
-        self,
-        router: zmq.Socket[Any],
-        logs: LogMerger,
-        fleet: Fleet,
-        attachments: list[Attachment],
-        on_report: Callable[[str, msgs.Message], None],
+        self, router: zmq.Socket[Any], logs: LogMerger, fleet: Fleet, attachments: list[Attachment]
     ) -> None:
         self.router = router
         self.logs = logs
         self.fleet = fleet
         self.attachments = attachments
-        self.on_report = on_report
         self.replies: dict[int, msgs.Reply] = {}
         """Actors' replies by request id, until the waiting command takes them."""
         self._ids = 0
@@ -111,6 +104,6 @@ class Loop:
             self.logs.add(name, msg)
         elif isinstance(msg, (msgs.Progress, msgs.Improved, msgs.Aborted)):
             self.fleet.supervisor.seen(name)
-            self.on_report(name, msg)
+            self.fleet.on_report(name, msg)
         else:
             self.fleet.on_message(name, msg)

@@ -16,8 +16,6 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-import msgspec
-
 from plexa.core import messages as msgs
 from plexa.core.lifecycle import (
     ACTOR_SIGNALS,
@@ -99,7 +97,7 @@ class Nexus:
         self.supervisor = self.fleet.supervisor
         self.restore = resume
         """Give actors their last checkpoint at setup (``plexa run --resume``)."""
-        self.latest: dict[str, dict[str, Any]] = {}
+        self.latest = self.fleet.latest
         """Per actor, the latest ``progress``, ``improved`` and ``aborted`` reports."""
         self.run_state = RunState.CREATED
         """What the nexus last drove the whole run to (see :attr:`state`)."""
@@ -201,7 +199,7 @@ class Nexus:
             self._status = StatusBuilder(self.spec, res.counters)
             self._status.remote_usage = getattr(self.fleet.launcher, "usage", None)
             self.fleet.counters, self.fleet.domain = res.counters, res.domain
-            self.loop = Loop(res.router, self.logs, self.fleet, self.attachments, self._on_report)
+            self.loop = Loop(res.router, self.logs, self.fleet, self.attachments)
             for name in self.actors:
                 self.fleet.spawn(name)
             self._write_record()
@@ -267,14 +265,6 @@ class Nexus:
             raise Timeout(
                 f"timed out after {timeout:g} s waiting for actors {what}: {', '.join(late)}"
             ) from None
-
-    def _on_report(self, name: str, msg: msgs.Message) -> None:
-        kind = type(msg).__name__.lower()
-        report = {"actor": name, **msgspec.to_builtins(msg)}
-        if not report.get("fields", True):
-            del report["fields"]  # progress without named values: the shape it always had
-        self.latest.setdefault(name, {})[kind] = report
-        self.emit(kind, report)
 
     def _raise_if_failed(self) -> None:
         """With ``on_failure: stop``, an actor that failed for good ends whatever was awaited."""
@@ -486,15 +476,13 @@ class Nexus:
         """Remove every file of the run; returns what had to be removed by force."""
         removed: list[str] = []
         if self.resources is not None:
-            self._final_status = self.status()
-            self._status = None
+            self._final_status, self._status = self.status(), None
+        if self.resources is not None or self.prestarted is not None:
             with contextlib.suppress(Exception):  # tells remote hosts the run is over
                 self.fleet.launcher.close()
-            removed = self.resources.close()
-            self.resources = None
+        if self.resources is not None:
+            removed, self.resources = self.resources.close(), None
         elif self.prestarted is not None:  # never started: its claimed directories go
-            with contextlib.suppress(Exception):
-                self.fleet.launcher.close()
             self.prestarted.discard()
         self.logs.close()
         return removed
@@ -505,7 +493,7 @@ class Nexus:
         now = time.monotonic()
         uptime = (self.stopped_at or now) - self.started_at
         drained = self.stopped_at is not None or self.fleet.drained
-        actors = self.fleet.facts(self.latest)
+        actors = self.fleet.facts()
         run = {"name": self.name, "id": self.paths.run_id, "state": self.state.value}
         run["busy"] = self.busy
         return status_document(self._status, self._final_status, run, actors, drained, uptime)

@@ -89,10 +89,8 @@ class ActorProcess:
         self.actor: Actor | None = None
         self.domain: Domain | None = None
         self.run_ending = False
-        """Told to quit: the whole run ends, and the nexus removes its iceoryx2 domain at
-        once. This process's nodes are then kept (in :attr:`kept`) until it exits rather
-        than dropped: each drop scans every node of the domain, ~10 ms of CPU per node and
-        two nodes per actor with 50 actors (O(n²) for the run)."""
+        """Told to quit: the nexus removes the iceoryx2 domain, so this process's nodes are
+        kept (:attr:`kept`) until it exits; each drop would scan every node (O(n²) per run)."""
         self.kept: list[Any] = []
         """What is left to the process's exit (see :attr:`run_ending`)."""
         self.wake: Wake | None = None
@@ -410,7 +408,8 @@ class ActorProcess:
     def signal_of(self, cmd: msgs.Command) -> Signal | None:
         """The lifecycle signal ``cmd`` carries, or None once it has been answered here
         (a ``set``/``invoke`` request, carried out now; or an unknown command, refused)."""
-        if self.service_request(cmd):
+        if cmd.signal in ("set", "invoke"):
+            self.service_request(cmd)
             return None
         try:
             return Signal(cmd.signal)
@@ -418,14 +417,11 @@ class ActorProcess:
             self.reply(cmd, False, f"unknown command {cmd.signal!r}")
             return None
 
-    def service_request(self, cmd: msgs.Command) -> bool:
-        """Handle ``set`` and ``invoke`` (at a safe point); False for anything else."""
-        if cmd.signal not in ("set", "invoke"):
-            return False
+    def service_request(self, cmd: msgs.Command) -> None:
+        """Carry out a ``set`` or ``invoke`` request (at a safe point) and answer it."""
         if self.actor is None:
             self.reply(cmd, False, f"{cmd.signal} is not allowed while {self.state.value}")
-            return True
-        if cmd.signal == "set":
+        elif cmd.signal == "set":
             why = apply_set(self.actor, str(cmd.args.get("key")), cmd.args.get("value"))
             self.reply(cmd, not why, why)
         else:
@@ -434,7 +430,6 @@ class ActorProcess:
             )
             if cmd.id >= 0:
                 self.outbox.send(msgs.Reply(cmd.id, ok, error, value, tb))
-        return True
 
     def teardown(self) -> None:
         self.hooks.close()
@@ -465,9 +460,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the nexus's to handle
     paths = RunPaths(Path(run_dir).name, Path(run_dir).parent)
     sys.path[:0] = [p for p in import_path_from_env() if p not in sys.path]
-    added = paths.actor_spec_file(name)  # an actor added to the live run has its own
-    spec_file = added if added.exists() else paths.spec_file
-    spec = msgspec.json.decode(spec_file.read_bytes(), type=PipelineSpec)
+    spec = msgspec.json.decode(paths.spec_of(name).read_bytes(), type=PipelineSpec)
     proc = ActorProcess(paths, spec, name, nexus_pid)
     control = ControlThread(proc)
     thread = threading.Thread(target=control.run, name="plexa-control", daemon=True)
