@@ -206,3 +206,13 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "slow: a long end-to-end test (skip locally with -m 'not slow'; CI runs all)"
     )
+
+
+FIRST = ("test_ray_cluster.py", "test_ray.py", "test_lifecycle.py", "test_hosts.py", "test_tui.py")
+"""The longest modules (by summed test time), started first: on xdist workers, where each module
+runs on one worker, a long module taken last would keep one worker busy after the others."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {name: i for i, name in enumerate(FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(FIRST)))  # stable: order kept
