@@ -23,21 +23,11 @@ from conftest import alive, plexa_server, plexa_shm, started, wait_for
 from plexa.data.tap import Tap, tappable, untappable
 from plexa.errors import RecordingError
 from plexa.nexus import live
+from test_recording_run import _bank, _expected
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "imaging.yaml"
 ENV = {**os.environ, "PYTHONPATH": str(ROOT / "tests")}
-
-
-def _bank() -> np.ndarray:
-    """The frames FrameSource sends (its default seed), before it stamps the frame number."""
-    return np.random.default_rng(0).integers(0, 4096, size=(4, 512, 512), dtype=np.uint16)
-
-
-def _expected(seq: int, bank: np.ndarray) -> np.ndarray:
-    frame = bank[seq % 4].copy()
-    frame.flat[0] = seq % 65536
-    return frame
 
 
 def _fields(status: dict[str, Any]) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -233,18 +234,10 @@ class Recorder(Actor):
         return self.statistics()
 
     def run_step(self) -> None:
-        """Take what is queued on every input (a batch each, in turn) and write it."""
-        took = self._take_taps()
-        port = None
-        for topic in self.inputs:
-            port = self.inputs[topic]
-            for _ in range(BATCH):
-                got = port.take_stamped()
-                if got is EMPTY:
-                    break
-                took += 1
-                self._write(topic, *got)
-                del got  # the message's sample goes back to its link now
+        """Take what is queued on every tap and input (a batch each, in turn) and write it."""
+        taps = [(topic, tap.take_stamped) for topic, tap in self.taps.items()]
+        ports = [(topic, self.inputs[topic].take_stamped) for topic in self.inputs]
+        took = self._take(taps, None) + self._take(ports, EMPTY)
         if took:
             now = time.monotonic()
             if now >= self._next_report:  # (formatting the counters per message costs)
@@ -252,22 +245,27 @@ class Recorder(Actor):
                 self.report()
             return
         nap = TAP_POLL_S if self.taps else 0.05
-        if port is not None:
-            port.wait(nap)
+        if ports:
+            self.inputs[ports[-1][0]].wait(nap)
         else:
             time.sleep(nap)
 
-    def _take_taps(self, batch: int = BATCH) -> int:
-        """Take and write up to ``batch`` messages from each tap; returns how many."""
+    def _take_taps(self) -> int:
+        """Take and write up to a batch of messages from each tap; returns how many."""
+        return self._take([(topic, tap.take_stamped) for topic, tap in self.taps.items()], None)
+
+    def _take(self, sources: list[tuple[str, Callable[[], Any]]], empty: object) -> int:
+        """Take and write up to :data:`BATCH` messages ``(obj, seq, t_ns)`` from each source
+        (``take`` returns ``empty`` when it has none); returns how many."""
         took = 0
-        for topic, tap in self.taps.items():
-            for _ in range(batch):
-                got = tap.take_stamped()
-                if got is None:
+        for topic, take in sources:
+            for _ in range(BATCH):
+                got = take()
+                if got is empty:
                     break
                 took += 1
                 self._write(topic, *got)
-                del got
+                del got  # the message's sample goes back to its link now
         return took
 
     def _write(self, topic: str, obj: object, seq: int, t_ns: int) -> None:
