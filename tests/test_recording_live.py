@@ -124,6 +124,10 @@ def test_record_start_again_writes_a_new_file_and_stop_without_a_recorder_is_ref
         nexus.wait_until(lambda s: _fields(s).get("written", 0) >= 10, 30.0)
         stats = live.record(nexus, "stop")
         _check_frames(tmp_path / "a.mcap", stats["dropped"])
+        with pytest.raises(plexa.RemoteError, match=r"cannot record to .*No such file") as err:
+            live.record(nexus, "start", ["camera.frames"], "/proc/no/such/dir/x.mcap")
+        assert not err.value.traceback  # a clear refusal, not a stack dump
+        assert nexus.state.value == "running"
         again = live.record(nexus, "start", [], str(tmp_path / "b.mcap"))  # every output
         assert again["written"] == stats["written"] and nexus.actors["recorder"].restarts == 0
         nexus.wait_until(lambda s: _fields(s).get("written", 0) >= stats["written"] + 20, 30.0)

@@ -20,7 +20,7 @@ from plexa.core.lifecycle import RunState
 from plexa.core.paths import write_private
 from plexa.core.spec import ActorSpec, PipelineSpec, RecordSpec, Restart
 from plexa.data.tap import tappable, untappable
-from plexa.errors import RecordingError
+from plexa.errors import RecordingError, RemoteError
 from plexa.nexus.recorder import _TARGET, record_path
 
 if TYPE_CHECKING:
@@ -84,7 +84,13 @@ def record(
             why = "; ".join(problems) or "no output of this run can be tapped"
             raise RecordingError(f"cannot record live: {why}")
         name = _bring_up(nexus, live_recorder(spec, run_id), timeout)
-    stats = nexus.invoke(name, "record", [action, path, list(links)], timeout)
+    try:
+        stats = nexus.invoke(name, "record", [action, path, list(links)], timeout)
+    except RemoteError as exc:  # the recorder's own refusal says what is wrong: no traceback
+        why = str(exc.args[0]) if exc.args else ""
+        if why.startswith(f"{RecordingError.__name__}: "):
+            raise RemoteError(why, kind=exc.kind) from None
+        raise
     if nexus.paths.actor_spec_file(name).exists():  # a restart resumes what was asked last
         options = {"start": action == "start", "links": list(links)}
         _remember(nexus, name, options if path is None else {**options, "path": path})

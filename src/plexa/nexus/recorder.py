@@ -198,8 +198,11 @@ class Recorder(Actor):
 
     def _open(self, path: str) -> None:
         target = _free(Path(path))
-        target.parent.mkdir(parents=True, exist_ok=True)
-        self.writer = RecordingWriter(target, **self.settings)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            self.writer = RecordingWriter(target, **self.settings)
+        except OSError as exc:
+            raise RecordingError(f"cannot record to {target}: {exc.strerror or exc}") from None
         self.path = str(target)
         self.error = ""
         count = len(self.only) if self.only is not None else len(self.inputs)

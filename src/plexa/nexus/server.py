@@ -316,10 +316,10 @@ class ControlServer(Attachment):
         outer, self._handling = self._handling, req.command
         try:
             value = entry[0](req)
-        except PlexaError as exc:
-            return proto.Response(
-                id=req.id, ok=False, error=str(exc), traceback=getattr(exc, "traceback", "")
-            )
+        except PlexaError as exc:  # the message alone: a remote traceback has its own field
+            tb = getattr(exc, "traceback", "")
+            error = str(exc.args[0]) if tb and exc.args else str(exc)
+            return proto.Response(id=req.id, ok=False, error=error, traceback=tb)
         except Exception as exc:  # a bug in a handler must not end the run
             self._counts.failed += 1
             log.exception("command %s failed", req.command)
