@@ -270,3 +270,22 @@ def test_outputs_that_do_not_go_through_shared_memory_here_cannot_be_tapped() ->
     assert "away from the nexus's host" in str(untappable(there, "camera.frames"))
     ray = msgspec.structs.replace(spec.settings, launch="ray")
     assert untappable(msgspec.structs.replace(spec, settings=ray), "camera.frames") is not None
+
+
+@pytest.mark.parametrize(
+    ("args", "why"),
+    [
+        ({"action": "start", "links": "camera.frames"}, "links must be a list"),
+        ({"action": "start", "links": [1]}, "links must be a list"),
+        ({"action": "start", "path": {"a": 1}}, "path must be a file name"),
+        ({"action": "start", "timeout_s": "zz"}, "timeout_s must be a positive number"),
+        ({"action": "start", "timeout_s": -1}, "timeout_s must be a positive number"),
+    ],
+)
+def test_a_record_request_with_arguments_of_the_wrong_kind_is_refused_before_anything_runs(
+    args: dict[str, Any], why: str
+) -> None:
+    from plexa.core import protocol as proto
+
+    with pytest.raises(RecordingError, match=why):  # no nexus needed: nothing is touched
+        live.handle(None, proto.Request(command="record", args=args))  # type: ignore[arg-type]

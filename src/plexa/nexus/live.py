@@ -124,6 +124,9 @@ def handle(nexus: Nexus, req: proto.Request) -> Any:
     links = req.args.get("links") or []
     if not isinstance(links, list) or not all(isinstance(x, str) for x in links):
         raise RecordingError("record: links must be a list of output names")
-    path = req.args.get("path")
-    action, timeout = str(req.args.get("action", "")), float(req.args.get("timeout_s", 30.0))
-    return record(nexus, action, links, str(path) if path else None, timeout)
+    path, timeout = req.args.get("path"), req.args.get("timeout_s", 30.0)
+    if path is not None and not isinstance(path, str):
+        raise RecordingError("record: path must be a file name")
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0:
+        raise RecordingError(f"record: timeout_s must be a positive number, not {timeout!r}")
+    return record(nexus, str(req.args.get("action", "")), links, path or None, float(timeout))
