@@ -229,3 +229,54 @@ def test_a_short_stop_below_the_hang_timeout_is_not_a_failure() -> None:
         before = nexus.status()["actors"]["dst"]["msgs_in"]
         nexus.wait_until(lambda st: st["actors"]["dst"]["msgs_in"] > before + 50, 10)
         assert nexus.failures == []
+
+
+def test_a_message_sent_while_a_dead_queue_is_counted_is_dropped_not_lost() -> None:
+    """The race behind a CI failure: a ``block`` producer past its hold check sends message N
+    after the nexus counted the dead consumer's queue (``holds.release``) and before the new
+    subscriber exists. N reached nobody; it is dropped with the dead queue, never ``lost``."""
+    import uuid
+
+    from plexa.core.paths import RunPaths
+    from plexa.data import holds
+    from plexa.data.counters import LinkField
+    from plexa.data.inputs import make_sub
+    from plexa.data.links import OutputPort, Wake
+    from plexa.nexus.rundir import RunResources
+
+    spec = spec_of("""
+        actors:
+          src: {class: "actors:Source"}
+          dst: {class: "actors:Counter"}
+        connections:
+          src.out: {to: [dst.inp], policy: block, capacity: 4}
+    """)
+    (link,) = spec.links
+    res = RunResources(RunPaths.for_run(f"race-{uuid.uuid4().hex[:8]}"), spec)
+    wakes = [Wake(res.domain, spec, "src"), Wake(res.domain, spec, "dst")]
+    row = res.counters.link_row(link.name)
+    service = res.domain.output_service(spec, link.output)
+    out = OutputPort("out", "src", [link], service, res.counters, wakes[0], lambda t: None)
+    subs = [make_sub(link, res.domain, spec, res.counters, wakes[1])]
+    try:
+        out.put(1)
+        out.put(2)
+        assert subs[0].take() == 1
+        subs.pop().close()  # the consumer dies with message 2 in its queue
+        holds.hold(res.counters, spec, "dst")
+        holds.release(res.counters, spec, "dst")
+        row[LinkField.HOLD] = 0  # the producer was past its check when the hold came
+        out.put(3)  # ... and sends to nobody
+        subs.append(make_sub(link, res.domain, spec, res.counters, wakes[1]))
+        out.put(4)
+        assert subs[0].take() == 4
+        out.put(5)
+        assert subs[0].take() == 5
+        assert (int(row[LinkField.DROPPED]), int(row[LinkField.LOST])) == (2, 0)
+    finally:
+        for sub in subs:
+            sub.close()
+        out.close()
+        for wake in wakes:
+            wake.close()
+        res.close()

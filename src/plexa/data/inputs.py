@@ -56,6 +56,7 @@ class _Sub:
         "out_row",
         "policy",
         "row",
+        "start",
         "subscriber",
         "unreadable",
     )
@@ -70,7 +71,7 @@ class _Sub:
         self.has_samples = self.subscriber.has_samples
         self.row = counters.link_row(link.name)
         self.out_row = counters.output_row(link.output)
-        self.expected = int(self.row[LinkField.CONSUMED])
+        self.expected = self.start = int(self.row[LinkField.CONSUMED])
         self.notifier = notifier
         self.metrics = True
         self.unreadable = 0
@@ -187,10 +188,15 @@ class _Sub:
 
         Counted before ``CONSUMED`` moves past them, so a reader that takes ``CONSUMED``
         first never sees more received than there were (see :meth:`Counters.snapshot`).
+
+        A gap before the first message this subscriber takes is always dropped: those were
+        sent while nobody subscribed (the one a producer was sending while the nexus counted
+        the dead queue as dropped, see :func:`plexa.data.holds.release`).
         """
         missing = seq - self.expected
         if missing > 0:
-            field = LinkField.LOST if self.policy is Policy.BLOCK else LinkField.DROPPED
+            lossless = self.policy is Policy.BLOCK and self.expected != self.start
+            field = LinkField.LOST if lossless else LinkField.DROPPED
             self.row[field] += missing
 
     def _time(self, t_ns: int) -> None:
