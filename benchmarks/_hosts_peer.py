@@ -3,7 +3,9 @@
     python _hosts_peer.py rx SYSTEM ENDPOINT COUNT SIZE CAPACITY
     python _hosts_peer.py tx SYSTEM ENDPOINT COUNT SIZE CAPACITY RATE_HZ
 
-SYSTEM: ``plexa`` (a cross-host link, block policy), ``zenoh`` (raw publisher/subscriber,
+SYSTEM: ``plexa`` (a cross-host link, block policy, batching small messages as an actor's
+port does; paced, it flushes after each message as the runtime does at the end of a step;
+unpaced, the whole loop is one step), ``zenoh`` (raw publisher/subscriber,
 congestion control BLOCK, callback subscriber), ``zmq`` (PUSH/PULL, high-water mark 1000).
 Every message starts with its sequence number and ``time.monotonic_ns()`` at sending: the
 monotonic clock is shared by every namespace of one kernel, so latency is one-way. The
@@ -148,7 +150,7 @@ def tx(system: str, endpoint: str, count: int, size: int, capacity: int, rate: f
         session = open_session(_settings(endpoint, listen=False))
         try:
             wait_connected(session, timeout=20)
-            out = ZenohOutputPort(session, "bench", "a", "out", [_link(capacity)])
+            out = ZenohOutputPort(session, "bench", "a", "out", [_link(capacity)], batch=True)
             deadline = time.monotonic() + 20
             while not out._room() and time.monotonic() < deadline:
                 time.sleep(0.01)
@@ -159,6 +161,8 @@ def tx(system: str, endpoint: str, count: int, size: int, capacity: int, rate: f
                 pace()
                 with out.loan(size, np.uint8) as frame:
                     STAMP.pack_into(frame, 0, i, time.monotonic_ns())  # type: ignore[arg-type]
+                if rate:  # one message per turn: the runtime flushes at the turn's end
+                    out.flush()
             cpu = time.process_time() - cpu0
             out.close()
         finally:

@@ -42,6 +42,39 @@ class Source(plexa.Actor):
         self.sent += 1
 
 
+class Burst(plexa.Actor):
+    """Puts ``count`` small messages back to back in its first step (a batch on Zenoh), then
+    only sleeps: nothing follows them, and no safe point falls inside a step."""
+
+    outputs = plexa.ports("out")
+
+    def setup(self, count: int = 5) -> None:
+        self.count = count
+        self.done = False
+
+    def run_step(self) -> None:
+        if self.done:
+            time.sleep(0.05)
+            return
+        for i in range(self.count):
+            self.outputs.out.put({"n": i, "t": time.time()})
+        self.done = True
+
+
+class Stamped(plexa.Actor):
+    """Keeps how long each message took (the sender's ``t`` to its handling, one clock)."""
+
+    def setup(self) -> None:
+        self.delays: list[float] = []
+
+    @plexa.on("inp")
+    def got(self, msg: dict[str, Any]) -> None:
+        self.delays.append(time.time() - msg["t"])
+
+    def stop(self) -> None:
+        self.store.put({"delays": self.delays}, key=f"result:{self.name}")
+
+
 class Sink(plexa.Actor):
     """Records what it receives; ``delay`` slows each message; results go to the store."""
 

@@ -358,6 +358,31 @@ record: {{path: '{path}'}}
     assert [int(m.obj.flat[0]) for m in got] == list(range(150))
 
 
+def test_a_burst_sent_in_one_step_arrives_at_once_while_its_producer_then_sits_idle(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Small messages put back to back are held for a batch; no timer sends them: the
+    runtime flushes at the end of the step (a safe point), so none waits for another."""
+    monkeypatch.setenv("PLEXA_SHM_MIN", "1000TiB")  # every link on Zenoh
+    text = """
+name: burst
+actors:
+  src: {class: "actors:Burst", options: {count: 5}}
+  dst: {class: "actors:Stamped"}
+connections:
+  src.out: [dst.inp]
+"""
+    with plexa.Nexus(loads(text)) as nexus:
+        nexus.start()
+        nexus.setup()
+        nexus.run()
+        nexus.wait_until(lambda st: st["links"]["src.out->dst.inp"]["received"] >= 5, 20)
+        nexus.stop()
+        delays = nexus.store.get("result:dst")["delays"]
+        assert nexus.quit().clean
+    assert len(delays) == 5 and max(delays) < 0.5, delays
+
+
 def test_plexa_cleanup_removes_what_a_killed_agent_left() -> None:
     agent = AgentProc("b", f"tcp/127.0.0.1:{free_port()}")
     folder = Path(os.environ["PLEXA_RUNTIME_DIR"]) / "agent-b"

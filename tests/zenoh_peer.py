@@ -6,7 +6,8 @@ benchmarks/hosts.py.
     python zenoh_peer.py member SETTINGS NAME
 
 SETTINGS and LINK are JSON (ZenohSettings, LinkSpec). The producer loans COUNT frames of
-SIZE bytes (RATE_HZ 0: as fast as it can), closes (a last sync), prints ``{"sent": N}``.
+SIZE bytes (RATE_HZ 0: as fast as it can; small ones batched), closes (a last sync), prints
+``{"sent": N}``.
 The consumer takes messages (sleeping DELAY_S after each) until every one of the COUNT
 messages is accounted for, then prints its statistics and latency percentiles as JSON.
 """
@@ -40,13 +41,15 @@ def produce(settings: ZenohSettings, link: LinkSpec, count: int, size: int, rate
     try:
         wait_connected(session, timeout=20)
         out = ZenohOutputPort(
-            session, RUN, link.src, link.src_port, [link], authenticated=settings.authenticated
-        )
+            session, RUN, link.src, link.src_port, [link],
+            authenticated=settings.authenticated, batch=True,
+        )  # fmt: skip
         print(json.dumps({"ready": True}), flush=True)
         period = 1.0 / rate if rate else 0.0
         t_next = time.monotonic()
         for i in range(count):
-            if period:
+            if period:  # a pause: what a batch holds goes first (as at a safe point)
+                out.flush()
                 t_next += period
                 time.sleep(max(0.0, t_next - time.monotonic()))
             with out.loan(size, np.uint8) as frame:

@@ -1,5 +1,10 @@
 """The consumer's end of cross-host links (see :mod:`plexa.data.zenoh_links` for the
-protocol: header, credits, syncs, accounting)."""
+protocol: header, credits, syncs, accounting; :mod:`plexa.data.zenoh_wire` for batches).
+
+A batch is unpacked into its messages as it arrives, each queued with its own sequence
+number, so the counters, acknowledgements, latencies and ``take_stamped`` are per message as
+if each had come alone. A batch that is not exactly as a producer writes it is refused
+whole: its messages count as lost and the link's :meth:`ZenohInputPort.errors` says why."""
 
 from __future__ import annotations
 
@@ -21,18 +26,19 @@ from plexa.data import payload as _payload
 from plexa.data.counters import HIST_BASE, LinkField, Row, bucket
 from plexa.data.inputs import EMPTY
 from plexa.data.links import LinkStatistics
-from plexa.data.zenoh_links import (
-    _WIDTH,
+from plexa.data.zenoh_links import _WIDTH, Notify, _row, _undeclare, link_key
+from plexa.data.zenoh_wire import (
     ARRAY,
+    BATCH,
     HEADER,
     MSGPACK,
     PICKLE,
+    REFUSED,
     SYNC,
     WAKE,
-    Notify,
-    _row,
-    _undeclare,
-    link_key,
+    Item,
+    Refusal,
+    unbatch,
 )
 from plexa.errors import PlexaError, Timeout, WouldBlock
 
@@ -67,9 +73,7 @@ class _In:
         self.ack_every = max(1, link.capacity // 4)
         # block: credits bound the queue; anything beyond twice that is a broken producer
         limit = link.capacity * 2 + 1 if self.policy is Policy.BLOCK else link.capacity
-        self.queue: collections.deque[tuple[int, int, int, int, bytes]] = collections.deque(
-            maxlen=limit
-        )
+        self.queue: collections.deque[Item] = collections.deque(maxlen=limit)
         self._wake = wake
         key = link_key(run, link)
         self.acks = session.declare_publisher(
@@ -122,10 +126,29 @@ class _In:
         if len(body) < HEADER.size:
             return
         seq, t_ns, key, kind = _unpack(body)
-        if kind == WAKE:
-            return
+        if kind >= WAKE:
+            if kind == BATCH:
+                self._unbatch(seq, key, body)
+                return
+            if kind == WAKE:
+                return
         self.queue.append((seq, t_ns, key, kind, body))
         end = seq + (kind != SYNC)
+        if end > self.newest_seen:
+            self.newest_seen = end
+
+    def _unbatch(self, first: int, count: int, body: bytes) -> None:
+        """Queue a batch's messages, or one :data:`REFUSED` mark for all of them."""
+        items = unbatch(first, count, body)
+        if type(items) is Refusal:  # counted where it stands in the stream, by take()
+            if not items.messages:  # its header is not to be believed: the gap will count
+                self.queue.append((-1, 0, 0, REFUSED, items))
+                return
+            self.queue.append((first, 0, items.messages, REFUSED, items))
+            end = first + items.messages
+        else:
+            self.queue.extend(items)  # type: ignore[arg-type]
+            end = first + count
         if end > self.newest_seen:
             self.newest_seen = end
 
@@ -138,15 +161,19 @@ class _In:
             if self.policy is Policy.LATEST and len(queue) > 1:
                 # keep the newest message (and any sync after it); the older ones are
                 # counted as dropped through the gap they leave
-                newest = [i for i, item in enumerate(queue) if item[3] != SYNC]
+                newest = [i for i, item in enumerate(queue) if item[3] < SYNC]
                 for _ in range(newest[-1] if newest else 0):
                     queue.popleft()
             seq, t_ns, key, kind, body = queue.popleft()
             if seq != self.expected:
                 self._account(seq)
-            if kind == SYNC:
-                self._ack(force=True)
-                continue
+            if kind >= SYNC:  # (one test for both marks: this runs once per message)
+                if kind == SYNC:
+                    self._ack(force=True)
+                    continue
+                if kind == REFUSED:
+                    self._refused(seq, body)
+                    continue
             row = self.row
             self.expected = row[LinkField.CONSUMED] = seq + 1
             if self.credits and seq + 1 - self.acked >= self.ack_every:
@@ -167,6 +194,16 @@ class _In:
                 self.errors += 1
                 self.last_error = f"link {self.link.name}: message {seq} refused: {exc}"
         return EMPTY
+
+    def _refused(self, first: int, refusal: Refusal) -> None:
+        """A refused batch: its messages (when their number is plausible) count as lost."""
+        self.errors += 1
+        self.last_error = f"link {self.link.name}: {refusal.reason}"
+        if refusal.messages:
+            row = self.row
+            row[LinkField.LOST] += refusal.messages
+            self.expected = row[LinkField.CONSUMED] = first + refusal.messages
+            self._ack(force=False)
 
     def _account(self, seq: int) -> None:
         """Messages before ``seq`` that never arrived: dropped (drop policies) or lost."""
@@ -331,9 +368,11 @@ class ZenohInputPort:
             if sub._pump is None:
                 sub.fill()
             while sub.queue:
-                seq, _, _, kind, _ = sub.queue.popleft()
+                seq, _, _, kind, body = sub.queue.popleft()
                 sub._account(seq)
-                if kind != SYNC:
+                if kind == REFUSED:
+                    sub._refused(seq, body)
+                elif kind != SYNC:
                     sub.row[LinkField.DROPPED] += 1
                     sub.expected = seq + 1
                     sub.row[LinkField.CONSUMED] = seq + 1

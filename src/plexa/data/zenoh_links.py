@@ -5,9 +5,12 @@ One Zenoh key per link, ``plexa/RUN/link/SRC/PORT/DST/PORT``, carries the messag
 ``.../ack`` carries the consumer's position back. Every message starts with a 25-byte header:
 sequence number, send time (wall clock, nanoseconds, one message in 8), array layout key and
 payload kind. Arrays are written behind it in a reusable buffer, so nothing is concatenated
-(a Zenoh attachment would cost as much again as the put).
+(a Zenoh attachment would cost as much again as the put). Small messages put back to back
+travel several to a Zenoh put, each whole with its own header (:mod:`plexa.data.zenoh_wire`):
+one put and one received sample per batch instead of per message.
 
-* ``block``: credits. The producer keeps at most ``capacity`` messages unacknowledged and
+* ``block``: credits. The producer keeps at most ``capacity`` messages unacknowledged (a
+  batch of n messages uses n credits; held ones count, and go out before any wait) and
   waits for acknowledgements otherwise (a safe point). Zenoh's own blocking is not relied on:
   it closes the connection after 5 s of blocking and loses what was queued, silently (see
   ``docs/hosts.md``). While no consumer is subscribed (its host is cut off or restarting),
@@ -33,7 +36,6 @@ from __future__ import annotations
 import ctypes
 import math
 import pickle
-import struct
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -54,6 +56,19 @@ from plexa.data.zenoh_session import (
     open_session,
     wait_connected,
 )
+from plexa.data.zenoh_wire import (
+    ARRAY,
+    BATCH_AGE,
+    BATCH_BYTES,
+    BURST_GAP,
+    HEADER,
+    LENGTH,
+    MSGPACK,
+    PICKLE,
+    SMALL,
+    SYNC,
+    Batch,
+)
 from plexa.errors import PayloadError, Timeout, WouldBlock
 
 __all__ = [
@@ -65,11 +80,6 @@ __all__ = [
     "wait_connected",
 ]
 
-ARRAY, MSGPACK, PICKLE, SYNC, WAKE = range(5)
-"""Payload kinds in the header (SYNC: no payload, the producer's next sequence number;
-WAKE: a consumer's own alarm, never sent off its process)."""
-HEADER = struct.Struct("<QQQB")
-"""seq, send time (time.time_ns()), array layout key, kind."""
 SYNC_AFTER = 0.2
 """Seconds a producer waits for room before it sends a sync marker (and again after that)."""
 _WIDTH = HIST_BASE + HIST_BUCKETS
@@ -126,6 +136,10 @@ class ZenohOutputPort:
     Mirrors :class:`plexa.data.links.OutputPort` (``put``, ``put_nowait``, ``loan``,
     ``sent``). ``idle_wait`` waits for a wake-up (a safe point in an actor); without it the
     port waits on its own event. ``notify`` is called when an acknowledgement arrives.
+
+    With ``batch``, small messages that come back to back are held and sent as one batch:
+    whoever puts must then call :meth:`flush` before it goes quiet (the runtime does, at
+    every safe point of the actor); waits for room, :meth:`sync` and :meth:`close` flush.
     """
 
     def __init__(
@@ -140,6 +154,7 @@ class ZenohOutputPort:
         row: Row | None = None,
         idle_wait: Callable[[float], None] | None = None,
         notify: Notify | None = None,
+        batch: bool = False,
     ) -> None:
         self.actor = actor
         self.name = name
@@ -155,6 +170,9 @@ class ZenohOutputPort:
             session.declare_subscriber(out.key + "/ack", self._on_ack(out)) for out in self._outs
         ]
         self._frames: dict[tuple[Any, Any], _Frame] = {}
+        self._batching = batch
+        self._batch = Batch()
+        self._last_put = 0.0
 
     def _matching(self, out: _Out) -> Callable[[Any], None]:
         def on_matching(status: Any) -> None:
@@ -192,6 +210,7 @@ class ZenohOutputPort:
     def _wait_room(self, timeout: float | None) -> None:
         if not self._blocking or self._room():
             return
+        self.flush()  # held messages use credits: the consumer must see them to give more
         start = time.monotonic()
         while not self._room():
             now = time.monotonic()
@@ -221,6 +240,7 @@ class ZenohOutputPort:
     def put_nowait(self, obj: object) -> None:
         """Send ``obj`` now, or raise :class:`WouldBlock` if a ``block`` link is full."""
         if self._blocking and not self._room():
+            self.flush()
             raise WouldBlock(f"output {self.actor}.{self.name} is full")
         self._send(*self._encode(obj))
 
@@ -259,7 +279,8 @@ class ZenohOutputPort:
             ) from exc
 
     def _send(self, buf: bytearray | bytes, key: int, kind: int) -> None:
-        """Number the message, count it as sent, send it on every link (one ZBytes shared).
+        """Number the message, count it as sent, and send it on every link, or hold it in
+        the batch (see :mod:`plexa.data.zenoh_wire` for when a batch goes out).
 
         The header is written into the payload's first bytes: a Zenoh attachment costs as
         much again as the put itself (measured)."""
@@ -271,6 +292,29 @@ class ZenohOutputPort:
             buf = HEADER.pack(seq, t_ns, key, kind) + buf[HEADER.size :]
         row = self._row
         row[OutputField.SENT] = self.sent = seq + 1
+        size = len(buf)
+        row[OutputField.BYTES] += size
+        batch = self._batch
+        if size <= SMALL and self._batching:
+            now = time.monotonic()
+            if batch.count or now - self._last_put < BURST_GAP:  # back to back: hold it
+                if not batch.count:
+                    batch.start(seq, now)
+                held = batch.buf
+                held += LENGTH.pack(size)
+                held += buf
+                batch.count += 1
+                self._last_put = now
+                if len(held) >= BATCH_BYTES or now - batch.since >= BATCH_AGE:
+                    batch.send(self._put)
+                return
+            self._last_put = now
+        elif batch.count:  # what it holds goes first
+            batch.send(self._put)
+        self._put(buf)
+
+    def _put(self, buf: bytearray | bytes) -> None:
+        """One Zenoh put on every link (one ZBytes shared by them)."""
         outs = self._outs
         if len(outs) == 1:
             outs[0].publisher.put(buf)
@@ -278,7 +322,12 @@ class ZenohOutputPort:
             data = zenoh.ZBytes(buf)  # one copy for every link
             for out in outs:
                 out.publisher.put(data)
-        row[OutputField.BYTES] += len(buf)
+
+    def flush(self) -> None:
+        """Send the messages held in the batch now (the runtime calls this at every safe
+        point of the actor: a message is never held while its producer waits)."""
+        if self._batch.count:
+            self._batch.send(self._put)
 
     def loan(
         self, shape: tuple[int, ...] | list[int] | int, dtype: npt.DTypeLike = np.uint8
@@ -293,6 +342,7 @@ class ZenohOutputPort:
     def sync(self) -> None:
         """Tell every consumer where this producer is (it then accounts for every message
         sent so far). Called on close; harmless at any time."""
+        self.flush()
         for out in self._outs:
             out.publisher.put(HEADER.pack(self.sent, 0, 0, SYNC))
 

@@ -39,6 +39,10 @@ class HostLinks:
         self.session: Any = None
         self.run = ""
         self.authenticated = False
+        self.batch = True
+        """Whether small messages may be held for a batch (then :meth:`flush` at every safe
+        point is the runtime's duty; an async actor has none of its own, so never)."""
+        self.outputs: list[Any] = []
         self._lock = threading.Lock()
 
     def needed(self) -> bool:
@@ -77,12 +81,20 @@ class HostLinks:
     ) -> Any:  # fmt: skip
         from plexa.data.zenoh_links import ZenohOutputPort
 
-        return ZenohOutputPort(
+        out = ZenohOutputPort(
             self.session, self.run, self.actor, port, links,
             authenticated=self.authenticated,
             row=self.counters.output_row(f"{self.actor}.{port}"),
-            idle_wait=idle_wait, notify=self.notifier(notify),
+            idle_wait=idle_wait, notify=self.notifier(notify), batch=self.batch,
         )  # fmt: skip
+        self.outputs.append(out)
+        return out
+
+    def flush(self) -> None:
+        """Send what every Zenoh output holds for a batch (at each safe point: so at the end
+        of every handler call and step, and before every wait)."""
+        for out in self.outputs:
+            out.flush()
 
     def input(
         self, port: str, links: list[LinkSpec], idle_wait: Callable[[float], None],
@@ -243,10 +255,13 @@ def attach_ports(
     counters: Counters,
     wake: Wake,
     idle_wait: Callable[[float], None],
+    batch: bool = True,
 ) -> tuple[HostLinks | None, dict[str, Any], dict[str, Any]]:
     """Every port of ``actor``: iceoryx2 for links on this host, Zenoh for the others.
-    Returns the Zenoh side (None if no link leaves the host), the inputs and the outputs."""
+    Returns the Zenoh side (None if no link leaves the host), the inputs and the outputs.
+    ``batch``: Zenoh outputs may batch small messages (see :attr:`HostLinks.batch`)."""
     hosts = HostLinks(spec, actor, counters)
+    hosts.batch = batch
     opened = hosts.needed()
     if opened:
         hosts.open()

@@ -185,8 +185,9 @@ class ActorProcess:
         self.domain = Domain(self.paths, self.name)
         self.wake = Wake(self.domain, self.spec, self.name)
         self.hostlinks, self.inputs, self.outputs = attach_ports(
-            self.spec, self.name, self.domain, self.counters, self.wake, self.idle_wait
-        )
+            self.spec, self.name, self.domain, self.counters, self.wake, self.idle_wait,
+            batch=not isinstance(actor, AsyncActor),
+        )  # fmt: skip
         actor.inputs = Ports(dict(self.inputs))
         actor.outputs = Ports(dict(self.outputs))
         self.hooks.actor = actor
@@ -199,6 +200,8 @@ class ActorProcess:
     def safe_point(self) -> None:
         """Apply pending commands; pause blocks here; stop and quit unwind user code."""
         self.loops += 1
+        if self.hostlinks is not None:  # small messages held for a batch go out now
+            self.hostlinks.flush()
         if self.unwind is not None:  # user code swallowed the first one
             raise Aborted() if self.unwind is Signal.ABORT else _Unwind(self.unwind)
         if self.pending and not self.stopping:
@@ -291,6 +294,8 @@ class ActorProcess:
             else:
                 self.drain()
             self.actor.stop()
+            if self.hostlinks is not None:  # what drain and stop sent
+                self.hostlinks.flush()
             self.hooks.flush()
             self.hooks.checkpoint()
         except Exception as exc:
