@@ -1,11 +1,12 @@
 """One end of a benchmarks/hosts.py measurement, run inside a network namespace.
 
     python _hosts_peer.py rx SYSTEM ENDPOINT COUNT SIZE CAPACITY
-    python _hosts_peer.py tx SYSTEM ENDPOINT COUNT SIZE CAPACITY RATE_HZ
+    python _hosts_peer.py tx SYSTEM ENDPOINT COUNT SIZE CAPACITY RATE_HZ (< 0: unpaced)
 
 SYSTEM: ``plexa`` (a cross-host link, block policy, batching small messages as an actor's
-port does; paced, it flushes after each message as the runtime does at the end of a step;
-unpaced, the whole loop is one step), ``zenoh`` (raw publisher/subscriber,
+port does; RATE_HZ 0: the whole loop is one step, flushed at its end; otherwise it flushes
+after each message, as the runtime does at the end of each step: RATE_HZ -1 is one message
+per step, unpaced), ``zenoh`` (raw publisher/subscriber,
 congestion control BLOCK, callback subscriber), ``zmq`` (PUSH/PULL, high-water mark 1000).
 Every message starts with its sequence number and ``time.monotonic_ns()`` at sending: the
 monotonic clock is shared by every namespace of one kernel, so latency is one-way. The
@@ -129,7 +130,7 @@ def rx(system: str, endpoint: str, count: int, size: int, capacity: int) -> dict
 
 
 def _pace(rate: float) -> Any:
-    period = 1.0 / rate if rate else 0.0
+    period = 1.0 / rate if rate > 0 else 0.0
     t_next = time.monotonic()
 
     def wait() -> None:

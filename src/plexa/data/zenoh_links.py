@@ -173,6 +173,9 @@ class ZenohOutputPort:
         self._batching = batch
         self._batch = Batch()
         self._last_put = 0.0
+        self._fresh = True
+        """No message put since the last flush: the next one is not held (an actor that
+        puts one message per step gets one put per message, at no cost for batching)."""
 
     def _matching(self, out: _Out) -> Callable[[Any], None]:
         def on_matching(status: Any) -> None:
@@ -296,19 +299,23 @@ class ZenohOutputPort:
         row[OutputField.BYTES] += size
         batch = self._batch
         if size <= SMALL and self._batching:
-            now = time.monotonic()
-            if batch.count or now - self._last_put < BURST_GAP:  # back to back: hold it
-                if not batch.count:
-                    batch.start(seq, now)
-                held = batch.buf
-                held += LENGTH.pack(size)
-                held += buf
-                batch.count += 1
+            if self._fresh:  # the first since a flush (a safe point): it goes out at once
+                self._fresh = False
+                self._last_put = time.monotonic()
+            else:
+                now = time.monotonic()
+                if batch.count or now - self._last_put < BURST_GAP:  # back to back: hold
+                    if not batch.count:
+                        batch.start(seq, now)
+                    held = batch.buf
+                    held += LENGTH.pack(size)
+                    held += buf
+                    batch.count += 1
+                    self._last_put = now
+                    if len(held) >= BATCH_BYTES or now - batch.since >= BATCH_AGE:
+                        batch.send(self._put)
+                    return
                 self._last_put = now
-                if len(held) >= BATCH_BYTES or now - batch.since >= BATCH_AGE:
-                    batch.send(self._put)
-                return
-            self._last_put = now
         elif batch.count:  # what it holds goes first
             batch.send(self._put)
         self._put(buf)
@@ -326,6 +333,7 @@ class ZenohOutputPort:
     def flush(self) -> None:
         """Send the messages held in the batch now (the runtime calls this at every safe
         point of the actor: a message is never held while its producer waits)."""
+        self._fresh = True
         if self._batch.count:
             self._batch.send(self._put)
 

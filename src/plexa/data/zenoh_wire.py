@@ -8,7 +8,8 @@ length and one whole message with its own header: its own sequence number (``fir
 messages the producer numbered, and every counter stays per message.
 
 A producer coalesces messages of at most :data:`SMALL` bytes while they come back to back
-(less than :data:`BURST_GAP` apart); a message after a pause goes alone, at once. What a
+(less than :data:`BURST_GAP` apart); a message after a pause, or the first one since the
+last flush (in an actor: the first of a step or handler call), goes alone, at once. What a
 batch holds goes out when it reaches :data:`BATCH_BYTES`, when its first message is
 :data:`BATCH_AGE` old at the next put, before a bigger message, before the producer waits
 (for room or for input: the runtime flushes at every safe point, so at the end of each

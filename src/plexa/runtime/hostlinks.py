@@ -4,7 +4,9 @@ The nexus (or the host's agent) tells an actor process how to reach its host's Z
 in ``PLEXA_ZENOH`` (a unix socket in the run's private directory, so no network socket and
 no credentials in the actor). A port whose links all stay on this host is an iceoryx2 port;
 one whose links all leave it is a Zenoh port; a port with both gets one of each behind
-:class:`FanOut` / :class:`FanIn`.
+:class:`FanOut` / :class:`FanIn`. Zenoh outputs batch small messages put back to back
+(:mod:`plexa.data.zenoh_wire`); the actor process calls :meth:`HostLinks.flush` at every
+safe point, so nothing is held once a handler call or step ends, or while the actor waits.
 """
 
 from __future__ import annotations
