@@ -9,6 +9,7 @@ whole: its messages count as lost and the link's :meth:`ZenohInputPort.errors` s
 from __future__ import annotations
 
 import collections
+import math
 import pickle
 import struct
 import threading
@@ -185,9 +186,9 @@ class _In:
             try:
                 if kind == ARRAY:  # (inlined _decode: this runs once per message)
                     layout = _layouts.get(key) or _learn(key, body)
-                    return np.frombuffer(body, layout[1], offset=HEADER.size + layout[2]).reshape(
-                        layout[0]
-                    )
+                    if len(body) != layout[3]:
+                        raise PlexaError(f"{len(body)} bytes for an array of {layout[3]}")
+                    return _ndarray(layout[0], layout[1], body, layout[2], None)
                 return self._decode(key, kind, body)
             except Exception as exc:  # refused or unreadable: counted, never handed on
                 self.row[LinkField.LOST] += 1
@@ -224,8 +225,10 @@ class _In:
 
     def _decode(self, key: int, kind: int, body: bytes) -> Any:
         if kind == ARRAY:
-            shape, dtype, meta_len = _layouts.get(key) or _learn(key, body)
-            return np.frombuffer(body, dtype, offset=HEADER.size + meta_len).reshape(shape)
+            shape, dtype, offset, length = _layouts.get(key) or _learn(key, body)
+            if len(body) != length:
+                raise PlexaError(f"{len(body)} bytes for an array of {length}")
+            return _ndarray(shape, dtype, body, offset, None)
         if kind == MSGPACK:
             return msgspec.msgpack.decode(memoryview(body)[HEADER.size :])
         if kind == PICKLE:
@@ -241,12 +244,16 @@ class _In:
             self._pump.join(5)
 
 
-_Layout = tuple[tuple[int, ...], np.dtype[Any], int]
+_Layout = tuple[tuple[int, ...], np.dtype[Any], int, int]
+"""An array message's shape, dtype, data offset and length (all of it, header included)."""
 _layouts: dict[int, _Layout] = {}
+_ndarray = np.ndarray
+"""(``np.ndarray(shape, dtype, body, offset, None)``: half the time of ``np.frombuffer`` and
+``reshape``, measured; read-only over the received bytes all the same.)"""
 
 
 def _learn(key: int, body: bytes) -> _Layout:
-    """Parse an array descriptor not seen before: its shape, dtype and length."""
+    """Parse an array descriptor not seen before: its shape, dtype, offset and length."""
     size, ndim = struct.unpack_from("<HI", body, HEADER.size)
     meta_len = 6 + size + 8 * ndim
     meta = body[HEADER.size : HEADER.size + meta_len]
@@ -255,7 +262,9 @@ def _learn(key: int, body: bytes) -> _Layout:
     if len(_layouts) > 256:
         _layouts.clear()
     shape, dtype = _payload.parse_meta(meta)
-    found = _layouts[key] = (shape, dtype, meta_len)
+    offset = HEADER.size + meta_len
+    length = offset + dtype.itemsize * math.prod(shape)
+    found = _layouts[key] = (shape, dtype, offset, length)
     return found
 
 
