@@ -9,9 +9,7 @@ whole: its messages count as lost and the link's :meth:`ZenohInputPort.errors` s
 from __future__ import annotations
 
 import collections
-import math
 import pickle
-import struct
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -23,7 +21,6 @@ import numpy.typing as npt
 import zenoh
 
 from plexa.core.spec import LinkSpec, Policy
-from plexa.data import payload as _payload
 from plexa.data.counters import HIST_BASE, LinkField, Row, bucket
 from plexa.data.inputs import EMPTY
 from plexa.data.links import LinkStatistics
@@ -32,6 +29,7 @@ from plexa.data.zenoh_wire import (
     ARRAY,
     BATCH,
     HEADER,
+    LAYOUTS,
     MSGPACK,
     PICKLE,
     REFUSED,
@@ -39,6 +37,7 @@ from plexa.data.zenoh_wire import (
     WAKE,
     Item,
     Refusal,
+    learn_layout,
     unbatch,
 )
 from plexa.errors import PlexaError, Timeout, WouldBlock
@@ -81,6 +80,7 @@ class _In:
             key + "/ack", congestion_control=zenoh.CongestionControl.BLOCK
         )
         self.credits = self.policy is Policy.BLOCK
+        self.latest = self.policy is Policy.LATEST
         # A Rust-side channel, drained by a thread of ours in batches: a Python callback
         # would make Zenoh's receiving thread wait for the GIL on every sample (measured:
         # 20x fewer 100 B messages/s while the consumer was busy), and stall its keep-alives.
@@ -159,7 +159,7 @@ class _In:
         if not queue and self._pump is None:
             self.fill()
         while queue:
-            if self.policy is Policy.LATEST and len(queue) > 1:
+            if self.latest and len(queue) > 1:
                 # keep the newest message (and any sync after it); the older ones are
                 # counted as dropped through the gap they leave
                 newest = [i for i, item in enumerate(queue) if item[3] < SYNC]
@@ -185,7 +185,7 @@ class _In:
                 row[bucket(latency)] += 1
             try:
                 if kind == ARRAY:  # (inlined _decode: this runs once per message)
-                    layout = _layouts.get(key) or _learn(key, body)
+                    layout = LAYOUTS.get(key) or learn_layout(key, body)
                     if len(body) != layout[3]:
                         raise PlexaError(f"{len(body)} bytes for an array of {layout[3]}")
                     return _ndarray(layout[0], layout[1], body, layout[2], None)
@@ -225,7 +225,7 @@ class _In:
 
     def _decode(self, key: int, kind: int, body: bytes) -> Any:
         if kind == ARRAY:
-            shape, dtype, offset, length = _layouts.get(key) or _learn(key, body)
+            shape, dtype, offset, length = LAYOUTS.get(key) or learn_layout(key, body)
             if len(body) != length:
                 raise PlexaError(f"{len(body)} bytes for an array of {length}")
             return _ndarray(shape, dtype, body, offset, None)
@@ -244,28 +244,9 @@ class _In:
             self._pump.join(5)
 
 
-_Layout = tuple[tuple[int, ...], np.dtype[Any], int, int]
-"""An array message's shape, dtype, data offset and length (all of it, header included)."""
-_layouts: dict[int, _Layout] = {}
 _ndarray = np.ndarray
 """(``np.ndarray(shape, dtype, body, offset, None)``: half the time of ``np.frombuffer`` and
 ``reshape``, measured; read-only over the received bytes all the same.)"""
-
-
-def _learn(key: int, body: bytes) -> _Layout:
-    """Parse an array descriptor not seen before: its shape, dtype, offset and length."""
-    size, ndim = struct.unpack_from("<HI", body, HEADER.size)
-    meta_len = 6 + size + 8 * ndim
-    meta = body[HEADER.size : HEADER.size + meta_len]
-    if _payload.layout_key(meta) != key:
-        raise PlexaError("corrupt array descriptor")
-    if len(_layouts) > 256:
-        _layouts.clear()
-    shape, dtype = _payload.parse_meta(meta)
-    offset = HEADER.size + meta_len
-    length = offset + dtype.itemsize * math.prod(shape)
-    found = _layouts[key] = (shape, dtype, offset, length)
-    return found
 
 
 class ZenohInputPort:
@@ -398,6 +379,9 @@ class ZenohInputPort:
 
     def get(self, timeout: float | None = None) -> Any:
         """The next message, waiting up to ``timeout`` seconds (None: forever)."""
+        obj = self.take()  # (no clock read when one is queued: this runs once per message)
+        if obj is not EMPTY:
+            return obj
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             obj = self.take()

@@ -1,5 +1,6 @@
 """The wire format of cross-host links (:mod:`plexa.data.zenoh_links`): the header every
-message starts with, and batches, which carry many small messages in one Zenoh put.
+message starts with, array layouts, and batches, which carry many small messages in one
+Zenoh put.
 
 A message is ``HEADER`` (sequence number, send time, array layout key, kind) and its
 payload. A batch is ``HEADER(first, 0, count, BATCH)`` and ``count`` entries, each a 4-byte
@@ -18,13 +19,26 @@ handler call and step) and on close. No timer thread.
 
 from __future__ import annotations
 
+import math
 import struct
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+import numpy as np
+
+from plexa.data import payload as _payload
 from plexa.errors import PlexaError
 
-__all__ = ["BATCH_AGE", "BATCH_BYTES", "BURST_GAP", "HEADER", "SMALL", "Batch", "unbatch"]
+__all__ = [
+    "BATCH_AGE",
+    "BATCH_BYTES",
+    "BURST_GAP",
+    "HEADER",
+    "SMALL",
+    "Batch",
+    "learn_layout",
+    "unbatch",
+]
 
 ARRAY, MSGPACK, PICKLE, SYNC, WAKE, BATCH = range(6)
 """Kinds in the header (SYNC: no payload, the producer's next sequence number; WAKE: a
@@ -113,3 +127,25 @@ def unbatch(first: int, count: int, body: bytes) -> list[Item] | Refusal:
         return Refusal(count, f"batch of messages {first}..{first + count - 1} refused: "
                               f"{end - pos} bytes after its last message")  # fmt: skip
     return items
+
+
+Layout = tuple[tuple[int, ...], np.dtype[Any], int, int]
+"""An array message's shape, dtype, data offset and length (all of it, header included)."""
+LAYOUTS: dict[int, Layout] = {}
+"""Layouts seen, by layout key (the consumer's cache)."""
+
+
+def learn_layout(key: int, body: bytes) -> Layout:
+    """Parse an array descriptor not seen before: its shape, dtype, offset and length."""
+    size, ndim = struct.unpack_from("<HI", body, HEADER.size)
+    meta_len = 6 + size + 8 * ndim
+    meta = body[HEADER.size : HEADER.size + meta_len]
+    if _payload.layout_key(meta) != key:
+        raise PlexaError("corrupt array descriptor")
+    if len(LAYOUTS) > 256:
+        LAYOUTS.clear()
+    shape, dtype = _payload.parse_meta(meta)
+    offset = HEADER.size + meta_len
+    length = offset + dtype.itemsize * math.prod(shape)
+    found = LAYOUTS[key] = (shape, dtype, offset, length)
+    return found
