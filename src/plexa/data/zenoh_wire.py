@@ -58,8 +58,8 @@ BATCH_BYTES = 16384
 BATCH_AGE = 0.001
 """... or once its first message is this old (seconds) when the next one is put."""
 BURST_GAP = 0.001
-"""A message put less than this after the previous one starts a batch; otherwise (the
-producer had paused) it goes out alone at once, as a lone message always should."""
+"""A message put less than this after the previous one (and not the first since a flush)
+starts a batch; otherwise it goes out alone at once, as a lone message always should."""
 
 
 class Batch:
