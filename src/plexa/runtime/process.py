@@ -116,6 +116,9 @@ class ActorProcess:
             self.outbox.send(msgs.Reply(cmd.id, ok, error, value))
 
     def fail(self, phase: Phase, exc: BaseException) -> None:
+        if self.hostlinks is not None:  # what was sent before the failure goes out now
+            with contextlib.suppress(Exception):
+                self.hostlinks.flush()
         tb = "".join(traceback.format_exception(exc))
         self.outbox.send(
             msgs.Failure(FailureKind.EXCEPTION, phase, f"{type(exc).__name__}: {exc}", tb)
