@@ -141,14 +141,14 @@ class _In:
     def _unbatch(self, first: int, count: int, body: bytes) -> None:
         """Queue a batch's messages, or one :data:`REFUSED` mark for all of them."""
         items = unbatch(first, count, body)
-        if type(items) is Refusal:  # counted where it stands in the stream, by take()
+        if isinstance(items, Refusal):  # counted where it stands in the stream, by take()
             if not items.messages:  # its header is not to be believed: the gap will count
                 self.queue.append((-1, 0, 0, REFUSED, items))
                 return
             self.queue.append((first, 0, items.messages, REFUSED, items))
             end = first + items.messages
         else:
-            self.queue.extend(items)  # type: ignore[arg-type]
+            self.queue.extend(items)
             end = first + count
         if end > self.newest_seen:
             self.newest_seen = end
