@@ -13,6 +13,7 @@ as ``lost`` instead of hanging.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import logging
@@ -61,6 +62,8 @@ _SHM_TRUSTED = 64 << 20
 """With this much of /dev/shm free beyond a message's slot, loans skip the free-space check
 (a ``statvfs``, ~2 µs: 5 % of a 100 B message) for :data:`_SHM_TRUST_S`."""
 _SHM_TRUST_S = 0.1
+_TAP_NOTIFIERS = 256
+"""Processes that may wake a run's recorder for its taps."""
 _MADV_POPULATE_WRITE = 23  # Linux 5.14
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -177,6 +180,18 @@ class Domain:
             .open_or_create()
         )
 
+    def tap_wake_service(self) -> Any:
+        """Open (or create) the run's tap wake-up event service: producers of tapped outputs
+        notify it, the recorder listens (sized for any run, so every process opens it alike)."""
+        return (
+            self.node.service_builder(iox2.ServiceName.new("plexa/taps/wake"))
+            .event()
+            .max_notifiers(_TAP_NOTIFIERS)
+            .max_listeners(2)
+            .max_nodes(_TAP_NOTIFIERS + 2)
+            .open_or_create()
+        )
+
     def wake_service(self, spec: PipelineSpec, actor: str) -> Any:
         """Open (or create) actor ``actor``'s wake-up event service."""
         return (
@@ -213,6 +228,23 @@ class Wake:
         self._spec = spec
         self.listener = domain.wake_service(spec, actor).listener_builder().create()
         self._notifiers: dict[str, Any] = {}
+        self._tap: Any = None
+        self._tap_tried = 0.0
+
+    def tap(self) -> None:
+        """Wake the run's recorder for its taps (see :attr:`OutputField.TAPS`). A service that
+        cannot be opened is tried again after a second, never per message."""
+        if self._tap is None:
+            now = time.monotonic()
+            if now < self._tap_tried + 1.0:
+                return
+            self._tap_tried = now
+            try:
+                self._tap = self._domain.tap_wake_service().notifier_builder().create()
+            except Exception:
+                return
+        with contextlib.suppress(Exception):
+            self._tap.notify()
 
     def notifier(self, actor: str) -> Any:
         """A notifier that wakes ``actor``."""
@@ -235,6 +267,9 @@ class Wake:
         for notifier in self._notifiers.values():
             notifier.delete()
         self._notifiers.clear()
+        if self._tap is not None:
+            self._tap.delete()
+            self._tap = None
         self.listener.delete()
 
 
@@ -275,6 +310,7 @@ class OutputPort:
             if link.policy is Policy.BLOCK
         ]
         self._notifiers = list({link.dst: wake.notifier(link.dst) for link in links}.values())
+        self._wake = wake
         self._idle_wait = idle_wait
         self._layouts: dict[tuple[Any, Any], FrameLayout] = {}
         self.sent = int(self._row[OutputField.SENT])
@@ -384,6 +420,8 @@ class OutputPort:
         sample.assume_init().send()
         for notifier in self._notifiers:
             notifier.notify()
+        if row[OutputField.TAPS]:
+            self._wake.tap()
         row[OutputField.BYTES] += nbytes
 
     def put(self, obj: object, timeout: float | None = None) -> None:
