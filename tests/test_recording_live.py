@@ -151,6 +151,8 @@ def test_a_killed_live_recorder_is_restarted_and_records_on_into_a_new_file(
         nexus.wait_until(lambda s: s["actors"]["recorder"]["restarts"] == 1, 30.0)
         nexus.wait_until(lambda s: _fields(s).get("path") == str(tmp_path / "killed-1.mcap"), 30)
         nexus.wait_until(lambda s: _fields(s).get("written", 0) >= 10, 30.0)
+        taps = nexus.resources.counters.output_row("camera.frames")[OutputField.TAPS]
+        assert taps == 1  # the killed recorder's tap went with it
     bank = _bank()
     with plexa.recording.open(path) as rec:  # cut at its last complete chunk
         assert not rec.complete
