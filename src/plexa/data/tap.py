@@ -35,7 +35,7 @@ from plexa.core.paths import RunPaths
 from plexa.core.spec import PipelineSpec
 from plexa.data import payload
 from plexa.data.counters import Counters, OutputField
-from plexa.data.links import LAYOUT, META_LEN, SEQ, T_NS, Domain, Words
+from plexa.data.domain import LAYOUT, META_LEN, SEQ, T_NS, Domain, Words
 from plexa.errors import PlexaError, RecordingError
 
 __all__ = ["RecordingTap", "Tap", "TapSample", "TapWake", "describe", "tappable", "untappable"]
