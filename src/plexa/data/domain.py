@@ -31,6 +31,7 @@ __all__ = [
     "Header",
     "Wake",
     "Words",
+    "listen",
 ]
 
 iox2.set_log_level_from_env_or(iox2.LogLevel.Error)
@@ -42,6 +43,23 @@ SPARE_SUBSCRIBERS = 2
 (before the dead one is reclaimed) and a tap (``plexa peek``, a recorder started live)."""
 _TAP_NOTIFIERS = 256
 """Processes that may wake a run's recorder for its taps."""
+
+
+MIN_WAIT_S = 1e-5
+"""The shortest blocking wait asked of iceoryx2: its ``timed_wait`` takes a duration under a
+microsecond for no timeout at all, and blocks until a notification (measured on 0.10.0: a
+wait of 0 or 1 ns never returned; one of 1 µs returned after its ~8 ms tick)."""
+
+
+def listen(listener: Any, timeout: float) -> bool:
+    """Wait on an iceoryx2 ``listener`` until notified or ``timeout`` seconds pass (none: look
+    once); True if notified. A signal that interrupts the wait ends it (False)."""
+    try:
+        if timeout <= 0:
+            return bool(listener.try_wait())
+        return bool(listener.timed_wait(iox2.Duration.from_secs_f64(max(timeout, MIN_WAIT_S))))
+    except iox2.ListenerWaitError:  # interrupted by a signal (SIGSTOP/SIGCONT, ...)
+        return False
 
 
 class Header(ctypes.Structure):
@@ -179,11 +197,7 @@ class Wake:
 
     def wait(self, timeout: float) -> bool:
         """Block until woken or ``timeout`` seconds pass (the GIL is released meanwhile)."""
-        try:
-            woken = self.listener.timed_wait(iox2.Duration.from_secs_f64(max(timeout, 0.0)))
-        except iox2.ListenerWaitError:  # interrupted by a signal (SIGSTOP/SIGCONT, ...)
-            return False
-        return bool(woken)
+        return listen(self.listener, timeout)
 
     def close(self) -> None:
         """Release the listener and notifiers."""

@@ -22,20 +22,18 @@ what it missed is counted from the gaps in the sequence numbers.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import time
 from dataclasses import dataclass
 from typing import Any
 
-import iceoryx2 as iox2
 import numpy as np
 
 from plexa.core.paths import RunPaths
 from plexa.core.spec import PipelineSpec
 from plexa.data import payload
 from plexa.data.counters import Counters, OutputField
-from plexa.data.domain import LAYOUT, META_LEN, SEQ, T_NS, Domain, Words
+from plexa.data.domain import LAYOUT, META_LEN, SEQ, T_NS, Domain, Words, listen
 from plexa.errors import PlexaError, RecordingError
 
 __all__ = ["RecordingTap", "Tap", "TapSample", "TapWake", "describe", "tappable", "untappable"]
@@ -206,8 +204,7 @@ class TapWake:
 
     def wait(self, timeout: float) -> None:
         """Block until a tapped output sent something or ``timeout`` seconds passed."""
-        with contextlib.suppress(iox2.ListenerWaitError):  # (interrupted by a signal)
-            self._listener.timed_wait(iox2.Duration.from_secs_f64(max(timeout, 0.0)))
+        listen(self._listener, timeout)
 
     def close(self) -> None:
         """Stop listening."""
