@@ -202,8 +202,8 @@ def test_the_imaging_example_on_a_local_ray_accounts_for_every_frame_and_leaves_
     assert {a["host"] for a in status["actors"].values()} == {""}  # one group: no Zenoh
     assert {link["transport"] for link in status["links"].values()} == {"iceoryx2"}
     # nothing of Ray is left: no process, no folder, no token in ~/.ray, no shared memory
-    assert {p for p, _ in ray_leftovers()} == before
-    assert sessions() == sessions_before  # Ray's session folders (others' may be there)
+    assert {p for p, _ in ray_leftovers()} <= before  # other runs on this machine may end theirs
+    assert sessions() <= sessions_before  # no new Ray session folder (others may go)
     assert had_home_ray or not home_ray.exists()
     new_shm = set(os.listdir("/dev/shm")) - shm_before
     assert not [e for e in new_shm if "plasma" in e or "ray" in e.lower()], new_shm

@@ -20,6 +20,7 @@ import pytest
 import plexa
 import plexa.recording
 from conftest import alive, plexa_server, plexa_shm, started, wait_for
+from plexa.data.counters import OutputField
 from plexa.data.tap import Tap, tappable, untappable
 from plexa.errors import RecordingError
 from plexa.nexus import live
@@ -150,6 +151,8 @@ def test_a_killed_live_recorder_is_restarted_and_records_on_into_a_new_file(
         nexus.wait_until(lambda s: s["actors"]["recorder"]["restarts"] == 1, 30.0)
         nexus.wait_until(lambda s: _fields(s).get("path") == str(tmp_path / "killed-1.mcap"), 30)
         nexus.wait_until(lambda s: _fields(s).get("written", 0) >= 10, 30.0)
+        taps = nexus.resources.counters.output_row("camera.frames")[OutputField.TAPS]
+        assert taps == 1  # the killed recorder's tap went with it
     bank = _bank()
     with plexa.recording.open(path) as rec:  # cut at its last complete chunk
         assert not rec.complete
@@ -221,6 +224,24 @@ def test_a_tapped_output_never_waits_for_the_recorder_and_what_it_missed_is_coun
     assert link["dropped"] == 0 and link["lost"] == 0
     seqs = _check_frames(path, stats["dropped"])
     assert len(seqs) == stats["written"] and stats["not_written"] == 0
+
+
+def test_a_recorder_reading_taps_is_woken_by_each_frame_not_by_a_clock(tmp_path: Path) -> None:
+    """The tapped camera wakes the recorder: frames are written within milliseconds of
+    their send (the recorder's nap between looks, when nothing wakes it, is 50 ms)."""
+    path = tmp_path / "woken.mcap"
+    spec = plexa.loads(EXAMPLE.read_text(), str(EXAMPLE))
+    with started(spec) as nexus:
+        live.record(nexus, "start", ["camera.frames"], str(path))
+        row = nexus.resources.counters.output_row("camera.frames")
+        assert row[OutputField.TAPS] == 1
+        nexus.wait_until(lambda s: _fields(s).get("written", 0) >= 60, 30.0)
+        live.record(nexus, "stop")
+        assert row[OutputField.TAPS] == 0
+    with plexa.recording.open(path) as rec:
+        delays = sorted(m.log_time - m.time for m in rec)
+    assert len(delays) >= 60
+    assert delays[len(delays) // 2] < 10_000_000, delays[len(delays) // 2]
 
 
 def test_an_actor_reading_taps_stops_after_the_producers_it_taps() -> None:

@@ -240,8 +240,9 @@ def test_a_message_sent_while_a_dead_queue_is_counted_is_dropped_not_lost() -> N
     from plexa.core.paths import RunPaths
     from plexa.data import holds
     from plexa.data.counters import LinkField
+    from plexa.data.domain import Wake
     from plexa.data.inputs import make_sub
-    from plexa.data.links import OutputPort, Wake
+    from plexa.data.links import OutputPort
     from plexa.nexus.rundir import RunResources
 
     spec = spec_of("""

@@ -79,14 +79,14 @@ class MarkProc(plexa.Actor):
 
 
 def _instrument(actor: MarkProc, marks: dict[str, Any]) -> None:
-    from plexa.data import inputs, links, payload
+    from plexa.data import domain, inputs, links, payload
     from plexa.data.counters import LinkField
     from plexa.runtime import process
 
     clock = time.monotonic_ns
     # The actor process runs ``python -m plexa.runtime.process``: its class lives in __main__.
     runner = getattr(sys.modules["__main__"], "ActorProcess", process.ActorProcess)
-    wait, idle = links.Wake.wait, runner.idle
+    wait, idle = domain.Wake.wait, runner.idle
 
     def timed_wait(self: Any, timeout: float) -> bool:
         got = wait(self, timeout)
@@ -98,11 +98,11 @@ def _instrument(actor: MarkProc, marks: dict[str, Any]) -> None:
         idle(self, pending)
         marks["idle"] = clock()
 
-    links.Wake.wait = timed_wait  # type: ignore[method-assign]
+    domain.Wake.wait = timed_wait  # type: ignore[method-assign]
     runner.idle = timed_idle
     port = actor.inputs["frames"]
     (sub,) = port._subs
-    words, seq_i, t_i, layout_i, meta_i = links.Words, links.SEQ, links.T_NS, links.LAYOUT, 3
+    words, seq_i, t_i, layout_i, meta_i = domain.Words, domain.SEQ, domain.T_NS, domain.LAYOUT, 3
     mask, empty = links.SAMPLE_MASK, inputs.EMPTY
     stamps = np.zeros(4, np.int64)
     marks["take"] = stamps
@@ -134,5 +134,5 @@ def _instrument(actor: MarkProc, marks: dict[str, Any]) -> None:
         stamps[:] = t0, t1, t2, clock()
         return obj
 
-    assert meta_i == links.META_LEN
+    assert meta_i == domain.META_LEN
     port.take = take

@@ -27,6 +27,9 @@ class OutputField:
     SENT = 0
     BYTES = 1
     EPOCH = 2
+    TAPS = 3
+    """Recording taps open on this output (written by the recorder): while there are any,
+    the producer also wakes the run's tap listener after each send (:meth:`Wake.tap`)."""
 
 
 class LinkField:

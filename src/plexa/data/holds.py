@@ -6,7 +6,8 @@ process ends, before its new process subscribes, and when it will not come back:
 
 ======================  ===========================================================
 ``hold(consumer)``      ``block`` producers wait (credits are not given back) instead
-                        of counting a loss while nobody reads
+                        of counting a loss while nobody reads; the outputs it tapped
+                        no longer wake it (its taps went with the process)
 ``release(consumer)``   what the dead process's queue held is counted as dropped; the
                         new subscriber lets held producers go once it is subscribed
 ``detach(consumer)``    producers stop waiting for it: it is gone for good
@@ -24,10 +25,13 @@ __all__ = ["close", "detach", "hold", "release", "reopen"]
 
 
 def hold(counters: Counters, spec: PipelineSpec, consumer: str) -> None:
-    """``consumer``'s process ended: hold its ``block`` producers until it is back."""
+    """``consumer``'s process ended: hold its ``block`` producers until it is back, and
+    stop the outputs it may have tapped from waking it."""
     for link in spec.links_to(consumer):
         if link.policy is Policy.BLOCK:
             counters.link_row(link.name)[LinkField.HOLD] = 1
+    for output in spec.actors[consumer].taps:
+        counters.output_row(output)[OutputField.TAPS] = 0
 
 
 def release(counters: Counters, spec: PipelineSpec, consumer: str) -> None:

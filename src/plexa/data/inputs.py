@@ -15,19 +15,8 @@ from typing import Any
 from plexa.core.spec import LinkSpec, PipelineSpec, Policy
 from plexa.data import payload
 from plexa.data.counters import Counters, LinkField, OutputField, bucket, received
-from plexa.data.links import (
-    LAYOUT,
-    MAX_BORROWED,
-    META_LEN,
-    SAMPLE_MASK,
-    SEQ,
-    T_NS,
-    Domain,
-    IdleWait,
-    LinkStatistics,
-    Wake,
-    Words,
-)
+from plexa.data.domain import LAYOUT, MAX_BORROWED, META_LEN, SEQ, T_NS, Domain, Wake, Words
+from plexa.data.links import SAMPLE_MASK, IdleWait, LinkStatistics
 from plexa.errors import LinkClosed, LinkError, Timeout, WouldBlock
 
 __all__ = ["EMPTY", "InputPort", "make_sub"]

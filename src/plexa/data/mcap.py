@@ -42,6 +42,10 @@ _CHUNK_HEAD = struct.Struct("<BQQQQIIQ")
 the records' length."""
 _ONE_INDEX = struct.Struct("<BQHIQQ")
 """A message index of one message: opcode, length, channel, 16, log time, offset 0."""
+_ONE_CHUNK_INDEX = struct.Struct("<BQQQQQIHQQIQQ")
+"""The chunk index of an uncompressed chunk of one channel: opcode, length, start, end,
+offset, length, 10 (its index offsets' length), channel, index offset, index length,
+b"" (its length 0), stored size, size."""
 
 
 class Compression(enum.StrEnum):
@@ -150,7 +154,7 @@ class McapWriter:
         self._chunk = _Chunk(bytearray(chunk_size + 2**20))
         self._schemas: list[bytes] = []
         self._channels: list[bytes] = []
-        self._chunk_indexes: list[tuple[Any, ...]] = []
+        self._chunk_indexes: list[bytes] = []
         """Per chunk: start, end, offset, length, index offsets, index length, compression,
         stored and uncompressed size (written as Chunk Index records by :meth:`close`)."""
         self._direct_size = chunk_size // 8 if self._compress is None else 2**62
@@ -281,7 +285,8 @@ class McapWriter:
     ) -> None:
         """Write a chunk holding one message (``head`` + ``data``, ``size`` bytes) and its
         index with one ``writev``: the per-frame path of a recording."""
-        self.flush()
+        if self._chunk.size:
+            self.flush()
         crc = 0
         if self.crc:
             crc = zlib.crc32(head)
@@ -291,11 +296,26 @@ class McapWriter:
         chunk = _CHUNK_HEAD.pack(
             CHUNK, _CHUNK_HEAD.size - _REC.size + size, t, t, size, crc, 0, size
         )
-        length = len(chunk) + size
+        length = _CHUNK_HEAD.size + size
         index = _ONE_INDEX.pack(MESSAGE_INDEX, _ONE_INDEX.size - _REC.size, channel, 16, t, 0)
-        self._append([chunk + head, index] if data is None else [chunk + head, data, index])
+        parts = [chunk + head, index] if data is None else [chunk + head, data, index]
+        self._append(parts, length + _ONE_INDEX.size)
         self._chunk_indexes.append(
-            (t, t, start, length, {channel: start + length}, len(index), "", size, size)
+            _ONE_CHUNK_INDEX.pack(
+                CHUNK_INDEX,
+                _ONE_CHUNK_INDEX.size - _REC.size,
+                t,
+                t,
+                start,
+                length,
+                10,
+                channel,
+                start + length,
+                _ONE_INDEX.size,
+                0,
+                size,
+                size,
+            )
         )
         self.chunks += 1
 
@@ -348,18 +368,20 @@ class McapWriter:
             indexes.append(rec)
         self._append([head, *parts, *indexes])
         self._chunk_indexes.append(
-            (start_t, end_t, start, length, offsets, at - start - length, name, stored, size)
+            _chunk_index(
+                start_t, end_t, start, length, offsets, at - start - length, name, stored, size
+            )
         )
         self.chunks += 1
 
-    def _append(self, parts: list[Any]) -> None:
-        """Write ``parts`` at the end of the file, all or nothing (a failure truncates)."""
+    def _append(self, parts: list[Any], total: int = -1) -> None:
+        """Write ``parts`` (``total`` bytes, if the caller knows) at the end of the file, all
+        or nothing (a failure truncates)."""
         if self.failed is not None:
             raise self.failed
         start = self.pos
-        total = 0
-        for part in parts:
-            total += len(part) if type(part) is bytes else memoryview(part).nbytes
+        if total < 0:
+            total = sum(len(p) if type(p) is bytes else memoryview(p).nbytes for p in parts)
         try:
             done = os.writev(self._fd, parts)
             if done < total:  # a short write (a signal, a nearly full disk): write the rest
@@ -431,7 +453,7 @@ class McapWriter:
             (SCHEMA, self._schemas),
             (CHANNEL, self._channels),
             (STATISTICS, [stats]),
-            (CHUNK_INDEX, [_chunk_index(*entry) for entry in self._chunk_indexes]),
+            (CHUNK_INDEX, self._chunk_indexes),
             (METADATA_INDEX, self._metadata_indexes),
         ]
         parts: list[bytes] = []

@@ -32,10 +32,11 @@ import numpy as np
 from plexa.core.paths import RunPaths
 from plexa.core.spec import PipelineSpec
 from plexa.data import payload
-from plexa.data.links import LAYOUT, META_LEN, SEQ, T_NS, Domain, Words
+from plexa.data.counters import Counters, OutputField
+from plexa.data.domain import LAYOUT, META_LEN, SEQ, T_NS, Domain, Words, listen
 from plexa.errors import PlexaError, RecordingError
 
-__all__ = ["RecordingTap", "Tap", "TapSample", "describe", "tappable", "untappable"]
+__all__ = ["RecordingTap", "Tap", "TapSample", "TapWake", "describe", "tappable", "untappable"]
 
 
 @dataclass(frozen=True)
@@ -143,7 +144,14 @@ class RecordingTap:
     counts every message it missed since it opened.
     """
 
-    def __init__(self, domain: Domain, spec: PipelineSpec, output: str, capacity: int) -> None:
+    def __init__(
+        self,
+        domain: Domain,
+        spec: PipelineSpec,
+        output: str,
+        capacity: int,
+        counters: Counters | None = None,
+    ) -> None:
         why = untappable(spec, output)
         if why is not None:
             raise RecordingError(f"cannot record {output} live: {why}")
@@ -156,6 +164,9 @@ class RecordingTap:
         except Exception as exc:
             raise RecordingError(f"cannot record {output} live: {exc}") from exc
         self.output = output
+        self._row = None if counters is None else counters.output_row(output)
+        if self._row is not None:  # the producer wakes the tap listener from now on
+            self._row[OutputField.TAPS] += 1
         self.expected: int | None = None
         """The sequence number of the next message, once one was taken."""
         self.taken = 0
@@ -178,4 +189,23 @@ class RecordingTap:
 
     def close(self) -> None:
         """Leave the service (the producer no longer keeps messages for this tap)."""
+        if self._row is not None:
+            self._row[OutputField.TAPS] = max(0, self._row[OutputField.TAPS] - 1)
+            self._row = None
         self._subscriber.delete()
+
+
+class TapWake:
+    """The run's tap wake-up listener, for a recorder that reads taps only: the producer of
+    an output with a :class:`RecordingTap` open notifies it after every send."""
+
+    def __init__(self, domain: Domain) -> None:
+        self._listener = domain.tap_wake_service().listener_builder().create()
+
+    def wait(self, timeout: float) -> None:
+        """Block until a tapped output sent something or ``timeout`` seconds passed."""
+        listen(self._listener, timeout)
+
+    def close(self) -> None:
+        """Stop listening."""
+        self._listener.delete()

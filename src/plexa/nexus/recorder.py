@@ -32,7 +32,7 @@ from plexa.core.actor import Actor, command
 from plexa.core.spec import ActorSpec, LinkSpec, PipelineSpec, RecordSpec, Restart
 from plexa.data.inputs import EMPTY
 from plexa.data.recording import RecordingWriter
-from plexa.data.tap import RecordingTap, tappable
+from plexa.data.tap import RecordingTap, TapWake, tappable
 from plexa.errors import RecordingError
 from plexa.runtime.boot import at_exit
 
@@ -41,8 +41,9 @@ __all__ = ["Recorder", "record_path", "recorded_outputs", "with_recorder"]
 BATCH = 64
 """Messages taken from one input before the next input gets its turn."""
 TAP_POLL_S = 0.002
-"""How long the recorder idles between looks when it reads taps (nothing wakes it for them;
-a link's queue of 8 frames at 1 kHz still has room for four such naps)."""
+"""How long a recorder that also has linked inputs idles between looks at its taps (it
+waits on its inputs' wake-up; a queue of 8 frames at 1 kHz has room for four such naps).
+One with taps only waits on the run's tap wake-up, which the tapped producers notify."""
 
 
 def recorded_outputs(spec: PipelineSpec, record: RecordSpec) -> list[str]:
@@ -141,6 +142,8 @@ class Recorder(Actor):
         """Outputs read through taps (not linked to the recorder), by topic."""
         self.tap_dropped = 0
         """Messages missed by taps closed since."""
+        self._tap_wake: TapWake | None = None
+        """The run's tap wake-up listener, once a tap is open."""
         self.settings: dict[str, Any] = {
             "chunk_size": chunk_size,
             "compression": compression,
@@ -187,7 +190,11 @@ class Recorder(Actor):
             for output in tapped:
                 if runtime is None:  # (an actor harness has no run to tap)
                     raise RecordingError(f"not recordable here: {output}")
-                opened[output] = RecordingTap(runtime.domain, runtime.spec, output, self.capacity)
+                opened[output] = RecordingTap(
+                    runtime.domain, runtime.spec, output, self.capacity, runtime.counters
+                )
+            if opened and runtime is not None and self._tap_wake is None:
+                self._tap_wake = TapWake(runtime.domain)
         except RecordingError:
             for tap in opened.values():
                 tap.close()
@@ -213,6 +220,9 @@ class Recorder(Actor):
             self.tap_dropped += tap.dropped
             tap.close()
         self.taps.clear()
+        if self._tap_wake is not None:
+            self._tap_wake.close()
+            self._tap_wake = None
 
     @command
     def record(
@@ -247,11 +257,12 @@ class Recorder(Actor):
                 self._next_report = now + 0.2
                 self.report()
             return
-        nap = TAP_POLL_S if self.taps else 0.05
         if ports:
-            self.inputs[ports[-1][0]].wait(nap)
+            self.inputs[ports[-1][0]].wait(TAP_POLL_S if taps else 0.05)
+        elif self._tap_wake is not None:
+            self._tap_wake.wait(0.05)
         else:
-            time.sleep(nap)
+            time.sleep(0.05)
 
     def _take_taps(self) -> int:
         """Take and write up to a batch of messages from each tap; returns how many."""

@@ -74,7 +74,7 @@ class RunResources:
     iceoryx2 domain and the socket actors report on. Created together, removed together."""
 
     def __init__(self, paths: RunPaths, spec: PipelineSpec, *, claimed: bool = False) -> None:
-        from plexa.data.links import Domain
+        from plexa.data.domain import Domain
         from plexa.data.store import Store
 
         self.paths = paths

@@ -21,7 +21,7 @@ import zmq
 
 from plexa.core import messages as msgs
 from plexa.core.lifecycle import Signal
-from plexa.data.links import Domain
+from plexa.data.domain import Domain
 from plexa.runtime.boot import end_descendants
 
 if TYPE_CHECKING:

@@ -22,8 +22,9 @@ import msgspec
 
 from plexa.core.spec import LinkSpec, PipelineSpec
 from plexa.data.counters import Counters
+from plexa.data.domain import Domain, Wake
 from plexa.data.inputs import EMPTY, InputPort, make_sub
-from plexa.data.links import Domain, LinkStatistics, OutputPort, Wake
+from plexa.data.links import LinkStatistics, OutputPort
 from plexa.errors import ConfigError, ConfigIssue, Timeout, WouldBlock
 
 __all__ = ["ENV", "FanIn", "FanOut", "HostLinks", "attach_ports"]

@@ -39,8 +39,9 @@ from plexa.core.lifecycle import (
 from plexa.core.paths import RunPaths, import_path_from_env, store_dir
 from plexa.core.spec import PipelineSpec
 from plexa.data.counters import ActorField, Counters, bucket
+from plexa.data.domain import Domain, Wake
 from plexa.data.inputs import EMPTY
-from plexa.data.links import SAMPLE_MASK, Domain, Wake
+from plexa.data.links import SAMPLE_MASK
 from plexa.errors import Aborted, InvalidTransition
 from plexa.runtime.boot import die_with_parent, end_descendants, exit_now, on_sigterm
 from plexa.runtime.control import ControlThread, NexusLogHandler, Outbox
