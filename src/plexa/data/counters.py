@@ -10,7 +10,10 @@ from __future__ import annotations
 import ctypes
 import mmap
 import os
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -18,7 +21,16 @@ import numpy.typing as npt
 from plexa.core.spec import PipelineSpec
 from plexa.errors import OutOfSharedMemory
 
-__all__ = ["ActorField", "Counters", "LinkField", "OutputField", "bucket", "percentile", "received"]
+__all__ = [
+    "ActorField",
+    "Counters",
+    "LinkField",
+    "OutputField",
+    "bucket",
+    "percentile",
+    "received",
+    "timed",
+]
 
 
 class OutputField:
@@ -81,6 +93,17 @@ def received(row: Row) -> int:
 def bucket(ns: int) -> int:
     """Histogram column of a duration: bucket k holds [2**(k-1), 2**k) microseconds."""
     return HIST_BASE + min(HIST_BUCKETS - 1, max(ns, 0).__rshift__(10).bit_length())
+
+
+def timed(row: Row, fn: Callable[..., object], *args: Any) -> None:
+    """Call ``fn`` and add its duration to ``row``'s handler-time counters (an actor's row)."""
+    clock = time.perf_counter_ns
+    t0 = clock()
+    fn(*args)
+    took = clock() - t0
+    row[ActorField.HANDLER_NS] += took
+    row[ActorField.HANDLER_CALLS] += 1
+    row[bucket(took)] += 1
 
 
 def percentile(hist: npt.NDArray[np.int64], q: float) -> float | None:

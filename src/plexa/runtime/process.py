@@ -38,7 +38,7 @@ from plexa.core.lifecycle import (
 )
 from plexa.core.paths import RunPaths, import_path_from_env, store_dir
 from plexa.core.spec import PipelineSpec
-from plexa.data.counters import ActorField, Counters, bucket
+from plexa.data.counters import Counters, timed
 from plexa.data.domain import Domain, Wake
 from plexa.data.inputs import EMPTY
 from plexa.data.links import SAMPLE_MASK
@@ -330,7 +330,7 @@ class ActorProcess:
             if stepper is not None:
                 calls += 1
                 if metrics and not calls & SAMPLE_MASK:
-                    self.timed(stepper)
+                    timed(self.row, stepper)
                 else:
                     stepper()
             for take, handler in handlers:
@@ -340,23 +340,12 @@ class ActorProcess:
                 busy = True
                 calls += 1
                 if metrics and not calls & SAMPLE_MASK:
-                    self.timed(handler, obj)
+                    timed(self.row, handler, obj)
                 else:
                     handler(obj)
                 del obj  # the message's sample goes back to its link now
             if not busy:
                 self.idle(pending)
-
-    def timed(self, fn: Any, *args: Any) -> None:
-        """Call ``fn`` and add its duration to the handler-time counters."""
-        clock = time.perf_counter_ns
-        t0 = clock()
-        fn(*args)
-        took = clock() - t0
-        row = self.row
-        row[ActorField.HANDLER_NS] += took
-        row[ActorField.HANDLER_CALLS] += 1
-        row[bucket(took)] += 1
 
     def idle(self, pending: list[Any]) -> None:
         """Nothing to do: spin briefly (cheap wake-up), then block on the wake listener."""
