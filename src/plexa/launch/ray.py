@@ -45,6 +45,7 @@ from plexa.core.spec import PipelineSpec, RaySettings, Resources
 from plexa.errors import PlexaError
 from plexa.launch.base import ActorProcess, LaunchRequest
 from plexa.launch.local import BOOT
+from plexa.launch.ray_agent import NodeAgent
 from plexa.launch.ray_host import OUTPUT_POLL_S, ActorHost
 from plexa.launch.ray_local import (
     AUTH_MODE_ENV,
@@ -57,7 +58,7 @@ from plexa.launch.ray_local import (
 )
 from plexa.launch.ray_place import NodeView, Plan, choose_node, demand, plan
 from plexa.launch.ray_process import RayProcess
-from plexa.launch.ray_routers import Hub, NodeRouter
+from plexa.launch.ray_routers import Hub
 
 __all__ = ["RayLauncher", "RayProcess", "actor_options", "on_ray"]
 
@@ -168,6 +169,9 @@ class RayLauncher:
         """Actor -> its process waiting for a node, its command and environment."""
         self._next_try = 0.0
         self._hub: Hub | None = None
+        self.home = ""
+        """The id of the nexus's own Ray node; every other node is another machine."""
+        self._agent_env = {k: v for k, v in os.environ.items() if k.startswith("PLEXA_")}
 
     # ----- connecting ----------------------------------------------------------------------
     def connect(self, run_id: str = "") -> None:
@@ -202,6 +206,7 @@ class RayLauncher:
                 self.renice = False if self.renice is None else self.renice
             self._owns_connection = True
         self.address = ray.get_runtime_context().gcs_address
+        self.home = ray.get_runtime_context().get_node_id()
         self._host_class = ray.remote(ActorHost)
         self._connected = True
         self._relay = threading.Thread(target=self._relay_output, name="plexa-ray-output")
@@ -232,7 +237,7 @@ class RayLauncher:
         returns ``spec`` with each actor's group as its ``host:`` (unchanged when all fit on
         one node). The nexus calls this before it writes the run's spec."""
         self.connect(run_id)
-        self.plan = plan(spec, self.nodes())
+        self.plan = plan(spec, self.nodes(), self.home)
         self.where = dict(self.plan.nodes)
         if set(self.plan.groups.values()) == {""}:
             return spec
@@ -293,25 +298,36 @@ class RayLauncher:
         if self.renice is not False:
             options["runtime_env"] = {"env_vars": {"RAY_worker_niceness": "0"}}
         after: list[Any] = []
-        if _crosses(spec, proc.label):
+        if node != self.home:  # another machine: the actor runs against the node's agent
+            hub = self._hub_for(spec, env[RUN_DIR_ENV])
+            agent = hub.agent(node, self._agent_env)
+            name = proc.label
+            after.append(
+                agent.prepare.remote(hub.run_id, name, hub.hosts.rows(name), hub.hosts.state(name))
+            )
+            hub.hosts.inbox(("dealer", name))  # its control frames come through the agent
+        elif _crosses(spec, proc.label):
             from plexa.runtime.hostlinks import ENV as ZENOH_ENV
 
-            ready, zenv = self._router(env[RUN_DIR_ENV], node)
-            env = {**env, ZENOH_ENV: zenv}
-            after.append(ready)
+            env = {**env, ZENOH_ENV: self._hub_for(spec, env[RUN_DIR_ENV]).zenv}
         host = self._host_class.options(name=None, **options).remote()
         proc.bind(host, host.start.remote(argv, env, after), node)
         with self._lock:
             self._procs[host.output.remote()] = proc
         return True
 
-    def _router(self, run_dir: str, node: str) -> tuple[Any, str]:
+    def _hub_for(self, spec: PipelineSpec, run_dir: str) -> Hub:
         if self._hub is None:
             ray = _ray()
             ip = ray.util.get_node_ip_address()
-            run_id = Path(run_dir).name
-            self._hub = Hub(run_id, Path(run_dir), ip, ray.remote(NodeRouter))
-        return self._hub.router(node)
+            paths = RunPaths(Path(run_dir).name, Path(run_dir).parent)
+            self._hub = Hub(paths, spec, ip, ray.remote(NodeAgent))
+        return self._hub
+
+    def usage(self, actor: str) -> tuple[float | None, int | None]:
+        """CPU % and resident bytes of ``actor``'s process, as its node's agent reported them
+        (None: not reported)."""
+        return self._hub.hosts.usage(actor) if self._hub is not None else (None, None)
 
     # ----- the launcher interface -----------------------------------------------------------
     def spawn(self, request: LaunchRequest) -> ActorProcess:
