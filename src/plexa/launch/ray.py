@@ -7,8 +7,13 @@ launcher starts (``python -c BOOT``, :mod:`plexa.runtime.process`), as its own c
 session of its own, and relays its output, its exit code and the signals the nexus sends.
 So the runtime, its links, its control channel and its checkpoints are exactly plexa's.
 Actors planned on one node form a group, their ``host:`` in the run's spec: links inside a
-group are iceoryx2, links between groups run on Zenoh through a router on each node
-(:mod:`plexa.launch.ray_routers`). On a single node there is one group and no Zenoh.
+group are iceoryx2, links between groups run on Zenoh through the nexus's router
+(:mod:`plexa.launch.ray_routers`). On the nexus's node alone there is one group and no Zenoh.
+
+Every node other than the nexus's own is taken to be another machine: it gets a plexa agent
+for the run (:mod:`plexa.launch.ray_agent`), with the run's directory, counters, store and
+Zenoh router of its own, and the actor processes there start against it, as on a host's
+agent (``docs/hosts.md``); checkpoints reach them through the nexus.
 
 Fate: the runtime takes the host as its parent (it exits when the host dies), and the host
 is a Ray actor owned by the nexus, which Ray ends when the nexus's process ends. Ray never

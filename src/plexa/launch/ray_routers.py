@@ -1,17 +1,18 @@
-"""The Zenoh routers of a Ray run whose actors sit on several nodes (see :mod:`plexa.launch.ray`).
+"""The nexus's side of a Ray run whose actors sit on several nodes (see :mod:`plexa.launch.ray`).
 
 Links between actors of different groups (:mod:`plexa.launch.ray_place`) are the cross-host
-links of ``docs/hosts.md``: each actor process reaches its node's Zenoh router through a unix
-socket (``PLEXA_ZENOH``), as an actor on an agent's host does. Here the node's router is a
-small Ray actor, :class:`NodeRouter` (no CPU reserved, pinned to its node), started the
-first time an actor with such a link is placed on that node. Every node router connects to
-the nexus's router, the :class:`Hub`, over mutual TLS with certificates made for the run:
-a CA whose key never leaves the nexus's memory, signing one certificate for the hub and one
-for the node routers (their files are in the run's private directory, which actors on other
-nodes already need on a shared path).
+links of ``docs/hosts.md``: each actor process reaches a Zenoh router through a unix socket
+(``PLEXA_ZENOH``), as an actor on an agent's host does. On the nexus's node that is the
+nexus's own router, the :class:`Hub`; on every other node it is the router of the node's
+plexa agent (:mod:`plexa.launch.ray_agent`), which connects to the hub over mutual TLS with
+certificates made for the run: a CA whose key never leaves the nexus's memory, signing one
+certificate for the hub and one for the node agents (sent to each: another machine cannot
+read the nexus's files).
 
-The node routers are Ray actors owned by the nexus: Ray ends them with the run, also when
-the nexus is killed; their sockets and certificates go with the run's directory.
+The hub also joins the node agents and relays their actors' control, counters and
+checkpoints, with the code that serves hosts' agents (:class:`plexa.launch.remote.HostsLauncher`).
+The agents are Ray actors owned by the nexus: quit ends them (each removes the run's files
+on its node first), and Ray ends them when the nexus is killed.
 """
 
 from __future__ import annotations

@@ -8,6 +8,12 @@ relays their control frames between its actors' socket and the nexus over Zenoh 
 actor process is the same program on every host and never needs a network socket of its
 own), and reports their output, exits and counters.
 
+A Ray node other than the nexus's runs this agent too, in a Ray actor
+(:mod:`plexa.launch.ray_agent`): there the actor processes are started by Ray, and the agent
+only gets ready for each (:meth:`Agent.prepare`) and serves it. Either way, the actors'
+checkpoints go to the nexus, and a process started here gets the nexus's copy first
+(:mod:`plexa.data.checkpoints`).
+
 Presence is Zenoh liveliness (:mod:`plexa.data.zenoh_presence`): when the nexus's token
 goes (killed, or the network cut), the agent stops that run's actors (SIGTERM, SIGKILL after
 :data:`ORPHAN_KILL_S`) and removes its files, within 2 s. A killed agent takes its actors
