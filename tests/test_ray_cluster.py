@@ -324,6 +324,9 @@ connections:
         relay = Path(f"/proc/{status['actors']['relay']['pid']}/root")
         assert not (relay / str(nexus.paths.run_dir).lstrip("/")).exists()
         assert left_on(nodes.b)
+        # memory is measured where each process runs: here for src, by b's agent for relay
+        measured = ("src", "relay", "sink", "fit")
+        nexus.wait_until(lambda st: all(st["actors"][a]["rss_bytes"] for a in measured), 10)
         nexus.wait_until(lambda st: progress(st, "fit") > 1000, 30)
         nexus.poll(0.5)  # a checkpoint or two, which reach the nexus through b's agent
         before = nexus.invoke("fit", "where")

@@ -303,20 +303,21 @@ class RayLauncher:
         if self.renice is not False:
             options["runtime_env"] = {"env_vars": {"RAY_worker_niceness": "0"}}
         after: list[Any] = []
+        agent: tuple[Any, str, str] | None = None
         if node != self.home:  # another machine: the actor runs against the node's agent
             hub = self._hub_for(spec, env[RUN_DIR_ENV])
-            agent = hub.agent(node, self._agent_env)
             name = proc.label
-            after.append(
-                agent.prepare.remote(hub.run_id, name, hub.hosts.rows(name), hub.hosts.state(name))
-            )
+            handle = hub.agent(node, self._agent_env)
+            rows, state = hub.hosts.rows(name), hub.hosts.state(name)
+            after.append(handle.prepare.remote(hub.run_id, name, rows, state))
+            agent = (handle, hub.run_id, name)
             hub.hosts.inbox(("dealer", name))  # its control frames come through the agent
         elif _crosses(spec, proc.label):
             from plexa.runtime.hostlinks import ENV as ZENOH_ENV
 
             env = {**env, ZENOH_ENV: self._hub_for(spec, env[RUN_DIR_ENV]).zenv}
         host = self._host_class.options(name=None, **options).remote()
-        proc.bind(host, host.start.remote(argv, env, after), node)
+        proc.bind(host, host.start.remote(argv, env, after, agent), node)
         with self._lock:
             self._procs[host.output.remote()] = proc
         return True
@@ -329,9 +330,13 @@ class RayLauncher:
             self._hub = Hub(paths, spec, ip, ray.remote(NodeAgent))
         return self._hub
 
-    def usage(self, actor: str) -> tuple[float | None, int | None]:
+    def usage(self, actor: str) -> tuple[float | None, int | None] | None:
         """CPU % and resident bytes of ``actor``'s process, as its node's agent reported them
-        (None: not reported)."""
+        (None in the pair: not reported); None when it runs on the nexus's node (its pid is
+        measured there)."""
+        proc = self._live.get(actor)
+        if proc is not None and proc.node_id == self.home:
+            return None
         return self._hub.hosts.usage(actor) if self._hub is not None else (None, None)
 
     # ----- the launcher interface -----------------------------------------------------------

@@ -69,6 +69,10 @@ class NodeAgent:
             time.sleep(0.01)
         return self.agent.prepare(run_id, actor, rows, state, deadline - time.monotonic())
 
+    def started(self, run_id: str, actor: str, pid: int) -> None:
+        """``actor``'s process runs as ``pid`` (its host says so): its usage is reported."""
+        self.agent.started(run_id, actor, pid)
+
     def close(self) -> bool:
         """End the run here (its files go) and leave."""
         self._stop.set()

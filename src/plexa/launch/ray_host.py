@@ -45,12 +45,16 @@ class ActorHost:
         self._raylet = int(os.environ.get("RAY_RAYLET_PID") or os.getppid())
 
     def start(
-        self, argv: list[str], env: dict[str, str], after: list[Any] | None = None
+        self,
+        argv: list[str],
+        env: dict[str, str],
+        after: list[Any] | None = None,
+        agent: tuple[Any, str, str] | None = None,
     ) -> tuple[int, str, str]:
         """Start the actor process, once each of ``after`` (Ray references: its node's agent
         getting ready for it) is ready; an answer that is a dict is more environment (the
         agent's run directory and Zenoh router). Returns its pid and this node's id and
-        address."""
+        address. ``agent``: the node's agent, the run and the actor, told the pid."""
         import ray
 
         if after:
@@ -71,6 +75,9 @@ class ActorHost:
         self._started.wait()
         if self._popen is None:
             raise PlexaError(f"could not start the actor process: {self._error}")
+        if agent is not None:
+            handle, run_id, actor = agent
+            handle.started.remote(run_id, actor, self._popen.pid)
 
         ctx = ray.get_runtime_context()
         ip: str = ray.util.get_node_ip_address()  # type: ignore[no-untyped-call]

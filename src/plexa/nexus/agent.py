@@ -88,6 +88,8 @@ class _Run:
         self.procs: dict[str, _Proc] = {}
         self.usage = ProcessUsage()
         self.seeded: set[str] = set()
+        self.pids: dict[str, int] = {}
+        """Actors whose processes another launcher started here (:meth:`Agent.started`)."""
         """Actors started here: their counts are reported."""
         self.launcher = LocalLauncher()
         self.ending_at: float | None = None
@@ -210,7 +212,8 @@ class _Run:
         here = sorted(self.seeded)  # never zeros over the nexus's counts
         if here:
             now = time.monotonic()
-            usage = {name: self.usage.sample(p.proc.pid, now) for name, p in self.procs.items()}
+            pids = {**self.pids, **{name: p.proc.pid for name, p in self.procs.items()}}
+            usage = {name: self.usage.sample(pid, now) for name, pid in pids.items()}
             rows = read_rows(self.res.counters, self.spec, here)
             states = {}
             for name in here:
@@ -347,6 +350,11 @@ class Agent:
         except queue.Empty:
             raise Timeout(f"run {run_id} on {self.scope} did not prepare {actor}") from None
 
+    def started(self, run_id: str, actor: str, pid: int) -> None:
+        """``actor``'s process, which another launcher started here after :meth:`prepare`,
+        runs as ``pid``: its CPU and memory are reported with the counters. Any thread."""
+        self.inbox(("pid", run_id, actor, pid))
+
     # ----- the loop ---------------------------------------------------------------------------
     def serve(self, until: Any = None) -> None:
         """Serve runs until SIGTERM/SIGINT (or ``until()`` is true)."""
@@ -421,6 +429,8 @@ class Agent:
                     run.res.router.send_multipart([item[2].encode(), item[3]])
             elif kind == "order":
                 self._order(run, item[2])
+            elif kind == "pid":
+                run.pids[item[2]] = item[3]
             elif kind == "prepare" and run.ending_at is None:
                 run.seed(item[2], item[3], item[4])
                 item[5].put({RUN_DIR_ENV: str(run.paths.run_dir), **dict(run.env())})
