@@ -343,7 +343,7 @@ connections:
         # checkpoint (0.2 s) and a report (0.5 s) behind at most (~1000 steps at full speed)
         with Store(checkpoint_path("twonode"), 1 << 30) as kept:
             held = kept.get("fit")["state"]["i"]
-        assert before - 1000 < held <= before
+        assert held > before - 1000  # (it may also be one taken after ``before``)
         nodes.b = nodes.add_b()  # the one node with room for the whole group
         received = nexus.status()["actors"]["sink"]["msgs_in"]
         status = nexus.wait_until(
