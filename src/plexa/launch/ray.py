@@ -11,7 +11,7 @@ group are iceoryx2, links between groups run on Zenoh through the nexus's router
 (:mod:`plexa.launch.ray_routers`). On the nexus's node alone there is one group and no Zenoh.
 
 Every node other than the nexus's own is taken to be another machine: it gets a plexa agent
-for the run (:mod:`plexa.launch.ray_agent`), with the run's directory, counters, store and
+for the run (:mod:`plexa.nexus.ray_agent`), with the run's directory, counters, store and
 Zenoh router of its own, and the actor processes there start against it, as on a host's
 agent (``docs/hosts.md``); checkpoints reach them through the nexus.
 
@@ -50,7 +50,6 @@ from plexa.core.spec import PipelineSpec, RaySettings, Resources
 from plexa.errors import PlexaError
 from plexa.launch.base import ActorProcess, LaunchRequest
 from plexa.launch.local import BOOT
-from plexa.launch.ray_agent import NodeAgent
 from plexa.launch.ray_host import OUTPUT_POLL_S, ActorHost
 from plexa.launch.ray_local import (
     AUTH_MODE_ENV,
@@ -140,8 +139,17 @@ class RayLauncher:
     :class:`plexa.launch.base.Launcher`). Connects to Ray (or starts a local instance) at
     the first spawn; :meth:`close` disconnects (and stops the instance it started)."""
 
-    def __init__(self, settings: RaySettings | None = None, *, renice: bool | None = None) -> None:
+    def __init__(
+        self,
+        settings: RaySettings | None = None,
+        *,
+        renice: bool | None = None,
+        node_agent: Any = None,
+    ) -> None:
         self.settings = settings or RaySettings()
+        self.node_agent = node_agent
+        """The class of the agent started on each node other than the nexus's
+        (:class:`plexa.nexus.ray_agent.NodeAgent`; the nexus passes it)."""
         self.renice = renice
         """Run hosts at niceness 0 through a runtime environment (Ray starts workers at 15,
         which halves an actor's share of a busy machine). None: only on a cluster this
@@ -327,7 +335,9 @@ class RayLauncher:
             ray = _ray()
             ip = ray.util.get_node_ip_address()
             paths = RunPaths(Path(run_dir).name, Path(run_dir).parent)
-            self._hub = Hub(paths, spec, ip, ray.remote(NodeAgent))
+            if self.node_agent is None:
+                raise PlexaError("a Ray node other than the nexus's needs RayLauncher(node_agent=)")
+            self._hub = Hub(paths, spec, ip, ray.remote(self.node_agent))
         return self._hub
 
     def usage(self, actor: str) -> tuple[float | None, int | None] | None:

@@ -4,7 +4,7 @@ Links between actors of different groups (:mod:`plexa.launch.ray_place`) are the
 links of ``docs/hosts.md``: each actor process reaches a Zenoh router through a unix socket
 (``PLEXA_ZENOH``), as an actor on an agent's host does. On the nexus's node that is the
 nexus's own router, the :class:`Hub`; on every other node it is the router of the node's
-plexa agent (:mod:`plexa.launch.ray_agent`), which connects to the hub over mutual TLS with
+plexa agent (:mod:`plexa.nexus.ray_agent`), which connects to the hub over mutual TLS with
 certificates made for the run: a CA whose key never leaves the nexus's memory, signing one
 certificate for the hub and one for the node agents (sent to each: another machine cannot
 read the nexus's files).
@@ -103,7 +103,7 @@ def write_certs(folder: Path, ip: str) -> dict[str, dict[str, str]]:
 class Hub:
     """The nexus's side: its Zenoh router (listening on ``tls/IP:PORT`` for the node agents,
     on a unix socket in the run's directory for actors on the nexus's node), the run's
-    certificates, and one :class:`plexa.launch.ray_agent.NodeAgent` per other node that
+    certificates, and one :class:`plexa.nexus.ray_agent.NodeAgent` per other node that
     holds actors. The agents are joined, relayed and counted by a
     :class:`plexa.launch.remote.HostsLauncher` over the hub's session, as hosts' agents are."""
 

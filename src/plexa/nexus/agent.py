@@ -9,7 +9,7 @@ actor process is the same program on every host and never needs a network socket
 own), and reports their output, exits and counters.
 
 A Ray node other than the nexus's runs this agent too, in a Ray actor
-(:mod:`plexa.launch.ray_agent`): there the actor processes are started by Ray, and the agent
+(:mod:`plexa.nexus.ray_agent`): there the actor processes are started by Ray, and the agent
 only gets ready for each (:meth:`Agent.prepare`) and serves it. Either way, the actors'
 checkpoints go to the nexus, and a process started here gets the nexus's copy first
 (:mod:`plexa.data.checkpoints`).
@@ -334,7 +334,7 @@ class Agent:
         self, run_id: str, actor: str, rows: dict[str, bytes], state: bytes, timeout: float
     ) -> dict[str, str]:
         """For an actor process that another launcher starts here (a Ray actor on this
-        node, :mod:`plexa.launch.ray_agent`): wait until the nexus of run ``run_id`` has
+        node, :mod:`plexa.nexus.ray_agent`): wait until the nexus of run ``run_id`` has
         joined, seed the actor as a spawn would (:meth:`_Run.seed`), and return what its
         process's environment needs: its run directory here and its Zenoh router. Called
         from any thread; raises :class:`plexa.Timeout` after ``timeout`` s."""

@@ -1,4 +1,5 @@
-"""The plexa agent of one Ray node of a run (see :mod:`plexa.launch.ray`).
+"""The plexa agent of one Ray node of a run (see :mod:`plexa.launch.ray`), and the launcher
+choice that hands it to the Ray launcher (the launch layer cannot import the agent).
 
 A Ray node other than the nexus's own is taken to be another machine: it cannot see the
 nexus's run directory (spec, control sockets), its shared-memory counters and object store,
@@ -25,7 +26,12 @@ import threading
 import time
 from typing import Any
 
-__all__ = ["PREPARE_S", "NodeAgent"]
+from plexa.core.spec import PipelineSpec
+from plexa.launch import choose
+from plexa.launch.base import Launcher
+from plexa.launch.zygote import ForkServer
+
+__all__ = ["PREPARE_S", "NodeAgent", "default_launcher"]
 
 PREPARE_S = 30.0
 """How long a node's agent may take to reach the nexus before its actors' start fails."""
@@ -80,3 +86,9 @@ class NodeAgent:
         self.agent.close()
         shutil.rmtree(self.root, ignore_errors=True)
         return True
+
+
+def default_launcher(spec: PipelineSpec, fork_server: ForkServer | None = None) -> Launcher:
+    """:func:`plexa.launch.choose.default_launcher`, with :class:`NodeAgent` for the nodes of
+    a Ray run that are not the nexus's."""
+    return choose.default_launcher(spec, fork_server, node_agent=NodeAgent)
