@@ -295,6 +295,21 @@ def test_on_one_node_there_is_one_group_and_no_host_lines() -> None:
     spec = plexa.loads(PLACED.replace(", resources: {custom: {telescope: 1}}", ""))
     one = [_node(A, "10.0.0.1", camera=1.0, GPU=1.0)]
     assert plan(spec, one) == Plan(dict.fromkeys(spec.actors, ""), {"": A})
+    assert plan(spec, one, home=A) == Plan(dict.fromkeys(spec.actors, ""), {"": A})
+
+
+def test_one_group_on_a_node_that_is_not_the_nexus_s_is_a_host_of_its_own() -> None:
+    # node B is another machine: its actors run against B's agent, so they get a host line
+    spec = plexa.loads(PLACED.replace(", resources: {custom: {telescope: 1}}", ""))
+    nodes = [_node(A, "10.0.0.1"), _node(B, "10.0.0.2", camera=1.0, GPU=1.0)]
+    placed = plan(spec, nodes, home=A)
+    assert set(placed.groups.values()) == {"ray-1"} and placed.nodes == {"ray-1": B}
+
+
+def test_an_actor_free_to_go_anywhere_goes_to_the_nexus_s_node() -> None:
+    spec = plexa.loads('name: t\nactors: {a: {class: "actors:Counter"}}\n')
+    nodes = [_node(A, "10.0.0.1"), _node(B, "10.0.0.2")]
+    assert plan(spec, nodes, home=B) == Plan({"a": ""}, {"": B})
 
 
 def test_a_lost_group_goes_to_one_node_with_room_for_all_of_its_members() -> None:

@@ -107,6 +107,9 @@ class Spawn(msgspec.Struct, frozen=True, kw_only=True, tag="spawn"):
     env: tuple[tuple[str, str], ...] = ()
     rows: dict[str, bytes] = {}
     """Its counter rows as the nexus holds them: the new process counts on from there."""
+    state: bytes = b""
+    """Its last checkpoint as the nexus holds it (stored bytes; empty: none), for the new
+    process to restore from (:mod:`plexa.data.checkpoints`)."""
 
 
 class Kill(msgspec.Struct, frozen=True, kw_only=True, tag="kill"):
@@ -154,6 +157,9 @@ class Counts(msgspec.Struct, frozen=True, kw_only=True, tag="counts"):
     rows: dict[str, bytes]
     usage: dict[str, tuple[float | None, int | None]] = {}
     """Per actor, CPU % and resident bytes of its process, as its host measures them."""
+    states: dict[str, bytes] = {}
+    """Per actor, its checkpoint written since the last report (stored bytes): the nexus
+    keeps it, so a restart elsewhere gets it."""
 
 
 Order = Spawn | Kill | Leave

@@ -350,6 +350,17 @@ class Store:
             meta, buffers = _decode(value)
             return pickle.loads(meta, buffers=[bytearray(b) for b in buffers])
 
+    def get_raw(self, key: str) -> bytes | None:
+        """The stored bytes under ``key`` as they are (never unpickled), None if absent: for
+        moving a value to another machine's store (:meth:`put_raw`)."""
+        with self._live().begin() as txn:
+            value = txn.get(_key(key))
+            return bytes(value) if value is not None else None
+
+    def put_raw(self, key: str, value: bytes) -> None:
+        """Store bytes that :meth:`get_raw` read from a store (replacing any value)."""
+        self._write(self._live(), key, value, overwrite=True)
+
     @contextlib.contextmanager
     def view(self, key: str) -> Iterator[Any]:
         """Read the object under ``key`` without copying its buffers.

@@ -7,8 +7,13 @@ launcher starts (``python -c BOOT``, :mod:`plexa.runtime.process`), as its own c
 session of its own, and relays its output, its exit code and the signals the nexus sends.
 So the runtime, its links, its control channel and its checkpoints are exactly plexa's.
 Actors planned on one node form a group, their ``host:`` in the run's spec: links inside a
-group are iceoryx2, links between groups run on Zenoh through a router on each node
-(:mod:`plexa.launch.ray_routers`). On a single node there is one group and no Zenoh.
+group are iceoryx2, links between groups run on Zenoh through the nexus's router
+(:mod:`plexa.launch.ray_routers`). On the nexus's node alone there is one group and no Zenoh.
+
+Every node other than the nexus's own is taken to be another machine: it gets a plexa agent
+for the run (:mod:`plexa.nexus.ray_agent`), with the run's directory, counters, store and
+Zenoh router of its own, and the actor processes there start against it, as on a host's
+agent (``docs/hosts.md``); checkpoints reach them through the nexus.
 
 Fate: the runtime takes the host as its parent (it exits when the host dies), and the host
 is a Ray actor owned by the nexus, which Ray ends when the nexus's process ends. Ray never
@@ -57,7 +62,7 @@ from plexa.launch.ray_local import (
 )
 from plexa.launch.ray_place import NodeView, Plan, choose_node, demand, plan
 from plexa.launch.ray_process import RayProcess
-from plexa.launch.ray_routers import Hub, NodeRouter
+from plexa.launch.ray_routers import Hub
 
 __all__ = ["RayLauncher", "RayProcess", "actor_options", "on_ray"]
 
@@ -134,8 +139,17 @@ class RayLauncher:
     :class:`plexa.launch.base.Launcher`). Connects to Ray (or starts a local instance) at
     the first spawn; :meth:`close` disconnects (and stops the instance it started)."""
 
-    def __init__(self, settings: RaySettings | None = None, *, renice: bool | None = None) -> None:
+    def __init__(
+        self,
+        settings: RaySettings | None = None,
+        *,
+        renice: bool | None = None,
+        node_agent: Any = None,
+    ) -> None:
         self.settings = settings or RaySettings()
+        self.node_agent = node_agent
+        """The class of the agent started on each node other than the nexus's
+        (:class:`plexa.nexus.ray_agent.NodeAgent`; the nexus passes it)."""
         self.renice = renice
         """Run hosts at niceness 0 through a runtime environment (Ray starts workers at 15,
         which halves an actor's share of a busy machine). None: only on a cluster this
@@ -168,6 +182,9 @@ class RayLauncher:
         """Actor -> its process waiting for a node, its command and environment."""
         self._next_try = 0.0
         self._hub: Hub | None = None
+        self.home = ""
+        """The id of the nexus's own Ray node; every other node is another machine."""
+        self._agent_env = {k: v for k, v in os.environ.items() if k.startswith("PLEXA_")}
 
     # ----- connecting ----------------------------------------------------------------------
     def connect(self, run_id: str = "") -> None:
@@ -202,6 +219,7 @@ class RayLauncher:
                 self.renice = False if self.renice is None else self.renice
             self._owns_connection = True
         self.address = ray.get_runtime_context().gcs_address
+        self.home = ray.get_runtime_context().get_node_id()
         self._host_class = ray.remote(ActorHost)
         self._connected = True
         self._relay = threading.Thread(target=self._relay_output, name="plexa-ray-output")
@@ -232,7 +250,7 @@ class RayLauncher:
         returns ``spec`` with each actor's group as its ``host:`` (unchanged when all fit on
         one node). The nexus calls this before it writes the run's spec."""
         self.connect(run_id)
-        self.plan = plan(spec, self.nodes())
+        self.plan = plan(spec, self.nodes(), self.home)
         self.where = dict(self.plan.nodes)
         if set(self.plan.groups.values()) == {""}:
             return spec
@@ -293,25 +311,43 @@ class RayLauncher:
         if self.renice is not False:
             options["runtime_env"] = {"env_vars": {"RAY_worker_niceness": "0"}}
         after: list[Any] = []
-        if _crosses(spec, proc.label):
+        agent: tuple[Any, str, str] | None = None
+        if node != self.home:  # another machine: the actor runs against the node's agent
+            hub = self._hub_for(spec, env[RUN_DIR_ENV])
+            name = proc.label
+            handle = hub.agent(node, self._agent_env)
+            rows, state = hub.hosts.rows(name), hub.hosts.state(name)
+            after.append(handle.prepare.remote(hub.run_id, name, rows, state))
+            agent = (handle, hub.run_id, name)
+            hub.hosts.inbox(("dealer", name))  # its control frames come through the agent
+        elif _crosses(spec, proc.label):
             from plexa.runtime.hostlinks import ENV as ZENOH_ENV
 
-            ready, zenv = self._router(env[RUN_DIR_ENV], node)
-            env = {**env, ZENOH_ENV: zenv}
-            after.append(ready)
+            env = {**env, ZENOH_ENV: self._hub_for(spec, env[RUN_DIR_ENV]).zenv}
         host = self._host_class.options(name=None, **options).remote()
-        proc.bind(host, host.start.remote(argv, env, after), node)
+        proc.bind(host, host.start.remote(argv, env, after, agent), node)
         with self._lock:
             self._procs[host.output.remote()] = proc
         return True
 
-    def _router(self, run_dir: str, node: str) -> tuple[Any, str]:
+    def _hub_for(self, spec: PipelineSpec, run_dir: str) -> Hub:
         if self._hub is None:
             ray = _ray()
             ip = ray.util.get_node_ip_address()
-            run_id = Path(run_dir).name
-            self._hub = Hub(run_id, Path(run_dir), ip, ray.remote(NodeRouter))
-        return self._hub.router(node)
+            paths = RunPaths(Path(run_dir).name, Path(run_dir).parent)
+            if self.node_agent is None:
+                raise PlexaError("a Ray node other than the nexus's needs RayLauncher(node_agent=)")
+            self._hub = Hub(paths, spec, ip, ray.remote(self.node_agent))
+        return self._hub
+
+    def usage(self, actor: str) -> tuple[float | None, int | None] | None:
+        """CPU % and resident bytes of ``actor``'s process, as its node's agent reported them
+        (None in the pair: not reported); None when it runs on the nexus's node (its pid is
+        measured there)."""
+        proc = self._live.get(actor)
+        if proc is not None and proc.node_id == self.home:
+            return None
+        return self._hub.hosts.usage(actor) if self._hub is not None else (None, None)
 
     # ----- the launcher interface -----------------------------------------------------------
     def spawn(self, request: LaunchRequest) -> ActorProcess:

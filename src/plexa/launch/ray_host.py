@@ -11,6 +11,7 @@ import subprocess
 import threading
 from typing import Any
 
+from plexa.core.paths import RUN_DIR_ENV
 from plexa.errors import PlexaError
 from plexa.launch.base import signal_group
 
@@ -19,7 +20,9 @@ __all__ = ["OUTPUT_POLL_S", "ActorHost"]
 OUTPUT_POLL_S = 1.0
 """How long a host holds an output request open when its actor writes nothing."""
 AFTER_S = 60.0
-"""How long a host waits for what its actor needs first (its node's Zenoh router)."""
+"""How long a host waits for what its actor needs first (its node's agent)."""
+RUN_DIR_ARG = 3
+"""Where the run directory is in the actor's command (``python -c BOOT RUN_DIR ACTOR PID``)."""
 
 
 class ActorHost:
@@ -42,27 +45,39 @@ class ActorHost:
         self._raylet = int(os.environ.get("RAY_RAYLET_PID") or os.getppid())
 
     def start(
-        self, argv: list[str], env: dict[str, str], after: list[Any] | None = None
+        self,
+        argv: list[str],
+        env: dict[str, str],
+        after: list[Any] | None = None,
+        agent: tuple[Any, str, str] | None = None,
     ) -> tuple[int, str, str]:
-        """Start the actor process, once each of ``after`` (Ray references: its node's
-        Zenoh router) is ready; returns its pid and this node's id and address."""
+        """Start the actor process, once each of ``after`` (Ray references: its node's agent
+        getting ready for it) is ready; an answer that is a dict is more environment (the
+        agent's run directory and Zenoh router). Returns its pid and this node's id and
+        address. ``agent``: the node's agent, the run and the actor, told the pid."""
         import ray
 
         if after:
             try:
-                ray.get(after, timeout=AFTER_S)
+                for answer in ray.get(after, timeout=AFTER_S):
+                    if isinstance(answer, dict):
+                        env = {**env, **answer}
             except Exception as exc:
-                self._error = f"its node's Zenoh router is not there: {exc}"
+                self._error = f"its node's plexa agent is not ready: {exc}"
                 self._started.set()
                 self._exited.set()
                 raise PlexaError(f"could not start the actor process: {self._error}") from exc
         full = dict(os.environ)
         full.update(env)
+        argv = [env[RUN_DIR_ENV] if i == RUN_DIR_ARG else a for i, a in enumerate(argv)]
         keeper = threading.Thread(target=self._keep, args=(argv, full), daemon=True)
         keeper.start()
         self._started.wait()
         if self._popen is None:
             raise PlexaError(f"could not start the actor process: {self._error}")
+        if agent is not None:
+            handle, run_id, actor = agent
+            handle.started.remote(run_id, actor, self._popen.pid)
 
         ctx = ray.get_runtime_context()
         ip: str = ray.util.get_node_ip_address()  # type: ignore[no-untyped-call]

@@ -114,11 +114,12 @@ def _order(spec: PipelineSpec) -> list[str]:
     return sorted(spec.actors, key=rank)
 
 
-def plan(spec: PipelineSpec, nodes: list[NodeView]) -> Plan:
+def plan(spec: PipelineSpec, nodes: list[NodeView], home: str = "") -> Plan:
     """Each actor on a node that offers what it asks for, with room left by the actors
     placed before it: the node it names if it can; else the node holding most of the actors
-    it is linked to; else the node already holding most actors (fewer links cross nodes),
-    the first node on a tie. An actor that no node can take now is a group of its own."""
+    it is linked to; else the node already holding most actors (fewer links cross nodes);
+    on a tie the nexus's own node ``home``, else the first node. An actor that no node can
+    take now is a group of its own."""
     used: dict[str, Amounts] = {n.node_id: {} for n in nodes}
     where: dict[str, str | None] = {}
     neighbours: dict[str, list[str]] = {name: [] for name in spec.actors}
@@ -136,15 +137,16 @@ def plan(spec: PipelineSpec, nodes: list[NodeView]) -> Plan:
         def score(node: NodeView, name: str = name, res: Resources = res) -> tuple[int, ...]:
             linked = sum(1 for other in neighbours[name] if where.get(other) == node.node_id)
             held = sum(1 for n in where.values() if n == node.node_id)
-            return (int(bool(res.node) and _named(res, node)), linked, held)
+            here = int(node.node_id == home)
+            return (int(bool(res.node) and _named(res, node)), linked, held, here)
 
         best = max(fits, key=score)  # max keeps the first of equals
         where[name] = best.node_id
         _add(used[best.node_id], wants)
-    return _groups(spec, where)
+    return _groups(spec, where, home)
 
 
-def _groups(spec: PipelineSpec, where: dict[str, str | None]) -> Plan:
+def _groups(spec: PipelineSpec, where: dict[str, str | None], home: str) -> Plan:
     names: dict[str, str] = {}
     groups: dict[str, str] = {}
     nodes: dict[str, str | None] = {}
@@ -155,7 +157,9 @@ def _groups(spec: PipelineSpec, where: dict[str, str | None]) -> Plan:
             names[key] = f"{GROUP_PREFIX}{len(names) + 1}"
             nodes[names[key]] = node
         groups[actor] = names[key]
-    if len(nodes) == 1:  # one node: no host lines, no Zenoh, as a local run
+    alone = next(iter(nodes.values()))
+    if len(nodes) == 1 and (alone is None or not home or alone == home):
+        # one node, the nexus's: no host lines, no Zenoh, as a local run
         return Plan({actor: "" for actor in spec.actors}, {"": next(iter(nodes.values()))})
     return Plan(groups, nodes)
 

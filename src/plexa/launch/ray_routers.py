@@ -1,17 +1,18 @@
-"""The Zenoh routers of a Ray run whose actors sit on several nodes (see :mod:`plexa.launch.ray`).
+"""The nexus's side of a Ray run whose actors sit on several nodes (see :mod:`plexa.launch.ray`).
 
 Links between actors of different groups (:mod:`plexa.launch.ray_place`) are the cross-host
-links of ``docs/hosts.md``: each actor process reaches its node's Zenoh router through a unix
-socket (``PLEXA_ZENOH``), as an actor on an agent's host does. Here the node's router is a
-small Ray actor, :class:`NodeRouter` (no CPU reserved, pinned to its node), started the
-first time an actor with such a link is placed on that node. Every node router connects to
-the nexus's router, the :class:`Hub`, over mutual TLS with certificates made for the run:
-a CA whose key never leaves the nexus's memory, signing one certificate for the hub and one
-for the node routers (their files are in the run's private directory, which actors on other
-nodes already need on a shared path).
+links of ``docs/hosts.md``: each actor process reaches a Zenoh router through a unix socket
+(``PLEXA_ZENOH``), as an actor on an agent's host does. On the nexus's node that is the
+nexus's own router, the :class:`Hub`; on every other node it is the router of the node's
+plexa agent (:mod:`plexa.nexus.ray_agent`), which connects to the hub over mutual TLS with
+certificates made for the run: a CA whose key never leaves the nexus's memory, signing one
+certificate for the hub and one for the node agents (sent to each: another machine cannot
+read the nexus's files).
 
-The node routers are Ray actors owned by the nexus: Ray ends them with the run, also when
-the nexus is killed; their sockets and certificates go with the run's directory.
+The hub also joins the node agents and relays their actors' control, counters and
+checkpoints, with the code that serves hosts' agents (:class:`plexa.launch.remote.HostsLauncher`).
+The agents are Ray actors owned by the nexus: quit ends them (each removes the run's files
+on its node first), and Ray ends them when the nexus is killed.
 """
 
 from __future__ import annotations
@@ -20,16 +21,17 @@ import contextlib
 import datetime as dt
 import ipaddress
 import json
-import os
 import socket
-import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ROUTER_READY_S", "Hub", "NodeRouter", "free_port", "write_certs"]
+from plexa.core.paths import RunPaths
+from plexa.core.spec import PipelineSpec
 
-ROUTER_READY_S = 20.0
-"""How long a node router may take to reach the hub before its actors' start fails."""
+__all__ = ["AGENT_CLOSE_S", "Hub", "free_port", "write_certs"]
+
+AGENT_CLOSE_S = 5.0
+"""How long the node agents may take to end the run on their nodes at quit."""
 
 
 def free_port(ip: str) -> int:
@@ -98,83 +100,66 @@ def write_certs(folder: Path, ip: str) -> dict[str, dict[str, str]]:
     return files
 
 
-class NodeRouter:
-    """The Ray actor that runs one node's Zenoh router: it listens on a unix socket for the
-    node's actors and connects to the hub."""
-
-    def __init__(self, sock: str, hub: str, tls: dict[str, str]) -> None:
-        from plexa.data.zenoh_session import TlsFiles, ZenohSettings, open_session
-
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(sock)  # a router of this node killed before (its node came back)
-        self.sock = sock
-        settings = ZenohSettings(
-            mode="router", listen=(f"unixsock-stream/{sock}",), connect=(hub,), tls=TlsFiles(**tls)
-        )
-        self.session: Any = open_session(settings)
-
-    def ready(self) -> bool:
-        """True once connected to the hub (raises after :data:`ROUTER_READY_S`)."""
-        deadline = time.monotonic() + ROUTER_READY_S
-        while not list(self.session.info.routers_zid()):
-            if time.monotonic() > deadline:
-                raise TimeoutError(
-                    f"the node's Zenoh router did not reach the nexus in {ROUTER_READY_S} s"
-                )
-            time.sleep(0.01)
-        return True
-
-
 class Hub:
-    """The nexus's side: its router (listening on ``tls/IP:PORT``), the run's certificates
-    and one :class:`NodeRouter` per node that needs one."""
+    """The nexus's side: its Zenoh router (listening on ``tls/IP:PORT`` for the node agents,
+    on a unix socket in the run's directory for actors on the nexus's node), the run's
+    certificates, and one :class:`plexa.nexus.ray_agent.NodeAgent` per other node that
+    holds actors. The agents are joined, relayed and counted by a
+    :class:`plexa.launch.remote.HostsLauncher` over the hub's session, as hosts' agents are."""
 
-    def __init__(self, run_id: str, run_dir: Path, ip: str, router_class: Any) -> None:
+    def __init__(self, paths: RunPaths, spec: PipelineSpec, ip: str, agent_class: Any) -> None:
         from plexa.data.zenoh_session import TlsFiles, ZenohSettings, open_session
+        from plexa.launch.remote import HostsLauncher
 
-        self.run_id = run_id
-        self.run_dir = run_dir
-        self.certs = write_certs(run_dir / "ray-tls", ip)
+        self.run_id = paths.run_id
+        self.certs = write_certs(paths.run_dir / "ray-tls", ip)
         host = f"[{ip}]" if ":" in ip else ip
         self.endpoint = f"tls/{host}:{free_port(ip)}"
+        local = f"unixsock-stream/{paths.run_dir / 'zenoh.sock'}"
         settings = ZenohSettings(
-            mode="router", listen=(self.endpoint,), tls=TlsFiles(**self.certs["hub"])
+            mode="router", listen=(self.endpoint, local), tls=TlsFiles(**self.certs["hub"])
         )
-        self.session: Any = open_session(settings)
-        self._router_class = router_class
-        self.routers: dict[str, tuple[Any, Any, str]] = {}
-        """Node id -> its router (the Ray actor), its ``ready`` reference, its socket."""
+        self.hosts = HostsLauncher()
+        self.hosts.attach(paths, spec, open_session(settings), ())
+        self.zenv = json.dumps(
+            {"settings": {"mode": "client", "connect": [local]}, "run": self.run_id,
+             "authenticated": True}
+        )  # fmt: skip
+        """``PLEXA_ZENOH`` for actors on the nexus's node."""
+        self._agent_class = agent_class
+        self._pems = {k: Path(v).read_bytes() for k, v in self.certs["node"].items()}
+        """The node agents' certificate files, sent to each (another machine has no copy)."""
+        self.agents: dict[str, Any] = {}
+        """Node id -> its agent (the Ray actor)."""
 
-    def router(self, node_id: str) -> tuple[Any, str]:
-        """Node ``node_id``'s router (started if need be): its ``ready`` reference (give it to
-        the host's ``start``, which Ray then runs once the router is up), and the
-        ``PLEXA_ZENOH`` value for the node's actors."""
-        if node_id not in self.routers:
+    def agent(self, node_id: str, env: dict[str, str]) -> Any:
+        """Node ``node_id``'s agent (started if need be, with the run's ``env``)."""
+        if node_id not in self.agents:
             from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-            sock = str(self.run_dir / f"zenoh-{node_id[:12]}.sock")
-            actor = self._router_class.options(
-                num_cpus=0, max_restarts=0, max_concurrency=2,
+            from plexa.core.spec import HostSpec
+
+            scope = f"ray.{self.run_id}.{node_id[:12]}"
+            if scope not in self.hosts.hosts:
+                self.hosts.add_host(HostSpec(name=scope, endpoint=self.endpoint))
+            self.agents[node_id] = self._agent_class.options(
+                num_cpus=0, max_restarts=0, max_concurrency=8,
                 scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False),
-            ).remote(sock, self.endpoint, self.certs["node"])  # fmt: skip
-            self.routers[node_id] = (actor, actor.ready.remote(), sock)
-        _, ready, sock = self.routers[node_id]
-        env = {
-            "settings": {"mode": "client", "connect": [f"unixsock-stream/{sock}"]},
-            "run": self.run_id,
-            "authenticated": True,
-        }
-        return ready, json.dumps(env)
+            ).remote(scope, self.endpoint, self._pems, env)  # fmt: skip
+        return self.agents[node_id]
 
     def forget(self, node_id: str) -> None:
-        """Node ``node_id`` was lost: a router there is started again if it comes back."""
-        self.routers.pop(node_id, None)
+        """Node ``node_id`` was lost: an agent there is started again if it comes back."""
+        self.agents.pop(node_id, None)
 
     def close(self, ray: Any) -> None:
-        """End every node router and the hub's session."""
-        for actor, _, _ in self.routers.values():
-            with contextlib.suppress(Exception):
-                ray.kill(actor, no_restart=True)
-        self.routers.clear()
+        """End every node's run (their agents remove its files there), then the agents,
+        and the hub's session."""
+        closing = [agent.close.remote() for agent in self.agents.values()]
         with contextlib.suppress(Exception):
-            self.session.close()
+            ray.wait(closing, num_returns=len(closing), timeout=AGENT_CLOSE_S)
+        for agent in self.agents.values():
+            with contextlib.suppress(Exception):
+                ray.kill(agent, no_restart=True)
+        self.agents.clear()
+        self.hosts.close()

@@ -21,10 +21,12 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import queue
 import threading
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -34,16 +36,19 @@ import zmq
 
 from plexa.core import hostproto as hp
 from plexa.core.paths import RunPaths
-from plexa.core.spec import PipelineSpec
+from plexa.core.spec import HostSpec, PipelineSpec
+from plexa.data.checkpoints import Checkpoints
 from plexa.data.counter_rows import read_rows, write_rows
 from plexa.data.counters import Counters
 from plexa.data.zenoh_presence import Presence
 from plexa.data.zenoh_session import TlsFiles, ZenohSettings, open_session
-from plexa.errors import ConfigError, ConfigIssue
+from plexa.errors import ConfigError, ConfigIssue, StoreError
 from plexa.launch.base import ActorProcess, Launcher, LaunchRequest
 from plexa.launch.remote_host import Host, RemoteProcess
 
 __all__ = ["ZENOH_ENV", "HostsLauncher", "RemoteProcess"]
+
+log = logging.getLogger("plexa.hosts")
 
 ZENOH_ENV = "PLEXA_ZENOH"
 """The environment variable that tells an actor process how to reach its host's Zenoh router
@@ -76,13 +81,13 @@ class HostsLauncher:
         self._usage: dict[str, tuple[float | None, int | None]] = {}
         self._zenv: tuple[tuple[str, str], ...] = ()
         self._sock = ""
+        self._endpoint = ""
+        self._checkpoints = Checkpoints("")
 
     # ----- start --------------------------------------------------------------------------
     def _open(self, request: LaunchRequest) -> None:
         paths = RunPaths(request.run_id, Path(request.run_dir).parent)
         spec = msgspec.json.decode(paths.spec_file.read_bytes(), type=PipelineSpec)
-        self.spec, self.run_id = spec, request.run_id
-        self._endpoint = paths.endpoint("actors")
         self._sock = str(paths.run_dir / "zenoh.sock")
         for hspec in spec.hosts.values():
             if hspec.endpoint.startswith("tcp/") and not hspec.insecure:
@@ -102,39 +107,52 @@ class HostsLauncher:
         )
         zenv = {
             "settings": {"mode": "client", "connect": [local]},
-            "run": self.run_id,
+            "run": request.run_id,
             "authenticated": settings.authenticated,
         }
         self._zenv = ((ZENOH_ENV, json.dumps(zenv)),)
-        self.session = session = open_session(settings)
+        self.attach(paths, spec, open_session(settings), spec.hosts.values())
+
+    def attach(
+        self, paths: RunPaths, spec: PipelineSpec, session: zenoh.Session, hosts: Iterable[HostSpec]
+    ) -> None:
+        """Serve run ``paths`` over ``session`` (closed by :meth:`close`): relay its remote
+        actors' control frames, take their hosts' counters and checkpoints, join ``hosts``
+        (more may come, :meth:`add_host`). :class:`plexa.launch.ray.RayLauncher` uses this
+        for the agents on its Ray nodes, whose actor processes Ray starts."""
+        self.spec, self.run_id, self.session = spec, paths.run_id, session
+        self._endpoint = paths.endpoint("actors")
+        self._checkpoints = Checkpoints(spec.name)
         with contextlib.suppress(OSError):
             self._counters = Counters(spec, paths.counters_file)
-        for hspec in spec.hosts.values():
-            host = Host(self, hspec)
-            self.hosts[host.scope] = host
-            self._entities.append(
-                session.declare_subscriber(
-                    hp.run_key(self.run_id, "from", host.scope), host.on_event
-                )
-            )
         self._entities.append(
             session.declare_subscriber(hp.run_key(self.run_id, "up", "*"), self._on_up)
         )
         self._presence = Presence(
             session, hp.PRESENCE, hp.nexus_member(self.run_id), self._on_presence
         )
-        for host in self.hosts.values():
-            thread = threading.Thread(
-                target=host.run,
-                args=(session, self._stop),
-                name=f"plexa-join-{host.scope}",
-                daemon=True,
-            )
-            thread.start()
-            self._threads.append(thread)
+        for hspec in hosts:
+            self.add_host(hspec)
         relay = threading.Thread(target=self._relay, name="plexa-host-relay", daemon=True)
         relay.start()
         self._threads.append(relay)
+
+    def add_host(self, hspec: HostSpec) -> Host:
+        """Join ``hspec``'s agent whenever it is present (a thread per host)."""
+        assert self.session is not None
+        host = Host(self, hspec)
+        self.hosts[host.scope] = host
+        key = hp.run_key(self.run_id, "from", host.scope)
+        self._entities.append(self.session.declare_subscriber(key, host.on_event))
+        thread = threading.Thread(
+            target=host.run, args=(self.session, self._stop), name=f"plexa-join-{host.scope}"
+        )
+        thread.daemon = True
+        thread.start()
+        self._threads.append(thread)
+        if self._presence is not None and hp.agent_member(host.scope) in self._presence.members():
+            host.present.set()  # it arrived before it was added
+        return host
 
     def _on_presence(self, member: str, present: bool) -> None:
         if not member.startswith("agent."):
@@ -235,10 +253,23 @@ class HostsLauncher:
         self.inbox(("up", actor, sample.payload.to_bytes()))
 
     def counts(self, event: hp.Counts) -> None:
-        """Copy an agent's counter rows into the run's counters."""
+        """Copy an agent's counter rows into the run's counters, and keep the checkpoints
+        it sent (a restart on another host gets them: :mod:`plexa.data.checkpoints`)."""
         if self._counters is not None:
             write_rows(self._counters, event.rows)
         self._usage.update(event.usage)
+        for actor, state in event.states.items():
+            try:
+                self._checkpoints.write(actor, state)
+            except (StoreError, OSError) as exc:
+                log.warning("cannot keep %s's checkpoint: %s", actor, exc)
+
+    def state(self, actor: str) -> bytes:
+        """``actor``'s last checkpoint as this machine holds it (empty: none)."""
+        try:
+            return self._checkpoints.read(actor) or b""
+        except (StoreError, OSError):
+            return b""
 
     def usage(self, actor: str) -> tuple[float | None, int | None]:
         """CPU % and resident bytes of ``actor``'s process, as its host last reported."""

@@ -150,6 +150,7 @@ class Host:
                 import_path=request.import_path,
                 env=request.env,
                 rows=self.launcher.rows(proc.label),
+                state=self.launcher.state(proc.label),
             )
         )
 

@@ -8,6 +8,12 @@ relays their control frames between its actors' socket and the nexus over Zenoh 
 actor process is the same program on every host and never needs a network socket of its
 own), and reports their output, exits and counters.
 
+A Ray node other than the nexus's runs this agent too, in a Ray actor
+(:mod:`plexa.nexus.ray_agent`): there the actor processes are started by Ray, and the agent
+only gets ready for each (:meth:`Agent.prepare`) and serves it. Either way, the actors'
+checkpoints go to the nexus, and a process started here gets the nexus's copy first
+(:mod:`plexa.data.checkpoints`).
+
 Presence is Zenoh liveliness (:mod:`plexa.data.zenoh_presence`): when the nexus's token
 goes (killed, or the network cut), the agent stops that run's actors (SIGTERM, SIGKILL after
 :data:`ORPHAN_KILL_S`) and removes its files, within 2 s. A killed agent takes its actors
@@ -34,11 +40,13 @@ import zmq
 
 from plexa.core import hostproto as hp
 from plexa.core import messages as msgs
-from plexa.core.paths import RunPaths, new_run_id, secure_root, write_private
+from plexa.core.paths import RUN_DIR_ENV, RunPaths, new_run_id, secure_root, write_private
 from plexa.core.spec import PipelineSpec
+from plexa.data.checkpoints import Checkpoints
 from plexa.data.counter_rows import read_rows, write_rows
 from plexa.data.zenoh_presence import Presence
 from plexa.data.zenoh_session import ZenohSettings, open_session
+from plexa.errors import Timeout
 from plexa.launch.base import LaunchRequest
 from plexa.launch.local import LocalLauncher, LocalProcess, sweep
 from plexa.launch.remote import ZENOH_ENV
@@ -80,12 +88,17 @@ class _Run:
         self.procs: dict[str, _Proc] = {}
         self.usage = ProcessUsage()
         self.seeded: set[str] = set()
+        self.pids: dict[str, int] = {}
+        """Actors whose processes another launcher started here (:meth:`Agent.started`)."""
         """Actors started here: their counts are reported."""
         self.launcher = LocalLauncher()
         self.ending_at: float | None = None
         self.killed = False
         self.events = agent.session.declare_publisher(hp.run_key(self.run_id, "from", self.scope))
         self.next_counts = 0.0
+        self.checkpoints = Checkpoints(self.spec.name)
+        self.reported: dict[str, bytes] = {}
+        """Actor -> the checkpoint the nexus has of it (the last one sent or received)."""
 
     def report(self, event: hp.Event) -> None:
         self.events.put(hp.encode(event))
@@ -112,8 +125,7 @@ class _Run:
         old = self.procs.get(order.actor)
         if old is not None and old.proc.alive():
             old.proc.send(signal.SIGKILL)
-        write_rows(self.res.counters, order.rows)  # counts go on from the nexus's
-        self.seeded.add(order.actor)
+        self.seed(order.actor, order.rows, order.state)
         request = LaunchRequest(
             self.paths.run_id,
             str(self.paths.run_dir),
@@ -130,6 +142,26 @@ class _Run:
         assert isinstance(proc, LocalProcess)
         self.procs[order.actor] = _Proc(order.launch, proc, {fd: s for fd, s in proc.output_fds()})
         self.report(hp.Started(actor=order.actor, launch=order.launch, pid=proc.pid))
+
+    def seed(self, actor: str, rows: dict[str, bytes], state: bytes) -> None:
+        """Before a process of ``actor`` starts here: its counts go on from the nexus's
+        ``rows``, and it restores from the nexus's checkpoint ``state``, unless an earlier
+        process of this run here left one (as new as the nexus's, or newer)."""
+        write_rows(self.res.counters, rows)
+        if state and not (actor in self.seeded and self._checkpoint(actor) is not None):
+            try:
+                self.checkpoints.write(actor, state)
+                self.reported[actor] = state
+            except Exception as exc:  # lmdb's own errors too: the agent's loop goes on
+                log.warning("run %s: cannot keep %s's checkpoint here: %s", self.run_id, actor, exc)
+        self.seeded.add(actor)
+
+    def _checkpoint(self, actor: str) -> bytes | None:
+        try:
+            return self.checkpoints.read(actor)
+        except Exception as exc:  # lmdb's own errors too: the agent's loop goes on
+            log.warning("run %s: cannot read %s's checkpoint: %s", self.run_id, actor, exc)
+            return None
 
     def kill(self, order: hp.Kill) -> None:
         found = self.procs.get(order.actor)
@@ -180,11 +212,15 @@ class _Run:
         here = sorted(self.seeded)  # never zeros over the nexus's counts
         if here:
             now = time.monotonic()
-            usage = {
-                name: self.usage.sample(p.proc.pid, now) for name, p in self.procs.items()
-            }
+            pids = {**self.pids, **{name: p.proc.pid for name, p in self.procs.items()}}
+            usage = {name: self.usage.sample(pid, now) for name, pid in pids.items()}
             rows = read_rows(self.res.counters, self.spec, here)
-            self.report(hp.Counts(rows=rows, usage=usage))
+            states = {}
+            for name in here:
+                state = self._checkpoint(name)
+                if state is not None and state != self.reported.get(name):
+                    states[name] = self.reported[name] = state
+            self.report(hp.Counts(rows=rows, usage=usage, states=states))
 
     def end(self, why: str) -> None:
         """Start ending the run: SIGTERM now, SIGKILL after :data:`ORPHAN_KILL_S`."""
@@ -294,6 +330,31 @@ class Agent:
             answer = hp.Joined(facts=self.facts)
         query.reply(query.key_expr, hp.encode(answer))
 
+    def prepare(
+        self, run_id: str, actor: str, rows: dict[str, bytes], state: bytes, timeout: float
+    ) -> dict[str, str]:
+        """For an actor process that another launcher starts here (a Ray actor on this
+        node, :mod:`plexa.nexus.ray_agent`): wait until the nexus of run ``run_id`` has
+        joined, seed the actor as a spawn would (:meth:`_Run.seed`), and return what its
+        process's environment needs: its run directory here and its Zenoh router. Called
+        from any thread; raises :class:`plexa.Timeout` after ``timeout`` s."""
+        deadline = time.monotonic() + timeout
+        while run_id not in self.runs:
+            if time.monotonic() > deadline:
+                raise Timeout(f"run {run_id} did not join {self.scope} within {timeout:g} s")
+            time.sleep(0.01)
+        done: queue.SimpleQueue[dict[str, str]] = queue.SimpleQueue()
+        self.inbox(("prepare", run_id, actor, rows, state, done))
+        try:
+            return done.get(timeout=max(0.1, deadline - time.monotonic()))
+        except queue.Empty:
+            raise Timeout(f"run {run_id} on {self.scope} did not prepare {actor}") from None
+
+    def started(self, run_id: str, actor: str, pid: int) -> None:
+        """``actor``'s process, which another launcher started here after :meth:`prepare`,
+        runs as ``pid``: its CPU and memory are reported with the counters. Any thread."""
+        self.inbox(("pid", run_id, actor, pid))
+
     # ----- the loop ---------------------------------------------------------------------------
     def serve(self, until: Any = None) -> None:
         """Serve runs until SIGTERM/SIGINT (or ``until()`` is true)."""
@@ -368,6 +429,11 @@ class Agent:
                     run.res.router.send_multipart([item[2].encode(), item[3]])
             elif kind == "order":
                 self._order(run, item[2])
+            elif kind == "pid":
+                run.pids[item[2]] = item[3]
+            elif kind == "prepare" and run.ending_at is None:
+                run.seed(item[2], item[3], item[4])
+                item[5].put({RUN_DIR_ENV: str(run.paths.run_dir), **dict(run.env())})
 
     def _order(self, run: _Run, data: bytes) -> None:
         try:

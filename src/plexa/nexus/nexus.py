@@ -32,7 +32,6 @@ from plexa.core.spec import ActorSpec, PipelineSpec
 from plexa.data.shm_check import shm_fallback
 from plexa.errors import ActorFailed, InvalidTransition, RemoteError, Timeout
 from plexa.launch.base import Launcher, Rung
-from plexa.launch.choose import default_launcher
 from plexa.nexus.attach import Attachment
 from plexa.nexus.failures import ActorFailure, QuitReport
 from plexa.nexus.fleet import Entry, Fleet
@@ -40,6 +39,7 @@ from plexa.nexus.history import prune
 from plexa.nexus.logs import LogMerger, LogSink
 from plexa.nexus.loop import Loop
 from plexa.nexus.prestart import Prestart
+from plexa.nexus.ray_agent import default_launcher
 from plexa.nexus.recorder import with_recorder
 from plexa.nexus.rundir import RunResources, run_fields, write_record
 from plexa.nexus.status import StatusBuilder, status_document

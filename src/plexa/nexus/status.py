@@ -76,8 +76,9 @@ class StatusBuilder:
         self.spec = spec
         self.counters = counters
         self.clock = clock
-        self.remote_usage: Callable[[str], tuple[float | None, int | None]] | None = None
-        """CPU % and resident bytes of an actor on another host (the launcher's reports)."""
+        self.remote_usage: Callable[[str], tuple[float | None, int | None] | None] | None = None
+        """CPU % and resident bytes of an actor on another host (the launcher's reports;
+        None: the actor runs on this machine after all, its pid is measured here)."""
         """Where rates get their time from (a test passes one it moves by hand)."""
         self._usage = ProcessUsage()
         self._prev: tuple[float, npt.NDArray[np.int64]] | None = None
@@ -127,10 +128,10 @@ class StatusBuilder:
                 HIST_BASE : HIST_BASE + HIST_BUCKETS
             ]
             ins, outs = self._ins[name], self._outs[name]
+            usage: tuple[float | None, int | None] | None = None
             if facts.host:  # another host's pid means nothing here: ask that host
-                cpu, rss = self.remote_usage(name) if self.remote_usage else (None, None)
-            else:
-                cpu, rss = self._usage.sample(facts.pid, now)
+                usage = self.remote_usage(name) if self.remote_usage else (None, None)
+            cpu, rss = usage if usage is not None else self._usage.sample(facts.pid, now)
             msgs_in = int(snap[ins, LinkField.RECEIVED].sum())
             msgs_out = int(snap[outs, OutputField.SENT].sum())
             if drained and uptime > 0:  # after a stop, the run's mean is the rate

@@ -20,8 +20,8 @@ import numpy as np
 from plexa.core import messages as msgs
 from plexa.core.actor import Actor
 from plexa.core.options import option_problem
-from plexa.core.paths import data_dir
 from plexa.core.spec import ActorSpec, PipelineSpec
+from plexa.data.checkpoints import STORE_SIZE, checkpoint_path
 from plexa.errors import StoreError, StoreFull
 from plexa.runtime.rates import Limiter
 
@@ -139,9 +139,9 @@ class ServiceHooks:
         if self._ckpt_store is None:
             from plexa.data.store import Store
 
-            path = data_dir(self.spec.name) / "checkpoints"
+            path = checkpoint_path(self.spec.name)
             path.parent.mkdir(parents=True, exist_ok=True)
-            self._ckpt_store = Store(path, 1 << 30, create=True)
+            self._ckpt_store = Store(path, STORE_SIZE, create=True)
         return self._ckpt_store
 
     def start_checkpoints(self) -> None:
@@ -183,7 +183,7 @@ class ServiceHooks:
         if self._ckpt_failures > 1 and now < self._ckpt_warned + 60.0:
             return
         self._ckpt_warned = now
-        path = data_dir(self.spec.name) / "checkpoints"
+        path = checkpoint_path(self.spec.name)
         full = isinstance(exc, StoreFull) or getattr(exc, "errno", None) == errno.ENOSPC
         why = f"no space left on {path}" if full else f"{type(exc).__name__}: {exc}"
         self.actor.log.warning(
