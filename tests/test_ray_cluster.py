@@ -371,6 +371,52 @@ connections:
     assert not left_on(nodes.b), "the run left files on node b"
 
 
+def test_a_node_agent_killed_while_its_node_lives_is_replaced_and_its_actors_come_back(
+    nodes: TwoNodes,
+) -> None:
+    spec = load(
+        f"""
+name: agentkill
+settings: {{launch: ray, ray: {{address: "{nodes.cluster.address}"}}, on_failure: continue}}
+actors:
+  src:   {{class: "actors:Source", options: {{count: 100000000, rate_hz: 200}},
+           resources: {{custom: {{a: 1}}}}}}
+  relay: {{class: "actors:Relay", restart: on-failure, backoff: 0.1,
+           resources: {{node: "{nodes.b_id}", soft: true}}}}
+connections:
+  src.out: [relay.inp]
+"""
+    )
+    with started(spec) as nexus:
+        nexus.wait_until(lambda st: st["actors"]["relay"]["msgs_in"] >= 50, 30)
+        (agent,) = agents()
+        os.kill(agent, signal.SIGKILL)  # the node lives on
+        nexus.wait_until(lambda st: bool(nexus.failures), 30)
+        received = nexus.status()["actors"]["relay"]["msgs_in"]
+        status = nexus.wait_until(
+            lambda st: (
+                st["actors"]["relay"]["state"] == "running"
+                and st["actors"]["relay"]["msgs_in"] > received + 20
+            ),
+            60,
+        )
+        assert nodes.b_id[:8] in status["actors"]["relay"]["node"]
+        assert agents() and agent not in agents()  # a new agent on b
+        kinds = [(f.actor, f.kind) for f in nexus.failures]
+        nexus.quit()
+        links = nexus.status()["links"]
+    assert {actor for actor, _ in kinds} == {"relay"}, kinds
+    link = links["src.out->relay.inp"]
+    assert link["sent"] == link["received"] + link["dropped"] + link["lost"]
+    wait_for(lambda: not agents(), 10, "the node agents to end with the run")
+    # the new agent removed its files; the killed one's are what plexa cleanup is for
+    assert nodes.b is not None and left_on(nodes.b)
+    done = nodes.b.run(sys.executable, "-m", "plexa", "cleanup")
+    assert done.returncode == 0, done.stderr
+    assert "removed " in done.stdout
+    assert not left_on(nodes.b), "plexa cleanup on node b left files"
+
+
 def test_imap_on_ray_tasks_returns_every_result_once(nodes: TwoNodes) -> None:
     spec = load(
         f"""

@@ -133,13 +133,21 @@ class Hub:
         """Node id -> its agent (the Ray actor)."""
 
     def agent(self, node_id: str, env: dict[str, str]) -> Any:
-        """Node ``node_id``'s agent (started if need be, with the run's ``env``)."""
+        """Node ``node_id``'s agent (started if need be, with the run's ``env``; started
+        again if the one there left while its node lives: killed by hand, say)."""
+        scope = f"ray.{self.run_id}.{node_id[:12]}"
+        host = self.hosts.hosts.get(scope)
+        if node_id in self.agents and host is not None and host.departed:
+            import ray
+
+            with contextlib.suppress(Exception):
+                ray.kill(self.agents.pop(node_id), no_restart=True)
+            host.departed = False
         if node_id not in self.agents:
             from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
             from plexa.core.spec import HostSpec
 
-            scope = f"ray.{self.run_id}.{node_id[:12]}"
             if scope not in self.hosts.hosts:
                 self.hosts.add_host(HostSpec(name=scope, endpoint=self.endpoint))
             self.agents[node_id] = self._agent_class.options(

@@ -121,6 +121,8 @@ class Host:
         self.spec = spec
         self.scope = spec.name
         self.joined = False
+        self.departed = False
+        """Its agent joined and then left (it may come back, or be replaced)."""
         self.refused = ""
         self.facts: hp.HostFacts | None = None
         self.procs: dict[str, RemoteProcess] = {}
@@ -177,6 +179,7 @@ class Host:
     def left(self) -> None:
         """Its agent is gone: every process it ran is lost."""
         with self.lock:
+            self.departed = self.departed or self.joined
             self.joined = False
             for proc in self.procs.values():
                 if proc.started:
