@@ -300,15 +300,15 @@ actors:
            resources: {{node: "{nodes.b_id}", soft: true}}}}
   sink:  {{class: "actors:Counter", restart: on-failure, backoff: 0.1}}
   fit:   {{class: "actors:LongFit", restart: on-failure, backoff: 0.1, checkpoint_delta: 0.2,
-           progress_delta: 0.05, resources: {{custom: {{b: 1}}}}}}
+           progress_delta: 0.05, resources: {{node: "{nodes.b_id}", soft: true}}}}
 connections:
   src.out: [relay.inp]
   relay.out: [sink.inp]
 """
     )
-    # plexa plans: src on the head ({a: 1}); relay on b (its node), sink with relay (linked),
-    # fit on b ({b: 1}). After b is lost the three come back together on the one node with
-    # room for all of them (fit needs {b: 1}): the new b.
+    # plexa plans: src on the head ({a: 1}); relay and fit on b (their node, preferred),
+    # sink with relay (linked). After b is lost the three come back together on the other
+    # node, the head, fit from the checkpoint the nexus keeps (b's /tmp went with b).
     with started(spec) as nexus:
         status = nexus.wait_until(lambda st: st["actors"]["sink"]["msgs_in"] >= 50, 30)
         where = {name: a["node"] for name, a in status["actors"].items()}
@@ -336,15 +336,11 @@ connections:
         kinds = {f.actor: f.kind for f in nexus.failures}
         assert kinds == dict.fromkeys(group, FailureKind.HOST_LOST)
         assert "Ray node" in next(f.error for f in nexus.failures if f.actor == "sink")
-        # no node has room for the whole group ({b: 1}): its members wait for one together
-        grouped = "waiting for a Ray node that offers nothing in particular, with room for its"
-        nexus.wait_until(lambda st: nexus.actors["sink"].doing.startswith(grouped), 10)
         # what b's agent sent before b went: the checkpoint the nexus keeps for fit, a
         # checkpoint (0.2 s) and a report (0.5 s) behind at most (~1000 steps at full speed)
         with Store(checkpoint_path("twonode"), 1 << 30) as kept:
             held = kept.get("fit")["state"]["i"]
         assert held > before - 1000  # (it may also be one taken after ``before``)
-        nodes.b = nodes.add_b()  # the one node with room for the whole group
         received = nexus.status()["actors"]["sink"]["msgs_in"]
         status = nexus.wait_until(
             lambda st: (
@@ -353,7 +349,7 @@ connections:
             ),
             60,
         )
-        assert all(nodes.b_id[:8] in status["actors"][name]["node"] for name in group)
+        assert all(nodes.head_id[:8] in status["actors"][name]["node"] for name in group)
         assert nexus.invoke("fit", "where") >= held, "not restored from the nexus's checkpoint"
         assert nexus.actors["fit"].restarts == 1
         report = nexus.quit()
@@ -366,9 +362,8 @@ connections:
         assert link["in_flight"] == 0, name
     assert links["relay.out->sink.inp"]["received"] > 0
     restored = [line for line in log.splitlines() if "restored from the last checkpoint" in line]
-    assert len(restored) == 1 and "fit" in restored[0], restored  # the fit on the new b
+    assert len(restored) == 1 and "fit" in restored[0], restored  # the fit on the head
     wait_for(lambda: not agents(), 10, "the node agents to end with the run")
-    assert not left_on(nodes.b), "the run left files on node b"
 
 
 def test_a_node_agent_killed_while_its_node_lives_is_replaced_and_its_actors_come_back(
