@@ -52,8 +52,19 @@ FAST_HEALTH = {
 answers slowly for a few seconds (this machine under load) is not."""
 IDLE = {"CPU": 3, "a": 1, "b": 1}
 """The cluster's resources, all free between tests."""
-OWN_MOUNTS = 'mount -t tmpfs tmpfs /dev/shm && mount -t tmpfs tmpfs /tmp && exec "$0" "$@"'
-"""Run in node b's new mount namespace before ``ray start``: a /tmp and /dev/shm of its own."""
+OWN_MOUNTS = (
+    'mount -t tmpfs tmpfs /dev/shm'
+    ' && { [ -z "$KEEP" ] || { mkdir /dev/shm/.keep && mount --bind "$KEEP" /dev/shm/.keep; }; }'
+    ' && mount -t tmpfs tmpfs /tmp'
+    ' && { [ -z "$KEEP" ] || { mkdir -p "$KEEP" && mount --move /dev/shm/.keep "$KEEP"'
+    ' && rmdir /dev/shm/.keep; }; }'
+    ' && exec "$0" "$@"'
+)
+"""Run in node b's new mount namespace before ``ray start``: a /tmp and /dev/shm of its own,
+and the checkout (``$KEEP``, when it is under /tmp) kept in view through a bind mount made
+before /tmp is covered, as another machine would have the code installed."""
+KEEP = str(HERE.parent) if HERE.parent.is_relative_to("/tmp") else ""
+"""The checkout, with its virtual environment, if node b's own /tmp would hide it."""
 
 
 def _free_port() -> int:
@@ -95,7 +106,11 @@ class OtherMachine:
             "--disable-usage-stats", *(f"{k}={v}" for k, v in ports.items()),
         ]  # fmt: skip
         self.proc = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            env={**os.environ, "KEEP": KEEP},
         )
         self.node_id = ""
 
@@ -164,7 +179,11 @@ class TwoNodes:
         ray.init(address=self.cluster.address, log_to_driver=False, configure_logging=False)
         self.head_id = self.cluster.head_node.node_id
         self.b: OtherMachine | None = None
-        self.b = self.add_b()
+        try:
+            self.b = self.add_b()
+        except BaseException:  # a driver left connected to a swept cluster aborts the worker
+            self.close()
+            raise
 
     def restore(self) -> None:
         """Both nodes up and idle: a lost ``b`` replaced, every other node counted dead by
