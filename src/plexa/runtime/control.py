@@ -30,6 +30,11 @@ if TYPE_CHECKING:
 __all__ = ["ControlThread", "NexusLogHandler", "Outbox"]
 
 
+FLUSH = b"plexa:flush"
+"""A marker on an outbox socket, never forwarded: the control thread answers it by setting
+:attr:`Outbox.flushed` once everything sent before it on that socket was handed on."""
+
+
 class Outbox:
     """Thread-safe sending to the nexus: each thread gets its own inproc PUSH socket."""
 
@@ -39,11 +44,24 @@ class Outbox:
         self._local = threading.local()
         self._sockets: list[zmq.Socket[Any]] = []
         self._lock = threading.Lock()
+        self.flushed = threading.Event()
 
     def send(self, msg: msgs.Message, flags: int = 0) -> None:
         """Send ``msg`` from this thread (``zmq.NOBLOCK``: raise ``zmq.Again`` rather than
         wait, e.g. once the control thread that reads these sockets may have ended)."""
-        sock = getattr(self._local, "sock", None)
+        self._socket().send(msgs.encode(msg), flags)
+
+    def flush(self, timeout: float) -> bool:
+        """Wait until what this thread sent is on its way to the nexus (handed to the
+        control thread's socket, which zmq's own thread sends from): a failure report is
+        then not overtaken by the exit that follows it, however long the process's teardown
+        holds the interpreter. False if that did not happen within ``timeout`` s."""
+        self.flushed.clear()
+        self._socket().send(FLUSH)
+        return self.flushed.wait(timeout)
+
+    def _socket(self) -> zmq.Socket[Any]:
+        sock: zmq.Socket[Any] | None = getattr(self._local, "sock", None)
         if sock is None:
             sock = self._ctx.socket(zmq.PUSH)
             sock.setsockopt(zmq.LINGER, 1000)
@@ -51,7 +69,7 @@ class Outbox:
             self._local.sock = sock
             with self._lock:
                 self._sockets.append(sock)
-        sock.send(msgs.encode(msg), flags)
+        return sock
 
     def close(self) -> None:
         with self._lock:
@@ -102,6 +120,9 @@ class ControlThread:
 
         def forward(data: bytes) -> None:
             """Send to the nexus; waits while it is slow, gives up once it is gone."""
+            if data == FLUSH:
+                self.proc.outbox.flushed.set()
+                return
             while True:
                 try:
                     dealer.send(data)

@@ -53,6 +53,8 @@ __all__ = ["main"]
 NEVER = float("inf")
 SPIN_S = 50e-6
 """How long an idle loop polls before it blocks (a blocking wake-up costs ~65 us here)."""
+FAILURE_FLUSH_S = 2.0
+"""How long a failing actor waits for its failure report to leave (see ``Outbox.flush``)."""
 
 
 class _Unwind(BaseException):
@@ -124,6 +126,7 @@ class ActorProcess:
         self.outbox.send(
             msgs.Failure(FailureKind.EXCEPTION, phase, f"{type(exc).__name__}: {exc}", tb)
         )
+        self.outbox.flush(FAILURE_FLUSH_S)
         self.state = ActorState.FAILED
 
     def accept(self, cmd: msgs.Command) -> Signal | None:
