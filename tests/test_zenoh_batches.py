@@ -7,6 +7,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from types import SimpleNamespace
 from typing import Any
 
 import msgspec
@@ -17,6 +18,7 @@ zenoh = pytest.importorskip("zenoh", reason="eclipse-zenoh is not installed (ext
 
 from conftest import wait_for  # noqa: E402
 from plexa.core.spec import LinkSpec, Policy  # noqa: E402
+from plexa.data import zenoh_links  # noqa: E402
 from plexa.data.inputs import EMPTY  # noqa: E402
 from plexa.data.zenoh_inputs import ZenohInputPort  # noqa: E402
 from plexa.data.zenoh_links import ZenohOutputPort, link_key  # noqa: E402
@@ -170,8 +172,12 @@ def test_garbled_batches_are_refused_and_counted_lost_and_the_consumer_goes_on(
 
 @pytest.mark.parametrize("ends", [_link(Policy.BLOCK, 1024)], indirect=True)
 def test_only_small_messages_are_batched_and_a_big_one_goes_after_what_was_held(
-    ends: Ends,
+    ends: Ends, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # the producer's clock stands still: every put comes "back to back" (within the 1 ms
+    # that holds a message) however slowly this process runs on a busy machine
+    still = SimpleNamespace(monotonic=lambda: 1000.0, time_ns=time.time_ns)
+    monkeypatch.setattr(zenoh_links, "time", still)
     big = np.arange(SMALL, dtype=np.uint8)  # over SMALL with its header: never held
     for i in range(5):
         ends.out.put({"n": i})
