@@ -223,6 +223,9 @@ def serve(
 
             stats = nexus.paths.run_dir / WEBHOOKS_FILE
             hooks = Dispatcher.for_hooks(run_name, spec.webhooks, stats_file=stats)
+            deadline = time.monotonic() + HOOKS_DRAIN_S
+            while not hooks.wait_subscribed(0) and time.monotonic() < deadline:
+                nexus.poll(0.02)  # serves the subscription: the run's first events reach them
         if attach is not None:
             attached = attach(run_name)
         if not as_json and not console:
