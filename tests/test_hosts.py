@@ -18,7 +18,7 @@ pytest.importorskip("zenoh", reason="eclipse-zenoh is not installed (extra 'host
 
 import plexa
 import plexa.recording
-from conftest import wait_for
+from conftest import started, wait_for
 from hostrig import AgentProc, free_port, placed
 from plexa.core import hostproto as hp
 from plexa.core.config import load, loads, validate
@@ -372,10 +372,7 @@ actors:
 connections:
   src.out: [dst.inp]
 """
-    with plexa.Nexus(loads(text)) as nexus:
-        nexus.start()
-        nexus.setup()
-        nexus.run()
+    with started(loads(text)) as nexus:
         nexus.wait_until(lambda st: st["links"]["src.out->dst.inp"]["received"] >= 5, 20)
         nexus.stop()
         delays = nexus.store.get("result:dst")["delays"]

@@ -304,27 +304,35 @@ def left_on(node: OtherMachine) -> list[str]:
     return found
 
 
-def test_actors_go_where_their_resources_are_and_their_group_comes_back_together_on_node_loss(
-    nodes: TwoNodes, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("PLEXA_DATA_DIR", str(tmp_path))  # checkpoints (travels to the actors)
-    spec = load(
+def across(nodes: TwoNodes, name: str, more: str = "", links: str = "") -> Any:
+    """A pipeline with ``src`` on the head ({a: 1}) sending to ``relay`` on b (its node,
+    preferred), restarted on failure; ``more`` actors and ``links`` added."""
+    return load(
         f"""
-name: twonode
+name: {name}
 settings: {{launch: ray, ray: {{address: "{nodes.cluster.address}"}}, on_failure: continue}}
 actors:
   src:   {{class: "actors:Source", options: {{count: 100000000, rate_hz: 200}},
            resources: {{custom: {{a: 1}}}}}}
   relay: {{class: "actors:Relay", restart: on-failure, backoff: 0.1,
            resources: {{node: "{nodes.b_id}", soft: true}}}}
-  sink:  {{class: "actors:Counter", restart: on-failure, backoff: 0.1}}
-  fit:   {{class: "actors:LongFit", restart: on-failure, backoff: 0.1, checkpoint_delta: 0.2,
-           progress_delta: 0.05, resources: {{node: "{nodes.b_id}", soft: true}}}}
+{more}
 connections:
   src.out: [relay.inp]
-  relay.out: [sink.inp]
+{links}
 """
     )
+
+
+def test_actors_go_where_their_resources_are_and_their_group_comes_back_together_on_node_loss(
+    nodes: TwoNodes, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PLEXA_DATA_DIR", str(tmp_path))  # checkpoints (travels to the actors)
+    more = f"""\
+  sink:  {{class: "actors:Counter", restart: on-failure, backoff: 0.1}}
+  fit:   {{class: "actors:LongFit", restart: on-failure, backoff: 0.1, checkpoint_delta: 0.2,
+           progress_delta: 0.05, resources: {{node: "{nodes.b_id}", soft: true}}}}"""
+    spec = across(nodes, "twonode", more, "  relay.out: [sink.inp]")
     # plexa plans: src on the head ({a: 1}); relay and fit on b (their node, preferred),
     # sink with relay (linked). After b is lost the three come back together on the other
     # node, the head, fit from the checkpoint the nexus keeps (b's /tmp went with b).
@@ -388,19 +396,7 @@ connections:
 def test_a_node_agent_killed_while_its_node_lives_is_replaced_and_its_actors_come_back(
     nodes: TwoNodes,
 ) -> None:
-    spec = load(
-        f"""
-name: agentkill
-settings: {{launch: ray, ray: {{address: "{nodes.cluster.address}"}}, on_failure: continue}}
-actors:
-  src:   {{class: "actors:Source", options: {{count: 100000000, rate_hz: 200}},
-           resources: {{custom: {{a: 1}}}}}}
-  relay: {{class: "actors:Relay", restart: on-failure, backoff: 0.1,
-           resources: {{node: "{nodes.b_id}", soft: true}}}}
-connections:
-  src.out: [relay.inp]
-"""
-    )
+    spec = across(nodes, "agentkill")
     with started(spec) as nexus:
         nexus.wait_until(lambda st: st["actors"]["relay"]["msgs_in"] >= 50, 30)
         (agent,) = agents()

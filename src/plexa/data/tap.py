@@ -150,7 +150,7 @@ class RecordingTap:
         spec: PipelineSpec,
         output: str,
         capacity: int,
-        counters: Counters | None = None,
+        counters: Counters,
     ) -> None:
         why = untappable(spec, output)
         if why is not None:
@@ -164,9 +164,8 @@ class RecordingTap:
         except Exception as exc:
             raise RecordingError(f"cannot record {output} live: {exc}") from exc
         self.output = output
-        self._row = None if counters is None else counters.output_row(output)
-        if self._row is not None:  # the producer wakes the tap listener from now on
-            self._row[OutputField.TAPS] += 1
+        self._row = counters.output_row(output)
+        self._row[OutputField.TAPS] += 1  # the producer wakes the tap listener from now on
         self.expected: int | None = None
         """The sequence number of the next message, once one was taken."""
         self.taken = 0
@@ -189,9 +188,7 @@ class RecordingTap:
 
     def close(self) -> None:
         """Leave the service (the producer no longer keeps messages for this tap)."""
-        if self._row is not None:
-            self._row[OutputField.TAPS] = max(0, self._row[OutputField.TAPS] - 1)
-            self._row = None
+        self._row[OutputField.TAPS] = max(0, self._row[OutputField.TAPS] - 1)
         self._subscriber.delete()
 
 
